@@ -1,0 +1,233 @@
+package encoder
+
+import (
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/seedlm/seedlm/internal/lfsr"
+)
+
+// basis holds the per-(K, C, P) tables every block search shares read-only.
+// They depend only on the LFSR and the block shape, never on the weights.
+//
+// Seed positions: the seed at cycle position i is cyc.State[i]; its basis
+// V(s) is cyc.State[i+1 : i+1+C·P] laid out row-major (C rows of P).
+type basis struct {
+	K, C, P int
+	L       int   // period 2^K − 1
+	h       int64 // 2^{K−1}
+	cyc     *lfsr.Cycle
+	// u[j] = float32((State[j] − h)/(h − 1)): basis entries as the pruning
+	// kernels read them.
+	u []float32
+	// coef holds, per position, the quadratic form bᵀG⁻¹b of the pruning
+	// bound (upper triangle, off-diagonals doubled, row by row) followed by
+	// the position's error margin: stride = P(P+1)/2 + 1 float32s.
+	coef   []float32
+	stride int
+	// excluded marks positions whose Gram matrix fails the conditioning rule
+	// (see gram.go): those seeds are never chosen.
+	excluded []bool
+	// lowest is the smallest seed not excluded: zero blocks use it.
+	lowest uint32
+}
+
+type basisKey struct{ K, C, P int }
+
+var (
+	basisMu    sync.Mutex
+	basisCache = map[basisKey]*basis{}
+)
+
+// basisFor returns the shared tables for p's K, C and P, building them on
+// first use (K=16, C=8, P=3: about 10 ms).
+func basisFor(p Params) (*basis, error) {
+	key := basisKey{p.SeedBits, p.BlockSize, p.LatentDim}
+	basisMu.Lock()
+	defer basisMu.Unlock()
+	if b, ok := basisCache[key]; ok {
+		return b, nil
+	}
+	b, err := buildBasis(key.K, key.C, key.P)
+	if err != nil {
+		return nil, err
+	}
+	basisCache[key] = b
+	return b, nil
+}
+
+// u32 is the unit roundoff of float32.
+const u32 = 1.0 / (1 << 24)
+
+func buildBasis(K, C, P int) (*basis, error) {
+	cyc, err := lfsr.CycleFor(K)
+	if err != nil {
+		return nil, err
+	}
+	L := cyc.Reg.Period()
+	h := int64(1) << (K - 1)
+	b := &basis{K: K, C: C, P: P, L: L, h: h, cyc: cyc}
+	n := L + C*P + 1
+	b.u = make([]float32, n)
+	den := float64(h - 1)
+	for j := 0; j < n; j++ {
+		b.u[j] = float32(float64(int64(cyc.State[j])-h) / den)
+	}
+	b.stride = P*(P+1)/2 + 1
+	b.coef = make([]float32, L*b.stride)
+	b.excluded = make([]bool, L)
+
+	var g, a [MaxLatentDim * MaxLatentDim]float64
+	den2 := den * den
+	for i := 0; i < L; i++ {
+		v := cyc.State[i+1 : i+1+C*P]
+		gramInt(v, h, C, P, g[:])
+		// The exclusion test runs on the integer Gram matrix, exactly as the
+		// exact quantizer factors it, so both agree on every seed.
+		copy(a[:P*P], g[:P*P])
+		if !cholesky(a[:], P) {
+			b.excluded[i] = true
+			continue // coefficients and margin stay 0: such seeds can't win
+		}
+		for k := 0; k < P*P; k++ {
+			g[k] /= den2 // G in U units
+		}
+		if !invertSPD(g[:], a[:], P) {
+			b.excluded[i] = true
+			continue // coefficients and margin stay 0: see pruneMargin
+		}
+		c := b.coef[i*b.stride : (i+1)*b.stride]
+		k := 0
+		sumAbs, trA, trG := 0.0, 0.0, 0.0
+		for r := 0; r < P; r++ {
+			trA += a[r*P+r]
+			trG += g[r*P+r]
+			for s := r; s < P; s++ {
+				x := a[r*P+s]
+				if s != r {
+					x *= 2
+				}
+				c[k] = float32(x)
+				sumAbs += math.Abs(x)
+				k++
+			}
+		}
+		c[k] = float32(pruneMargin(C, P, trA, trG, sumAbs))
+	}
+	b.lowest = 0
+	for i := 0; i < L; i++ {
+		if s := cyc.State[i]; !b.excluded[i] && (b.lowest == 0 || s < b.lowest) {
+			b.lowest = s
+		}
+	}
+	if b.lowest == 0 {
+		return nil, fmt.Errorf("K=%d C=%d P=%d: every seed's basis is rank-deficient", K, C, P)
+	}
+	return b, nil
+}
+
+// pruneMargin bounds, relative to ‖w‖², how far the float32 kernels' value of
+// bᵀG⁻¹b can be from the exact one for this seed (see docs/PERFORMANCE.md):
+//
+//	‖Δb‖ ≤ δ‖w‖,  δ = (C+2)·u·√tr G              (rounded basis, C-term dot products)
+//	|b̃ᵀAb̃ − bᵀAb| ≤ tr A · δ(2√tr G + δ) · ‖w‖²  (A = G⁻¹, λmax ≤ trace)
+//	coefficient and evaluation rounding ≤ (P²+4)·u·Σ|A'|·tr G·(1+δ)²·‖w‖²
+//
+// doubled for safety. Badly conditioned seeds get a large margin, so the
+// kernel never prunes them on the strength of a float32 value.
+func pruneMargin(C, P int, trA, trG, sumAbs float64) float64 {
+	d := float64(C+2) * u32 * math.Sqrt(trG)
+	m := trA*d*(2*math.Sqrt(trG)+d) + float64(P*P+4)*u32*sumAbs*trG*(1+d)*(1+d)
+	return 2 * m
+}
+
+// gramInt writes ÛᵀÛ for Û = V − h (exact integers, as float64) into g.
+func gramInt(v []uint32, h int64, C, P int, g []float64) {
+	for r := 0; r < P; r++ {
+		for s := r; s < P; s++ {
+			var acc int64
+			for c := 0; c < C; c++ {
+				acc += (int64(v[c*P+r]) - h) * (int64(v[c*P+s]) - h)
+			}
+			g[r*P+s] = float64(acc)
+			g[s*P+r] = float64(acc)
+		}
+	}
+}
+
+// condTol is the conditioning rule: a Gram matrix whose Cholesky pivot falls
+// below condTol times its largest diagonal entry (condition number beyond
+// about 1e10) is rejected, and its seed is never chosen. The rule is applied
+// to the exact integer Gram matrix in float64, so it is deterministic.
+const condTol = 1e-10
+
+// cholesky factors the P×P SPD matrix g in place into its lower triangle
+// (g = LLᵀ). It reports false when the conditioning rule rejects g.
+func cholesky(g []float64, P int) bool {
+	maxd := 0.0
+	for i := 0; i < P; i++ {
+		maxd = math.Max(maxd, g[i*P+i])
+	}
+	if !(maxd > 0) {
+		return false
+	}
+	for j := 0; j < P; j++ {
+		d := g[j*P+j]
+		for k := 0; k < j; k++ {
+			d -= float64(g[j*P+k] * g[j*P+k])
+		}
+		if !(d > condTol*maxd) {
+			return false
+		}
+		d = math.Sqrt(d)
+		g[j*P+j] = d
+		for i := j + 1; i < P; i++ {
+			s := g[i*P+j]
+			for k := 0; k < j; k++ {
+				s -= float64(g[i*P+k] * g[j*P+k])
+			}
+			g[i*P+j] = s / d
+		}
+	}
+	return true
+}
+
+// cholSolve solves LLᵀx = b in place (b becomes x).
+func cholSolve(l []float64, P int, b []float64) {
+	for i := 0; i < P; i++ {
+		s := b[i]
+		for k := 0; k < i; k++ {
+			s -= float64(l[i*P+k] * b[k])
+		}
+		b[i] = s / l[i*P+i]
+	}
+	for i := P - 1; i >= 0; i-- {
+		s := b[i]
+		for k := i + 1; k < P; k++ {
+			s -= float64(l[k*P+i] * b[k])
+		}
+		b[i] = s / l[i*P+i]
+	}
+}
+
+// invertSPD writes g⁻¹ into a; false when the conditioning rule rejects g.
+func invertSPD(g, a []float64, P int) bool {
+	var l [MaxLatentDim * MaxLatentDim]float64
+	copy(l[:P*P], g[:P*P])
+	if !cholesky(l[:], P) {
+		return false
+	}
+	var col [MaxLatentDim]float64
+	for j := 0; j < P; j++ {
+		for i := range P {
+			col[i] = 0
+		}
+		col[j] = 1
+		cholSolve(l[:], P, col[:])
+		for i := 0; i < P; i++ {
+			a[i*P+j] = col[i]
+		}
+	}
+	return true
+}

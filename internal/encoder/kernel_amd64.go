@@ -1,0 +1,8 @@
+package encoder
+
+func pickScan(k Kernel) func(*basis, *tile, int, int) (int, uint32) {
+	return scanGeneric
+}
+
+// KernelName reports the kernel KernelAuto selects on this machine.
+func KernelName() string { return "generic" }

@@ -1,0 +1,189 @@
+package encoder
+
+import (
+	"math"
+)
+
+// lanes is how many blocks a search tile carries: the kernels keep one block
+// per SIMD lane and walk the seeds once for all of them.
+const lanes = 8
+
+// tile is the pruning kernels' input: up to 8 blocks, transposed so that
+// w[c*lanes+l] is weight c of lane l, plus per-lane pruning thresholds.
+//
+// A seed at position i is a candidate for lane l when
+//
+//	q̃ + m_i·n2[l] ≥ thr[l]
+//
+// where q̃ is the float32 value of bᵀG⁻¹b (b = U(s)ᵀw), m_i the seed's
+// margin and thr = ‖w‖² − best − slack. Seeds that are not candidates have
+// an unquantized least-squares error above the best exact error so far, so
+// they cannot win (see docs/PERFORMANCE.md).
+type tile struct {
+	w   [MaxBlockSize * lanes]float32
+	thr [lanes]float32
+	n2  [lanes]float32
+}
+
+// scanGeneric is the portable pruning kernel: it returns the first position
+// in [from, to) with a candidate lane and the lane mask, or (to, 0).
+func scanGeneric(bs *basis, t *tile, from, to int) (int, uint32) {
+	C, P, S := bs.C, bs.P, bs.stride
+	u := bs.u
+	// win[k] holds d_{i+1+k} for the seed at position i, where
+	// d_j = Σ_c u[j+c·P]·w_c: the sliding-window form of b = U(s)ᵀw.
+	var win [MaxLatentDim][lanes]float32
+	dot := func(j int, d *[lanes]float32) {
+		*d = [lanes]float32{}
+		for c := 0; c < C; c++ {
+			x := u[j+c*P]
+			wc := t.w[c*lanes : c*lanes+lanes]
+			for l := 0; l < lanes; l++ {
+				d[l] += x * wc[l]
+			}
+		}
+	}
+	for k := 0; k < P-1; k++ {
+		dot(from+1+k, &win[k])
+	}
+	for i := from; i < to; i++ {
+		dot(i+P, &win[P-1])
+		cf := bs.coef[i*S : i*S+S]
+		var mask uint32
+		for l := 0; l < lanes; l++ {
+			var q float32
+			k := 0
+			for r := 0; r < P; r++ {
+				br := win[r][l]
+				var acc float32
+				for s := r; s < P; s++ {
+					acc += cf[k] * win[s][l]
+					k++
+				}
+				q += br * acc
+			}
+			if q+cf[k]*t.n2[l] >= t.thr[l] {
+				mask |= 1 << l
+			}
+		}
+		if mask != 0 {
+			return i, mask
+		}
+		copy(win[:P-1], win[1:P])
+	}
+	return to, 0
+}
+
+// pruneThreshold is ‖w‖² − best − slack rounded down to float32. The slack
+// (1e-6·‖w‖²) covers the exact error's own float32 rounding of ŵ, which can
+// put it a hair below the least-squares bound.
+func pruneThreshold(n2, best float64) float32 {
+	if math.IsInf(best, 1) {
+		return float32(math.Inf(-1))
+	}
+	t := n2 - best - 1e-6*n2
+	f := float32(t)
+	if float64(f) > t {
+		f = math.Nextafter32(f, float32(math.Inf(-1)))
+	}
+	return f
+}
+
+// roundUp32 is x rounded up to float32.
+func roundUp32(x float64) float32 {
+	f := float32(x)
+	if float64(f) < x {
+		f = math.Nextafter32(f, float32(math.Inf(1)))
+	}
+	return f
+}
+
+// better orders (error, seed) pairs: lower error, then lower seed.
+func better(err float64, seed uint32, bestErr float64, bestSeed uint32) bool {
+	return err < bestErr || (err == bestErr && seed < bestSeed)
+}
+
+// searcher runs the pruned search for one worker.
+type searcher struct {
+	qz   *quantizer
+	scan func(bs *basis, t *tile, from, to int) (int, uint32)
+	t    tile
+	// candidates counts exact evaluations (for benchmarks).
+	candidates int
+}
+
+// searchTile codes up to 8 blocks; ws[l] is block l (length C, float64 of
+// the float32 input), out[l] receives its code.
+func (s *searcher) searchTile(ws [][]float64, out []code) {
+	qz := s.qz
+	bs := qz.bs
+	C := bs.C
+	var bestErr [lanes]float64
+	var n2 [lanes]float64
+	active := uint32(0)
+	for l := 0; l < lanes; l++ {
+		s.t.thr[l] = float32(math.Inf(1)) // inactive lanes never match
+		s.t.n2[l] = 0
+		for c := 0; c < C; c++ {
+			s.t.w[c*lanes+l] = 0
+		}
+		if l >= len(ws) {
+			continue
+		}
+		out[l] = code{}
+		w := ws[l]
+		var sum float64
+		for c := 0; c < C; c++ {
+			s.t.w[c*lanes+l] = float32(w[c])
+			sum += float64(w[c] * w[c])
+		}
+		n2[l] = sum
+		if sum == 0 {
+			// Every seed codes a zero block exactly with q = 0; the lowest
+			// valid seed wins the tie, as in the reference.
+			out[l] = code{seed: bs.lowest, e: int8(qz.p.emin())}
+			continue
+		}
+		bestErr[l] = math.Inf(1)
+		s.t.n2[l] = roundUp32(sum)
+		s.t.thr[l] = float32(math.Inf(-1))
+		active |= 1 << l
+	}
+	if active == 0 {
+		return
+	}
+	var c code
+	for pos := 0; pos < bs.L; {
+		p, mask := s.scan(bs, &s.t, pos, bs.L)
+		if mask == 0 {
+			break
+		}
+		for l := 0; l < lanes; l++ {
+			if mask&(1<<l) == 0 {
+				continue
+			}
+			s.candidates++
+			e := qz.eval(ws[l], p, &c)
+			if !math.IsInf(e, 1) && better(e, c.seed, bestErr[l], out[l].seed) {
+				bestErr[l] = e
+				out[l] = c
+				s.t.thr[l] = pruneThreshold(n2[l], e)
+			}
+		}
+		pos = p + 1
+	}
+}
+
+// bruteForce is the obviously-correct reference: every seed, exact error,
+// lowest seed on ties. Tests compare the pruned search against it.
+func (qz *quantizer) bruteForce(w []float64) (code, float64) {
+	var best, c code
+	bestErr := math.Inf(1)
+	for pos := 0; pos < qz.bs.L; pos++ {
+		e := qz.eval(w, pos, &c)
+		if better(e, c.seed, bestErr, best.seed) {
+			bestErr, best = e, c
+		}
+	}
+	return best, bestErr
+}
