@@ -1,0 +1,78 @@
+// Package archive reads and writes .seedlm archives (docs/FORMAT.md).
+//
+// CONTRACT (agreed between the archive and CLI owners; the archive owner may
+// extend it but keeps these names and meanings):
+//
+//	w, err := archive.Create(outPath, archive.Header{...})   // temp file beside outPath
+//	w.AddPassthrough(info, raw)                              // lossless tensor
+//	w.AddCoded(info, rule, res)                              // encoder.Result, all its layers
+//	w.Commit()                                               // hashes, index, fsync, rename
+//	w.Abort()                                                // removes temp files; safe after Commit
+//
+//	a, err := archive.Open(path, archive.OpenOptions{AllowPartial: false})
+//	a.Index()                                                // *Index: header + []TensorEntry
+//	a.Verify(ctx)                                            // every hash + structure → *IntegrityError
+//	a.DecodeTensor(name, layers int) ([]float32, error)      // coded tensors, first `layers` layers (0 = all)
+//	a.ReadPassthrough(name) ([]byte, error)                  // byte-exact
+//	archive.Stream(ctx, srcPath, dstPath, maxBytes) (*StreamReport, error)
+package archive
+
+import (
+	"github.com/seedlm/seedlm/internal/checkpoint"
+	"github.com/seedlm/seedlm/internal/encoder"
+)
+
+// Header is the archive-wide part of the index.
+type Header struct {
+	// SourceFormat and SourceFiles describe the input ("safetensors",
+	// "safetensors-sharded", "torch"; shard base names in order).
+	SourceFormat string   `json:"source_format"`
+	SourceFiles  []string `json:"source_files,omitempty"`
+	// SourceBytes is the input's size on disk (all shards).
+	SourceBytes int64 `json:"source_bytes"`
+	// Metadata is the source's safetensors __metadata__.
+	Metadata map[string]string `json:"metadata,omitempty"`
+	// Settings records how the archive was made (preset, level, flags) as
+	// key → value strings, for inspect. Never timestamps or hostnames:
+	// archives are byte-identical for the same input and settings.
+	Settings map[string]string `json:"settings,omitempty"`
+}
+
+// LayerEntry is one progressive layer of a coded tensor.
+type LayerEntry struct {
+	Params  encoder.Params `json:"params"`
+	ExpBias int            `json:"exp_bias"`
+	Chunk   ChunkRef       `json:"chunk"`
+	// SqErr is ‖w − ŵ‖² after decoding layers 0…this one.
+	SqErr float64 `json:"sq_err"`
+}
+
+// ChunkRef locates a payload chunk and its hash.
+type ChunkRef struct {
+	Offset int64  `json:"offset"` // from the start of the file
+	Length int64  `json:"length"`
+	SHA256 string `json:"sha256"` // hex
+}
+
+// TensorEntry is one tensor of the index.
+type TensorEntry struct {
+	Name  string  `json:"name"`
+	DType string  `json:"dtype"` // source dtype
+	Shape []int64 `json:"shape"`
+	Shard string  `json:"shard,omitempty"`
+	Rule  string  `json:"rule"`
+	// Passthrough tensors have Raw set and no Layers.
+	Passthrough bool         `json:"passthrough"`
+	Raw         *ChunkRef    `json:"raw,omitempty"`
+	Norm2       float64      `json:"norm2"` // ‖w‖² of the float32 weights
+	Layers      []LayerEntry `json:"layers,omitempty"`
+}
+
+// Index is the archive's table of contents.
+type Index struct {
+	Header  Header        `json:"header"`
+	Tensors []TensorEntry `json:"tensors"`
+}
+
+// Info is re-exported so callers need not import checkpoint for AddX.
+type Info = checkpoint.TensorInfo
