@@ -31,7 +31,19 @@ type basis struct {
 	excluded []bool
 	// lowest is the smallest seed not excluded: zero blocks use it.
 	lowest uint32
+	// ill lists the positions whose float32 margin exceeds illMargin: near-
+	// singular bases where the float32 quadratic form is meaningless. The
+	// kernels skip them (coefficients zeroed); the searcher bounds them in
+	// float64 through an orthonormal basis, illQ (C×P per seed, row-major),
+	// whose projection ‖Qᵀw‖² has error ~1e-15·‖w‖² whatever the
+	// conditioning.
+	ill  []int32
+	illQ []float64
 }
+
+// illMargin: seeds whose relative pruning margin exceeds this go to the
+// float64 path. For K=16 that is 441 seeds at C=8, P=3 and 56 at C=12, P=4.
+const illMargin = 1e-2
 
 type basisKey struct{ K, C, P int }
 
@@ -113,7 +125,16 @@ func buildBasis(K, C, P int) (*basis, error) {
 				k++
 			}
 		}
-		c[k] = float32(pruneMargin(C, P, trA, trG, sumAbs))
+		m := pruneMargin(C, P, trA, trG, sumAbs)
+		if m > illMargin {
+			for k := range c {
+				c[k] = 0
+			}
+			b.ill = append(b.ill, int32(i))
+			b.illQ = append(b.illQ, orthonormal(v, h, C, P)...)
+			continue
+		}
+		c[k] = float32(m)
 	}
 	b.lowest = 0
 	for i := 0; i < L; i++ {
@@ -140,6 +161,37 @@ func pruneMargin(C, P int, trA, trG, sumAbs float64) float64 {
 	d := float64(C+2) * u32 * math.Sqrt(trG)
 	m := trA*d*(2*math.Sqrt(trG)+d) + float64(P*P+4)*u32*sumAbs*trG*(1+d)*(1+d)
 	return 2 * m
+}
+
+// orthonormal returns an orthonormal basis (C×P, row-major) of the span of
+// V − h: modified Gram–Schmidt, applied twice for full float64 accuracy.
+func orthonormal(v []uint32, h int64, C, P int) []float64 {
+	q := make([]float64, C*P)
+	for i := range q {
+		q[i] = float64(int64(v[i]) - h)
+	}
+	for p := 0; p < P; p++ {
+		for pass := 0; pass < 2; pass++ {
+			for k := 0; k < p; k++ {
+				var d float64
+				for c := 0; c < C; c++ {
+					d += q[c*P+k] * q[c*P+p]
+				}
+				for c := 0; c < C; c++ {
+					q[c*P+p] -= d * q[c*P+k]
+				}
+			}
+		}
+		var n float64
+		for c := 0; c < C; c++ {
+			n += q[c*P+p] * q[c*P+p]
+		}
+		n = math.Sqrt(n)
+		for c := 0; c < C; c++ {
+			q[c*P+p] /= n
+		}
+	}
+	return q
 }
 
 // gramInt writes ÛᵀÛ for Û = V − h (exact integers, as float64) into g.

@@ -1,8 +1,8 @@
-//go:build !amd64
+//go:build !amd64 || purego
 
 package encoder
 
-func pickScan(Kernel) func(*basis, *tile, int, int) (int, uint32) { return scanGeneric }
+func pickScanFor(Kernel, int) func(*basis, *tile, int, int) (int, uint32) { return scanGeneric }
 
 // KernelName reports the kernel KernelAuto selects on this machine.
 func KernelName() string { return "generic" }

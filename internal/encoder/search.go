@@ -119,7 +119,7 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 	bs := qz.bs
 	C := bs.C
 	var bestErr [lanes]float64
-	var n2 [lanes]float64
+	var n2, sc [lanes]float64
 	active := uint32(0)
 	for l := 0; l < lanes; l++ {
 		s.t.thr[l] = float32(math.Inf(1)) // inactive lanes never match
@@ -132,10 +132,18 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		}
 		out[l] = code{}
 		w := ws[l]
-		var sum float64
+		var sum, maxAbs float64
 		for c := 0; c < C; c++ {
-			s.t.w[c*lanes+l] = float32(w[c])
 			sum += float64(w[c] * w[c])
+			maxAbs = math.Max(maxAbs, math.Abs(w[c]))
+		}
+		// The kernels see the block scaled by a power of two so that its
+		// largest weight is in [0.5, 1): exact, and no float32 overflow or
+		// underflow in the bound whatever the magnitude.
+		_, k := math.Frexp(maxAbs)
+		sc[l] = math.Ldexp(1, -k)
+		for c := 0; c < C; c++ {
+			s.t.w[c*lanes+l] = float32(w[c] * sc[l])
 		}
 		n2[l] = sum
 		if sum == 0 {
@@ -145,7 +153,7 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 			continue
 		}
 		bestErr[l] = math.Inf(1)
-		s.t.n2[l] = roundUp32(sum)
+		s.t.n2[l] = roundUp32(sum * sc[l] * sc[l])
 		s.t.thr[l] = float32(math.Inf(-1))
 		active |= 1 << l
 	}
@@ -167,10 +175,50 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 			if !math.IsInf(e, 1) && better(e, c.seed, bestErr[l], out[l].seed) {
 				bestErr[l] = e
 				out[l] = c
-				s.t.thr[l] = pruneThreshold(n2[l], e)
+				s2 := sc[l] * sc[l]
+				s.t.thr[l] = pruneThreshold(n2[l]*s2, e*s2)
 			}
 		}
 		pos = p + 1
+	}
+	s.searchIll(ws, out, active, &bestErr, &n2)
+}
+
+// searchIll covers the near-singular seeds the kernels skip: a float64
+// least-squares bound through each seed's orthonormal basis, and the exact
+// evaluation for those it cannot rule out.
+func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr, n2 *[lanes]float64) {
+	qz := s.qz
+	bs := qz.bs
+	C, P := bs.C, bs.P
+	var c code
+	for l := 0; l < lanes; l++ {
+		if active&(1<<l) == 0 {
+			continue
+		}
+		w := ws[l]
+		for j, pos := range bs.ill {
+			q := bs.illQ[j*C*P : (j+1)*C*P]
+			var proj float64
+			for p := 0; p < P; p++ {
+				var d float64
+				for k := 0; k < C; k++ {
+					d += q[k*P+p] * w[k]
+				}
+				proj += d * d
+			}
+			// The float64 projection is accurate to ~1e-12·‖w‖²; the slack
+			// also covers the exact error's float32 rounding of ŵ.
+			if n2[l]-proj > bestErr[l]+1e-6*n2[l] {
+				continue
+			}
+			s.candidates++
+			e := qz.eval(w, int(pos), &c)
+			if !math.IsInf(e, 1) && better(e, c.seed, bestErr[l], out[l].seed) {
+				bestErr[l] = e
+				out[l] = c
+			}
+		}
 	}
 }
 
