@@ -39,7 +39,18 @@ type basis struct {
 	// conditioning.
 	ill  []int32
 	illQ []float64
+	// illQ32 is illQ in float32 for the kernels, whose uniform relative
+	// margin is illM (orthonormal columns: no conditioning to amplify).
+	illQ32 []float32
+	illM   float32
+	// gl caches, per position, the integer Gram matrix G = ÛᵀÛ and its
+	// Cholesky factor (both full P×P, float64) for the exact quantizer; nil
+	// for K > glMaxK, where it would take too much memory and they are
+	// recomputed per candidate instead (same arithmetic, same results).
+	gl []float64
 }
+
+const glMaxK = 18
 
 // illMargin: seeds whose relative pruning margin exceeds this go to the
 // float64 path. For K=16 that is 441 seeds at C=8, P=3 and 56 at C=12, P=4.
@@ -89,6 +100,9 @@ func buildBasis(K, C, P int) (*basis, error) {
 	b.stride = P*(P+1)/2 + 1
 	b.coef = make([]float32, L*b.stride)
 	b.excluded = make([]bool, L)
+	if K <= glMaxK {
+		b.gl = make([]float64, L*2*P*P)
+	}
 
 	var g, a [MaxLatentDim * MaxLatentDim]float64
 	den2 := den * den
@@ -101,6 +115,10 @@ func buildBasis(K, C, P int) (*basis, error) {
 		if !cholesky(a[:], P) {
 			b.excluded[i] = true
 			continue // coefficients and margin stay 0: such seeds can't win
+		}
+		if b.gl != nil {
+			copy(b.gl[i*2*P*P:], g[:P*P])
+			copy(b.gl[i*2*P*P+P*P:], a[:P*P])
 		}
 		for k := 0; k < P*P; k++ {
 			g[k] /= den2 // G in U units
@@ -136,6 +154,13 @@ func buildBasis(K, C, P int) (*basis, error) {
 		}
 		c[k] = float32(m)
 	}
+	b.illQ32 = make([]float32, len(b.illQ))
+	for i, x := range b.illQ {
+		b.illQ32[i] = float32(x)
+	}
+	// |Δd_p| ≤ (C+2)·u·‖w‖ for each unit column, so |Δ Σ d_p²| ≤
+	// (2(C+2)√P + P + 2)·u·‖w‖²; doubled for safety.
+	b.illM = roundUp32(2 * (2*float64(C+2)*math.Sqrt(float64(P)) + float64(P) + 4) * u32)
 	b.lowest = 0
 	for i := 0; i < L; i++ {
 		if s := cyc.State[i]; !b.excluded[i] && (b.lowest == 0 || s < b.lowest) {

@@ -56,6 +56,15 @@ func (r *bitReader) read(n uint) uint64 {
 	return v
 }
 
+// seek positions the reader at stream bit `bit`.
+func (r *bitReader) seek(bit int) {
+	r.pos = bit / 8
+	r.acc, r.nacc = 0, 0
+	if off := uint(bit % 8); off > 0 {
+		r.read(off)
+	}
+}
+
 func signExtend(v uint64, n uint) int {
 	return int(int64(v<<(64-n)) >> (64 - n))
 }

@@ -17,6 +17,9 @@ const (
 	KernelAuto Kernel = iota
 	// KernelGeneric forces the portable pure-Go kernel.
 	KernelGeneric
+	// kernelLooped forces the looped assembly kernel where an unrolled one
+	// exists (tests cover both).
+	kernelLooped
 )
 
 // Options tune how a layer is encoded; none of them changes the format, and
@@ -105,7 +108,7 @@ func EncodeLayer(ctx context.Context, name string, w []float32, p Params, opt Op
 		wg.Add(1)
 		go func(wi int) {
 			defer wg.Done()
-			s := &searcher{qz: qz, scan: pickScanFor(opt.Kernel, p.LatentDim)}
+			s := &searcher{qz: qz, scan: pickScanFor(opt.Kernel, p.BlockSize, p.LatentDim), ill: pickIllFor(opt.Kernel, p.LatentDim)}
 			C := p.BlockSize
 			buf := make([]float64, lanes*C)
 			ws := make([][]float64, 0, lanes)

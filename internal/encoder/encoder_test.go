@@ -54,7 +54,7 @@ func checkAgainstReference(t *testing.T, p Params, bias int, ws [][]float64, k K
 		t.Fatal(err)
 	}
 	qz := newQuantizer(p, bs, bias, true)
-	s := &searcher{qz: qz, scan: pickScanFor(k, p.LatentDim)}
+	s := &searcher{qz: qz, scan: pickScanFor(k, p.BlockSize, p.LatentDim), ill: pickIllFor(k, p.LatentDim)}
 	out := make([]code, len(ws))
 	for b := 0; b < len(ws); b += lanes {
 		e := min(b+lanes, len(ws))
@@ -98,7 +98,7 @@ func TestSearchMatchesBruteForce(t *testing.T) {
 	for _, tc := range cases {
 		ws := gaussBlocks(uint64(tc.p.SeedBits*100+tc.p.BlockSize), tc.blocks, tc.p.BlockSize, 1)
 		ws = append(ws, edgeBlocks(tc.p.BlockSize)...)
-		for _, k := range []Kernel{KernelAuto, KernelGeneric} {
+		for _, k := range []Kernel{KernelAuto, kernelLooped, KernelGeneric} {
 			if k == KernelGeneric && tc.p.SeedBits == 16 {
 				ws = ws[:24+len(edgeBlocks(tc.p.BlockSize))] // the generic kernel is slow at K=16
 			}

@@ -4,49 +4,29 @@ package encoder
 
 import "golang.org/x/sys/cpu"
 
-//go:generate go run ./internal/asmgen -out scan_amd64.s
-
-//go:noescape
-func scanAVX2P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
-
-//go:noescape
-func scanAVX2P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
-
-//go:noescape
-func scanAVX2P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
-
-//go:noescape
-func scanAVX2P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
-
-//go:noescape
-func scanAVX2P5(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
-
-//go:noescape
-func scanAVX2P6(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
-
-//go:noescape
-func scanAVX2P7(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
-
-//go:noescape
-func scanAVX2P8(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
-
-var avx2Kernels = [...]func(u, coef, w, thr, n2 *float32, c, from, to int) (int, uint32){
-	1: scanAVX2P1, 2: scanAVX2P2, 3: scanAVX2P3, 4: scanAVX2P4,
-	5: scanAVX2P5, 6: scanAVX2P6, 7: scanAVX2P7, 8: scanAVX2P8,
-}
+//go:generate go run ./internal/asmgen -out scan_amd64.s -goout scan_amd64_decl.go
 
 var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
-func scanAVX2(bs *basis, t *tile, from, to int) (int, uint32) {
-	if from >= to {
-		return to, 0
+// avx2Scan adapts an assembly kernel to the scan signature.
+func avx2Scan(kern scanKernel) func(*basis, *tile, int, int) (int, uint32) {
+	return func(bs *basis, t *tile, from, to int) (int, uint32) {
+		if from >= to {
+			return to, 0
+		}
+		return kern(&bs.u[0], &bs.coef[0], &t.w[0], &t.thr[0], &t.n2[0], bs.C, from, to)
 	}
-	return avx2Kernels[bs.P](&bs.u[0], &bs.coef[0], &t.w[0], &t.thr[0], &t.n2[0], bs.C, from, to)
 }
 
-func pickScanFor(k Kernel, p int) func(*basis, *tile, int, int) (int, uint32) {
-	if k == KernelAuto && hasAVX2 && p < len(avx2Kernels) {
-		return scanAVX2
+func pickScanFor(k Kernel, c, p int) func(*basis, *tile, int, int) (int, uint32) {
+	if k == KernelGeneric || !hasAVX2 {
+		return scanGeneric
+	}
+	if kern, ok := avx2Unrolled[[2]int{c, p}]; ok && k != kernelLooped {
+		return avx2Scan(kern)
+	}
+	if p < len(avx2Loop) && avx2Loop[p] != nil {
+		return avx2Scan(avx2Loop[p])
 	}
 	return scanGeneric
 }
@@ -58,4 +38,17 @@ func KernelName() string {
 		return "avx2-fma"
 	}
 	return "generic"
+}
+
+func pickIllFor(k Kernel, p int) func(*basis, *tile, int, int) (int, uint32) {
+	if k == KernelGeneric || !hasAVX2 || p >= len(avx2Ill) || avx2Ill[p] == nil {
+		return illGeneric
+	}
+	kern := avx2Ill[p]
+	return func(bs *basis, t *tile, from, to int) (int, uint32) {
+		if from >= to {
+			return to, 0
+		}
+		return kern(&bs.illQ32[0], &t.w[0], &t.thr[0], &t.n2[0], bs.illM, bs.C, from, to)
+	}
 }

@@ -1,8 +1,11 @@
 package encoder
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 
 	"github.com/seedlm/seedlm/internal/lfsr"
 )
@@ -48,59 +51,183 @@ func scaleFor(k, e int) float64 {
 // true it adds to dst instead (progressive decoding). Each weight is
 // float32(float64(Σ_p (V_cp − 2^{K−1})·q_p) · 2^e/(2^{K−1}−1)): the sum is an
 // exact integer and there is one rounding to float64 and one to float32, so
-// the same bits decode to the same floats everywhere.
+// the same bits decode to the same floats everywhere. Large layers are
+// decoded by GOMAXPROCS goroutines.
 func (l *Layer) Decode(dst []float32, add bool) error {
+	return l.DecodeParallel(dst, add, 0)
+}
+
+// parallelDecodeMin is the layer size below which decoding stays on one
+// goroutine (spawning costs more than it saves).
+const parallelDecodeMin = 1 << 16
+
+// DecodeParallel is Decode with an explicit worker count (0: GOMAXPROCS).
+// The result does not depend on workers.
+func (l *Layer) DecodeParallel(dst []float32, add bool, workers int) error {
 	if err := l.Check(); err != nil {
 		return err
 	}
 	if len(dst) < l.N {
 		return fmt.Errorf("decode: destination holds %d weights, need %d", len(dst), l.N)
 	}
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	nb := l.Params.Blocks(l.N)
+	if l.N < parallelDecodeMin || workers == 1 {
+		return l.decodeRange(dst, add, 0, nb)
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	per := (nb + workers - 1) / workers
+	for i := 0; i < workers; i++ {
+		b0, b1 := i*per, min((i+1)*per, nb)
+		if b0 >= b1 {
+			break
+		}
+		wg.Add(1)
+		go func(i, b0, b1 int) {
+			defer wg.Done()
+			errs[i] = l.decodeRange(dst, add, b0, b1)
+		}(i, b0, b1)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeRange decodes blocks [b0, b1).
+func (l *Layer) decodeRange(dst []float32, add bool, b0, b1 int) error {
 	p := l.Params
-	cyc, err := lfsr.CycleFor(p.SeedBits)
+	ct, err := centeredFor(p.SeedBits)
 	if err != nil {
 		return err
 	}
 	C, P := p.BlockSize, p.LatentDim
-	h := int64(1) << (p.SeedBits - 1)
 	var scales [1 << MaxExpBits]float64
 	for s := 0; s < 1<<p.ExpBits; s++ {
 		scales[s] = scaleFor(p.SeedBits, signExtend(uint64(s), uint(p.ExpBits))+l.ExpBias)
 	}
-	r := bitReader{buf: l.Payload}
+	bb := p.BlockBits()
+	kb, eb, cb := uint(p.SeedBits), uint(p.ExpBits), uint(p.CoeffBits)
+	kmask, emask, cmask := uint64(1)<<kb-1, uint64(1)<<eb-1, uint64(1)<<cb-1
+	csh := 64 - cb
 	var q [MaxLatentDim]int64
 	var blk [MaxBlockSize]float32
-	nb := p.Blocks(l.N)
-	for b := 0; b < nb; b++ {
-		seed := uint32(r.read(uint(p.SeedBits)))
+	payload := l.Payload
+	var word [8]byte
+	for b := b0; b < b1; b++ {
+		// Every block is at most 8+8·16 bits; blocks of ≤ 57 bits (the
+		// common case) come out of one unaligned 64-bit load.
+		bit := b * bb
+		var x uint64
+		if bb <= 57 && bit/8+8 <= len(payload) {
+			x = binary.LittleEndian.Uint64(payload[bit/8:]) >> (bit % 8)
+		} else if bb <= 57 {
+			copy(word[:], payload[bit/8:])
+			for i := len(payload) - bit/8; i < 8; i++ {
+				if i >= 0 {
+					word[i] = 0
+				}
+			}
+			x = binary.LittleEndian.Uint64(word[:]) >> (bit % 8)
+		}
+		var seed uint32
+		var scale float64
+		if bb <= 57 {
+			seed = uint32(x & kmask)
+			x >>= kb
+			scale = scales[x&emask]
+			x >>= eb
+			for i := 0; i < P; i++ {
+				q[i] = int64(int64((x&cmask)<<csh) >> csh)
+				x >>= cb
+			}
+		} else {
+			r := bitReader{buf: payload}
+			r.seek(bit)
+			seed = uint32(r.read(kb))
+			scale = scales[r.read(eb)]
+			for i := 0; i < P; i++ {
+				q[i] = int64(signExtend(r.read(cb), cb))
+			}
+		}
 		if seed == 0 {
 			return fmt.Errorf("block %d: seed 0 is not a valid LFSR seed (corrupt payload)", b)
 		}
-		scale := scales[r.read(uint(p.ExpBits))]
-		for i := 0; i < P; i++ {
-			q[i] = int64(signExtend(r.read(uint(p.CoeffBits)), uint(p.CoeffBits)))
-		}
-		pos := int(cyc.Pos[seed]) + 1
-		v := cyc.State[pos : pos+C*P]
-		for c := 0; c < C; c++ {
-			var acc int64
-			row := v[c*P : c*P+P]
-			for i, x := range row {
-				acc += (int64(x) - h) * q[i]
-			}
-			blk[c] = float32(float64(acc) * scale)
-		}
+		pos := int(ct.pos[seed]) + 1
+		v := ct.f[pos : pos+C*P]
 		base := b * C
 		n := min(C, l.N-base)
+		out := dst[base : base+n]
 		if add {
-			for c := 0; c < n; c++ {
-				dst[base+c] += blk[c]
+			out = blk[:n]
+		}
+		// Float64 products and sums of these integers are exact (|Σ| <
+		// 2^53), so this equals the integer formula bit for bit, with or
+		// without FMA fusion.
+		if P == 3 { // the paper's 4-bit configuration: unrolled
+			q0, q1, q2 := float64(q[0]), float64(q[1]), float64(q[2])
+			for c := range out {
+				row := v[c*3 : c*3+3]
+				out[c] = float32((row[0]*q0 + row[1]*q1 + row[2]*q2) * scale)
 			}
 		} else {
-			copy(dst[base:base+n], blk[:n])
+			var qf [MaxLatentDim]float64
+			for i := 0; i < P; i++ {
+				qf[i] = float64(q[i])
+			}
+			for c := range out {
+				row := v[c*P : c*P+P]
+				var acc float64
+				for i, x := range row {
+					acc += x * qf[i]
+				}
+				out[c] = float32(acc * scale)
+			}
+		}
+		if add {
+			d := dst[base : base+n]
+			for c := range d {
+				d[c] += out[c]
+			}
 		}
 	}
 	return nil
+}
+
+// centered is a cycle as signed integers V − 2^{K−1}, the form decode uses.
+type centered struct {
+	f   []float64 // exact integers
+	pos []int32
+}
+
+var (
+	centeredMu    sync.Mutex
+	centeredCache = map[int]*centered{}
+)
+
+func centeredFor(k int) (*centered, error) {
+	centeredMu.Lock()
+	defer centeredMu.Unlock()
+	if c, ok := centeredCache[k]; ok {
+		return c, nil
+	}
+	cyc, err := lfsr.CycleFor(k)
+	if err != nil {
+		return nil, err
+	}
+	h := int64(1) << (k - 1)
+	c := &centered{f: make([]float64, len(cyc.State)), pos: cyc.Pos}
+	for i, s := range cyc.State {
+		c.f[i] = float64(int64(s) - h)
+	}
+	centeredCache[k] = c
+	return c, nil
 }
 
 // DecodeLayers reconstructs n weights from the first len(layers) layers of a

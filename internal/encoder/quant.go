@@ -34,7 +34,16 @@ func newQuantizer(p Params, bs *basis, bias int, refine bool) *quantizer {
 // eval returns the squared error ‖w − ŵ‖² (ŵ the decoder's float32 output,
 // error summed in float64) of the best code this quantizer finds at cycle
 // position pos, and that code. Excluded seeds score +Inf.
+//
+// bound, when finite, lets eval stop early: a seed whose unquantized
+// least-squares error (computed here in float64, accurate to ~1e-13·‖w‖²
+// for the well-conditioned seeds this is used on) exceeds bound + 1e-6·‖w‖²
+// cannot reach an exact error ≤ bound, and scores +Inf.
 func (qz *quantizer) eval(w []float64, pos int, out *code) float64 {
+	return qz.evalBound(w, pos, out, math.Inf(1), 0)
+}
+
+func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float64) float64 {
 	bs := qz.bs
 	if bs.excluded[pos] {
 		return math.Inf(1)
@@ -45,7 +54,6 @@ func (qz *quantizer) eval(w []float64, pos int, out *code) float64 {
 
 	// Integer-unit normal equations: Û = V − h, b = Ûᵀw, G = ÛᵀÛ.
 	var b, t [MaxLatentDim]float64
-	var g, l [MaxLatentDim * MaxLatentDim]float64
 	for c := 0; c < C; c++ {
 		wc := w[c]
 		row := v[c*P : c*P+P]
@@ -53,13 +61,30 @@ func (qz *quantizer) eval(w []float64, pos int, out *code) float64 {
 			b[i] += float64(float64(int64(x)-h) * wc)
 		}
 	}
-	gramInt(v, h, C, P, g[:])
-	copy(l[:P*P], g[:P*P])
-	if !cholesky(l[:], P) {
-		return math.Inf(1) // unreachable: bs.excluded agrees
+	var g, l []float64
+	if bs.gl != nil {
+		g = bs.gl[pos*2*P*P : pos*2*P*P+P*P]
+		l = bs.gl[pos*2*P*P+P*P : (pos+1)*2*P*P]
+	} else {
+		var gb, lb [MaxLatentDim * MaxLatentDim]float64
+		g, l = gb[:P*P], lb[:P*P]
+		gramInt(v, h, C, P, g)
+		copy(l, g)
+		if !cholesky(l, P) {
+			return math.Inf(1) // unreachable: bs.excluded agrees
+		}
 	}
 	copy(t[:P], b[:P])
-	cholSolve(l[:], P, t[:])
+	cholSolve(l, P, t[:])
+	if !math.IsInf(bound, 1) {
+		var proj float64
+		for i := 0; i < P; i++ {
+			proj += b[i] * t[i]
+		}
+		if n2-proj > bound+1e-6*n2 {
+			return math.Inf(1)
+		}
+	}
 
 	// t is in integer units: ŵ ≈ Û t. Stored q·scale(e) approximates t.
 	m := 0.0
@@ -89,9 +114,9 @@ func (qz *quantizer) eval(w []float64, pos int, out *code) float64 {
 			for i := 0; i < P; i++ {
 				c.q[i] = int8(clampInt(int(math.Round(t[i]/s)), p.qmin(), p.qmax()))
 			}
-			err := qz.gramErr(w, b[:], g[:], &c)
+			err := qz.gramErr(w, b[:], g, &c)
 			if qz.refine {
-				err = qz.descend(b[:], g[:], &c, err)
+				err = qz.descend(b[:], g, &c, err)
 			}
 			if err < bestErr {
 				bestErr, best = err, c
@@ -122,10 +147,20 @@ func (qz *quantizer) gramErr(w, b, g []float64, c *code) float64 {
 }
 
 // descend improves q by coordinate steps of ±1 while the Gram-form error
-// drops (at most 4 sweeps; first improving step wins: deterministic).
+// drops (at most 4 sweeps; first improving step wins: deterministic). The
+// change of one coordinate by δ costs O(P): with r = Gq,
+// Δ = s²(2δ·r_i + δ²·G_ii) − 2sδ·b_i.
 func (qz *quantizer) descend(b, g []float64, c *code, err float64) float64 {
 	P := qz.bs.P
 	qmin, qmax := int8(qz.p.qmin()), int8(qz.p.qmax())
+	s := qz.scales[int(c.e)-qz.p.emin()]
+	s2 := float64(s * s)
+	var r [MaxLatentDim]float64
+	for i := 0; i < P; i++ {
+		for k := 0; k < P; k++ {
+			r[i] += float64(g[i*P+k] * float64(c.q[k]))
+		}
+	}
 	for sweep := 0; sweep < 4; sweep++ {
 		improved := false
 		for i := 0; i < P; i++ {
@@ -134,13 +169,17 @@ func (qz *quantizer) descend(b, g []float64, c *code, err float64) float64 {
 				if nq < qmin || nq > qmax {
 					continue
 				}
-				old := c.q[i]
-				c.q[i] = nq
-				if e2 := qz.gramErr(nil, b, g, c); e2 < err {
-					err, improved = e2, true
+				fd := float64(d)
+				delta := float64(s2*float64(2*fd*r[i]+g[i*P+i])) - float64(2*s*fd*b[i])
+				if delta < 0 {
+					c.q[i] = nq
+					for k := 0; k < P; k++ {
+						r[k] += float64(fd * g[k*P+i])
+					}
+					err += delta
+					improved = true
 					break
 				}
-				c.q[i] = old
 			}
 		}
 		if !improved {

@@ -107,6 +107,7 @@ func better(err float64, seed uint32, bestErr float64, bestSeed uint32) bool {
 type searcher struct {
 	qz   *quantizer
 	scan func(bs *basis, t *tile, from, to int) (int, uint32)
+	ill  func(bs *basis, t *tile, from, to int) (int, uint32)
 	t    tile
 	// candidates counts exact evaluations (for benchmarks).
 	candidates int
@@ -171,7 +172,7 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 				continue
 			}
 			s.candidates++
-			e := qz.eval(ws[l], p, &c)
+			e := qz.evalBound(ws[l], p, &c, bestErr[l], n2[l])
 			if !math.IsInf(e, 1) && better(e, c.seed, bestErr[l], out[l].seed) {
 				bestErr[l] = e
 				out[l] = c
@@ -181,45 +182,63 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		}
 		pos = p + 1
 	}
-	s.searchIll(ws, out, active, &bestErr, &n2)
+	s.searchIll(ws, out, active, &bestErr, &n2, &sc)
 }
 
-// searchIll covers the near-singular seeds the kernels skip: a float64
-// least-squares bound through each seed's orthonormal basis, and the exact
-// evaluation for those it cannot rule out.
-func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr, n2 *[lanes]float64) {
+// searchIll covers the near-singular seeds the main kernels skip: a float32
+// least-squares bound through each seed's orthonormal basis (uniform, tiny
+// margin), then the exact evaluation for the seeds it cannot rule out.
+func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr, n2, sc *[lanes]float64) {
 	qz := s.qz
 	bs := qz.bs
-	C, P := bs.C, bs.P
 	var c code
-	for l := 0; l < lanes; l++ {
-		if active&(1<<l) == 0 {
-			continue
+	for j := 0; j < len(bs.ill); {
+		p, mask := s.ill(bs, &s.t, j, len(bs.ill))
+		if mask == 0 {
+			break
 		}
-		w := ws[l]
-		for j, pos := range bs.ill {
-			q := bs.illQ[j*C*P : (j+1)*C*P]
-			var proj float64
-			for p := 0; p < P; p++ {
-				var d float64
-				for k := 0; k < C; k++ {
-					d += q[k*P+p] * w[k]
-				}
-				proj += d * d
-			}
-			// The float64 projection is accurate to ~1e-12·‖w‖²; the slack
-			// also covers the exact error's float32 rounding of ŵ.
-			if n2[l]-proj > bestErr[l]+1e-6*n2[l] {
+		pos := int(bs.ill[p])
+		for l := 0; l < lanes; l++ {
+			if mask&(1<<l) == 0 {
 				continue
 			}
 			s.candidates++
-			e := qz.eval(w, int(pos), &c)
+			e := qz.eval(ws[l], pos, &c)
 			if !math.IsInf(e, 1) && better(e, c.seed, bestErr[l], out[l].seed) {
 				bestErr[l] = e
 				out[l] = c
+				s2 := sc[l] * sc[l]
+				s.t.thr[l] = pruneThreshold(n2[l]*s2, e*s2)
 			}
 		}
+		j = p + 1
 	}
+}
+
+// illGeneric is the portable twin of the illAVX2 kernels.
+func illGeneric(bs *basis, t *tile, from, to int) (int, uint32) {
+	C, P := bs.C, bs.P
+	for j := from; j < to; j++ {
+		q := bs.illQ32[j*C*P : (j+1)*C*P]
+		var mask uint32
+		for l := 0; l < lanes; l++ {
+			var proj float32
+			for p := 0; p < P; p++ {
+				var d float32
+				for c := 0; c < C; c++ {
+					d += q[c*P+p] * t.w[c*lanes+l]
+				}
+				proj += d * d
+			}
+			if proj+bs.illM*t.n2[l] >= t.thr[l] {
+				mask |= 1 << l
+			}
+		}
+		if mask != 0 {
+			return j, mask
+		}
+	}
+	return to, 0
 }
 
 // bruteForce is the obviously-correct reference: every seed, exact error,
