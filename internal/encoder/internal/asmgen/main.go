@@ -10,6 +10,7 @@ package main
 import (
 	"bytes"
 	"flag"
+	"go/format"
 	"fmt"
 	"os"
 )
@@ -63,12 +64,21 @@ func main() {
 	for _, f := range []struct {
 		path string
 		b    []byte
-	}{{*out, b.Bytes()}, {*goOut, d.Bytes()}} {
+	}{{*out, b.Bytes()}, {*goOut, mustFormat(d.Bytes())}} {
 		if err := os.WriteFile(f.path, f.b, 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
 	}
+}
+
+func mustFormat(src []byte) []byte {
+	out, err := format.Source(src)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	return out
 }
 
 func join(s []string) string {
