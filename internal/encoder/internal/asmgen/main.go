@@ -10,8 +10,8 @@ package main
 import (
 	"bytes"
 	"flag"
-	"go/format"
 	"fmt"
+	"go/format"
 	"os"
 )
 
