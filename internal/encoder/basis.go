@@ -44,7 +44,7 @@ type basis struct {
 	illQ32 []float32
 	illM   float32
 	// gl caches, per position, the integer Gram matrix G = ÛᵀÛ and its
-	// Cholesky factor (both full P×P, float64) for the exact quantizer; nil
+	// inverse (both full P×P, float64) for the exact quantizer; nil
 	// for K > glMaxK, where it would take too much memory and they are
 	// recomputed per candidate instead (same arithmetic, same results).
 	gl []float64
@@ -118,7 +118,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 		}
 		if b.gl != nil {
 			copy(b.gl[i*2*P*P:], g[:P*P])
-			copy(b.gl[i*2*P*P+P*P:], a[:P*P])
+			invertCholesky(a[:], b.gl[i*2*P*P+P*P:(i+1)*2*P*P], P)
 		}
 		for k := 0; k < P*P; k++ {
 			g[k] /= den2 // G in U units
@@ -295,6 +295,12 @@ func invertSPD(g, a []float64, P int) bool {
 	if !cholesky(l[:], P) {
 		return false
 	}
+	invertCholesky(l[:], a, P)
+	return true
+}
+
+// invertCholesky writes (LLᵀ)⁻¹ into a, column by column.
+func invertCholesky(l, a []float64, P int) {
 	var col [MaxLatentDim]float64
 	for j := 0; j < P; j++ {
 		for i := range P {
@@ -306,5 +312,4 @@ func invertSPD(g, a []float64, P int) bool {
 			a[i*P+j] = col[i]
 		}
 	}
-	return true
 }

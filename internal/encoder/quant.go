@@ -44,38 +44,12 @@ func (qz *quantizer) eval(w []float64, pos int, out *code) float64 {
 }
 
 func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float64) float64 {
-	bs := qz.bs
-	if bs.excluded[pos] {
+	var b, t [MaxLatentDim]float64
+	g, v, ok := qz.solve(w, pos, &b, &t)
+	if !ok {
 		return math.Inf(1)
 	}
-	C, P := bs.C, bs.P
-	h := bs.h
-	v := bs.cyc.State[pos+1 : pos+1+C*P]
-
-	// Integer-unit normal equations: Û = V − h, b = Ûᵀw, G = ÛᵀÛ.
-	var b, t [MaxLatentDim]float64
-	for c := 0; c < C; c++ {
-		wc := w[c]
-		row := v[c*P : c*P+P]
-		for i, x := range row {
-			b[i] += float64(float64(int64(x)-h) * wc)
-		}
-	}
-	var g, l []float64
-	if bs.gl != nil {
-		g = bs.gl[pos*2*P*P : pos*2*P*P+P*P]
-		l = bs.gl[pos*2*P*P+P*P : (pos+1)*2*P*P]
-	} else {
-		var gb, lb [MaxLatentDim * MaxLatentDim]float64
-		g, l = gb[:P*P], lb[:P*P]
-		gramInt(v, h, C, P, g)
-		copy(l, g)
-		if !cholesky(l, P) {
-			return math.Inf(1) // unreachable: bs.excluded agrees
-		}
-	}
-	copy(t[:P], b[:P])
-	cholSolve(l, P, t[:])
+	P := qz.bs.P
 	if !math.IsInf(bound, 1) {
 		var proj float64
 		for i := 0; i < P; i++ {
@@ -85,12 +59,6 @@ func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float6
 			return math.Inf(1)
 		}
 	}
-
-	// t is in integer units: ŵ ≈ Û t. Stored q·scale(e) approximates t.
-	m := 0.0
-	for i := 0; i < P; i++ {
-		m = math.Max(m, math.Abs(t[i]))
-	}
 	p := qz.p
 	emin, emax := p.emin(), p.emax()
 	// The all-zero code (error ‖w‖², 0 in gramErr's units) is the starting
@@ -98,22 +66,16 @@ func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float6
 	// which keeps progressive layers from adding error.
 	best := code{e: int8(emin)}
 	bestErr := 0.0
-	if m > 0 {
-		// Range-filling rule: the smallest e with max|t|/scale(e) ≤ qmax+½,
-		// so the largest coefficient uses the top of the code range; e−1
-		// (clipping the largest) and e+1 are tried too.
-		e0 := emin
-		lim := float64(p.qmax()) + 0.5
-		for e0 < emax && m/qz.scales[e0-emin] > lim {
-			e0++
+	if e0, ok := qz.e0(&t); ok {
+		// Refinement also tries e0−1 (clipping the largest coefficient)
+		// and e0+1, and takes ±1 coordinate steps on q.
+		lo, hi := e0, e0
+		if qz.refine {
+			lo, hi = max(e0-1, emin), min(e0+1, emax)
 		}
-		for e := max(e0-1, emin); e <= min(e0+1, emax); e++ {
+		for e := lo; e <= hi; e++ {
 			var c code
-			c.e = int8(e)
-			s := qz.scales[e-emin]
-			for i := 0; i < P; i++ {
-				c.q[i] = int8(clampInt(int(math.Round(t[i]/s)), p.qmin(), p.qmax()))
-			}
+			qz.round(&t, e, &c)
 			err := qz.gramErr(w, b[:], g, &c)
 			if qz.refine {
 				err = qz.descend(b[:], g, &c, err)
@@ -124,8 +86,111 @@ func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float6
 		}
 	}
 	*out = best
-	out.seed = bs.cyc.State[pos]
+	out.seed = qz.bs.cyc.State[pos]
 	return qz.exactErr(w, v, out)
+}
+
+// quick is the cheap first look at a candidate: its float64 least-squares
+// error ls (a lower bound on its exact error, up to 1e-6·‖w‖²) and ub, an
+// upper bound on what eval will return for it: the exact error of plain
+// rounding at the range-filling exponent, plus slack for the float32
+// rounding of ŵ (eval's code has a Gram-form error no larger, and Gram
+// form and exact error differ by far less than the slack).
+func (qz *quantizer) quick(w []float64, pos int, n2 float64) (ls, ub float64, ok bool) {
+	var b, t [MaxLatentDim]float64
+	_, v, ok := qz.solve(w, pos, &b, &t)
+	if !ok {
+		return 0, 0, false
+	}
+	var proj float64
+	for i := 0; i < qz.bs.P; i++ {
+		proj += b[i] * t[i]
+	}
+	c := code{e: int8(qz.p.emin())}
+	if e0, ok := qz.e0(&t); ok {
+		qz.round(&t, e0, &c)
+	}
+	e := math.Min(qz.exactErr(w, v, &c), n2)
+	return n2 - proj, e + 1e-5*(n2+e), true
+}
+
+// solve computes the integer-unit normal equations of seed position pos:
+// b = Ûᵀw and t = G⁻¹b (through the cached or recomputed inverse) with Û = V − h, G = ÛᵀÛ. It returns G, the basis
+// states V and false for excluded seeds.
+func (qz *quantizer) solve(w []float64, pos int, b, t *[MaxLatentDim]float64) (g []float64, v []uint32, ok bool) {
+	bs := qz.bs
+	if bs.excluded[pos] {
+		return nil, nil, false
+	}
+	C, P := bs.C, bs.P
+	h := bs.h
+	v = bs.cyc.State[pos+1 : pos+1+C*P]
+	for c := 0; c < C; c++ {
+		wc := w[c]
+		row := v[c*P : c*P+P]
+		for i, x := range row {
+			b[i] += float64(float64(int64(x)-h) * wc)
+		}
+	}
+	if bs.gl != nil {
+		g = bs.gl[pos*2*P*P : pos*2*P*P+P*P]
+		a := bs.gl[pos*2*P*P+P*P : (pos+1)*2*P*P]
+		for i := 0; i < P; i++ {
+			var s float64
+			for k := 0; k < P; k++ {
+				s += float64(a[i*P+k] * b[k])
+			}
+			t[i] = s
+		}
+	} else {
+		var gb, lb, ab [MaxLatentDim * MaxLatentDim]float64
+		g = gb[:P*P]
+		gramInt(v, h, C, P, g)
+		copy(lb[:P*P], g)
+		if !cholesky(lb[:], P) {
+			return nil, nil, false // unreachable: bs.excluded agrees
+		}
+		invertCholesky(lb[:], ab[:], P)
+		for i := 0; i < P; i++ {
+			var s float64
+			for k := 0; k < P; k++ {
+				s += float64(ab[i*P+k] * b[k])
+			}
+			t[i] = s
+		}
+	}
+	return g, v, true
+}
+
+// e0 is the range-filling exponent rule: the smallest stored exponent e
+// with max|t|/scale(e) ≤ qmax+½, so the largest coefficient uses the top of
+// the code range. False when t is zero.
+func (qz *quantizer) e0(t *[MaxLatentDim]float64) (int, bool) {
+	m := 0.0
+	for i := 0; i < qz.bs.P; i++ {
+		m = math.Max(m, math.Abs(t[i]))
+	}
+	if m == 0 {
+		return 0, false
+	}
+	p := qz.p
+	emin, emax := p.emin(), p.emax()
+	e := emin
+	lim := float64(p.qmax()) + 0.5
+	for e < emax && m/qz.scales[e-emin] > lim {
+		e++
+	}
+	return e, true
+}
+
+// round sets c to t rounded at stored exponent e, clamped to the code range.
+func (qz *quantizer) round(t *[MaxLatentDim]float64, e int, c *code) {
+	p := qz.p
+	c.e = int8(e)
+	s := qz.scales[e-p.emin()]
+	for i := 0; i < qz.bs.P; i++ {
+		c.q[i] = int8(clampInt(int(math.Round(t[i]/s)), p.qmin(), p.qmax()))
+	}
 }
 
 // gramErr is ‖w‖² − 2s·qᵀb + s²·qᵀGq in integer units (w's norm omitted: it

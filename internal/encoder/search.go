@@ -109,8 +109,10 @@ type searcher struct {
 	scan func(bs *basis, t *tile, from, to int) (int, uint32)
 	ill  func(bs *basis, t *tile, from, to int) (int, uint32)
 	t    tile
-	// candidates counts exact evaluations (for benchmarks).
-	candidates int
+	// candidates counts kernel hits and full the full evaluations (for
+	// benchmarks and tests).
+	candidates, full int
+	def              [lanes][]deferred
 }
 
 // searchTile codes up to 8 blocks; ws[l] is block l (length C, float64 of
@@ -161,7 +163,16 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 	if active == 0 {
 		return
 	}
-	var c code
+	// Candidates get a cheap look first (quick): its upper bound tightens
+	// the lane's threshold at once, and the full evaluation waits until the
+	// scan is over, when only candidates whose least-squares error is
+	// below the final upper bound can still win. That skips most of the
+	// early "records" a sequential scan runs into.
+	var upper [lanes]float64
+	for l := range upper {
+		upper[l] = math.Inf(1)
+		s.def[l] = s.def[l][:0]
+	}
 	for pos := 0; pos < bs.L; {
 		p, mask := s.scan(bs, &s.t, pos, bs.L)
 		if mask == 0 {
@@ -172,23 +183,49 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 				continue
 			}
 			s.candidates++
-			e := qz.evalBound(ws[l], p, &c, bestErr[l], n2[l])
-			if !math.IsInf(e, 1) && better(e, c.seed, bestErr[l], out[l].seed) {
-				bestErr[l] = e
-				out[l] = c
+			ls, ub, ok := qz.quick(ws[l], p, n2[l])
+			if !ok || ls > upper[l]+1e-6*n2[l] {
+				continue
+			}
+			s.def[l] = append(s.def[l], deferred{pos: int32(p), ls: ls})
+			if ub < upper[l] {
+				upper[l] = ub
 				s2 := sc[l] * sc[l]
-				s.t.thr[l] = pruneThreshold(n2[l]*s2, e*s2)
+				s.t.thr[l] = pruneThreshold(n2[l]*s2, ub*s2)
 			}
 		}
 		pos = p + 1
 	}
-	s.searchIll(ws, out, active, &bestErr, &n2, &sc)
+	s.searchIll(ws, out, active, &bestErr, &upper, &n2, &sc)
+	var c code
+	for l := 0; l < lanes; l++ {
+		if active&(1<<l) == 0 {
+			continue
+		}
+		for _, d := range s.def[l] {
+			if d.ls > upper[l]+1e-6*n2[l] {
+				continue
+			}
+			s.full++
+			e := qz.evalBound(ws[l], int(d.pos), &c, math.Min(bestErr[l], upper[l]), n2[l])
+			if !math.IsInf(e, 1) && better(e, c.seed, bestErr[l], out[l].seed) {
+				bestErr[l] = e
+				out[l] = c
+			}
+		}
+	}
+}
+
+// deferred is a candidate waiting for its full evaluation.
+type deferred struct {
+	pos int32
+	ls  float64
 }
 
 // searchIll covers the near-singular seeds the main kernels skip: a float32
 // least-squares bound through each seed's orthonormal basis (uniform, tiny
 // margin), then the exact evaluation for the seeds it cannot rule out.
-func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr, n2, sc *[lanes]float64) {
+func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr, upper, n2, sc *[lanes]float64) {
 	qz := s.qz
 	bs := qz.bs
 	var c code
@@ -203,10 +240,14 @@ func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr,
 				continue
 			}
 			s.candidates++
-			e := qz.eval(ws[l], pos, &c)
+			s.full++
+			e := qz.evalBound(ws[l], pos, &c, math.Min(bestErr[l], upper[l]), n2[l])
 			if !math.IsInf(e, 1) && better(e, c.seed, bestErr[l], out[l].seed) {
 				bestErr[l] = e
 				out[l] = c
+			}
+			if e < upper[l] {
+				upper[l] = e
 				s2 := sc[l] * sc[l]
 				s.t.thr[l] = pruneThreshold(n2[l]*s2, e*s2)
 			}
