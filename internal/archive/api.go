@@ -4,7 +4,8 @@
 // extend it but keeps these names and meanings):
 //
 //	w, err := archive.Create(outPath, archive.Header{...})   // temp file beside outPath
-//	w.AddPassthrough(info, raw)                              // lossless tensor
+//	w.AddPassthrough(info, raw)                              // lossless tensor (rule "passthrough")
+//	w.AddPassthroughRule(info, rule, raw)                    // same, recording the plan's rule
 //	w.AddCoded(info, rule, res)                              // encoder.Result, all its layers
 //	w.Commit()                                               // hashes, index, fsync, rename
 //	w.Abort()                                                // removes temp files; safe after Commit
@@ -15,6 +16,19 @@
 //	a.DecodeTensor(name, layers int) ([]float32, error)      // coded tensors, first `layers` layers (0 = all)
 //	a.ReadPassthrough(name) ([]byte, error)                  // byte-exact
 //	archive.Stream(ctx, srcPath, dstPath, maxBytes) (*StreamReport, error)
+//
+// Extensions (archive owner):
+//
+//	archive.CreateWith(out, h, archive.CreateOptions{Overwrite, Inputs})
+//	archive.OpenReader(readerAt, size, name, opt)            // any io.ReaderAt
+//	a.Close / Missing / AvailableLayers / Totals / Entry / BaseBytes / FullSize / IndexBytes
+//	archive.StreamWith(ctx, src, dst, maxBytes, archive.StreamOptions{Overwrite, AllowPartial})
+//	(*TensorEntry).SqErrAt(k) / RelErr(k) / Bytes() / BytesUpTo(k) / BitsPerWeight()
+//	(*Index).Totals()
+//
+// Errors: *IntegrityError (Tensor, Chunk, Offset; errors.Is with
+// ErrNotArchive, ErrVersion, ErrTruncated, ErrCorrupt) and, from Stream,
+// *BudgetError (MinBytes).
 package archive
 
 import (
@@ -42,7 +56,11 @@ type Header struct {
 type LayerEntry struct {
 	Params  encoder.Params `json:"params"`
 	ExpBias int            `json:"exp_bias"`
-	Chunk   ChunkRef       `json:"chunk"`
+	// N is the number of weights the layer codes: always the tensor's
+	// element count. Stored so a reader can check it against the payload
+	// length (Params.PayloadBytes(N) == Chunk.Length) before decoding.
+	N     int64    `json:"n"`
+	Chunk ChunkRef `json:"chunk"`
 	// SqErr is ‖w − ŵ‖² after decoding layers 0…this one.
 	SqErr float64 `json:"sq_err"`
 }
@@ -64,8 +82,12 @@ type TensorEntry struct {
 	// Passthrough tensors have Raw set and no Layers.
 	Passthrough bool         `json:"passthrough"`
 	Raw         *ChunkRef    `json:"raw,omitempty"`
-	Norm2       float64      `json:"norm2"` // ‖w‖² of the float32 weights
+	Norm2       float64      `json:"norm2"` // ‖w‖² of the float32 weights (0 for passthrough)
 	Layers      []LayerEntry `json:"layers,omitempty"`
+	// OmittedLayers counts enhancement layers the archive was made with but
+	// that this file leaves out (Stream drops the least useful ones); 0 for
+	// an archive written by compress.
+	OmittedLayers int `json:"omitted_layers,omitempty"`
 }
 
 // Index is the archive's table of contents.

@@ -1,0 +1,332 @@
+package archive
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/seedlm/seedlm/internal/encoder"
+)
+
+// OpenOptions control how Open treats the file.
+type OpenOptions struct {
+	// AllowPartial accepts a file cut short after its base layers (an
+	// interrupted download of a progressive archive): chunks past the end
+	// are reported by Missing and decoding uses only complete layers.
+	// Without it a short file is an *IntegrityError.
+	AllowPartial bool
+}
+
+// Archive is an opened archive. Its methods are safe for concurrent use.
+type Archive struct {
+	f        io.ReaderAt
+	closer   io.Closer // nil for OpenReader
+	path     string
+	size     int64 // bytes on disk
+	hdr      *fixedHeader
+	indexRaw []byte
+	idx      *Index
+	byName   map[string]int
+	avail    []int // per tensor: complete leading layers (1 for a complete passthrough)
+	missing  []ChunkID
+}
+
+// Open reads and validates the header and index. Every size is checked
+// against the limits and the file before it is used, and the index hash
+// before the index is parsed; chunk hashes are checked by Verify and by the
+// reads that use them.
+func Open(path string, opt OpenOptions) (*Archive, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("archive: %w", err)
+	}
+	a, err := OpenReader(f, fi.Size(), path, opt)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	a.closer = f
+	return a, nil
+}
+
+// OpenReader is Open for an archive held by any io.ReaderAt of the given
+// size (e.g. a download in progress); name is used in errors. Close does
+// not close r.
+func OpenReader(f io.ReaderAt, size int64, name string, opt OpenOptions) (*Archive, error) {
+	path := name
+	if size < 0 {
+		return nil, fmt.Errorf("archive: %s: negative size %d", name, size)
+	}
+	hb := make([]byte, min(size, HeaderSize))
+	if err := readFull(f, hb, 0); err != nil {
+		return nil, fmt.Errorf("archive: read %s: %w", path, err)
+	}
+	h, err := parseHeader(path, hb, size)
+	if err != nil {
+		return nil, err
+	}
+	indexEnd := int64(HeaderSize + h.indexLen)
+	fileLen := int64(h.fileLen)
+	switch {
+	case size < indexEnd:
+		return nil, &IntegrityError{Path: path, Chunk: "index", Offset: HeaderSize, Hint: hintTruncated, Err: ErrTruncated,
+			Reason: fmt.Sprintf("file is %d bytes but its index ends at byte %d (even a partial download needs the whole index)", size, indexEnd)}
+	case size > fileLen:
+		return nil, &IntegrityError{Path: path, Chunk: "header", Offset: 16,
+			Reason: fmt.Sprintf("file is %d bytes, the header says %d (trailing data or a corrupt header)", size, fileLen)}
+	}
+	// A short file with a complete index is judged after the index is
+	// validated, so the error can name the first chunk the cut hits.
+	raw := make([]byte, h.indexLen)
+	if err := readFull(f, raw, HeaderSize); err != nil {
+		return nil, fmt.Errorf("archive: read index of %s: %w", path, err)
+	}
+	if sha256.Sum256(raw) != h.indexHash {
+		return nil, &IntegrityError{Path: path, Chunk: "index", Offset: HeaderSize, Reason: "SHA-256 mismatch (index or header corrupt)"}
+	}
+	idx, err := parseIndex(path, raw, fileLen)
+	if err != nil {
+		return nil, err
+	}
+	a := &Archive{f: f, path: path, size: size, hdr: h, indexRaw: raw, idx: idx, byName: make(map[string]int, len(idx.Tensors)), avail: make([]int, len(idx.Tensors))}
+	for i := range idx.Tensors {
+		a.byName[idx.Tensors[i].Name] = i
+	}
+	// Chunks are in layout order, so the complete ones are a prefix of it:
+	// a tensor's complete layers are always its leading ones.
+	for _, s := range chunkOrder(idx.Tensors) {
+		r := idx.ref(s)
+		if r.Offset+r.Length <= size {
+			a.avail[s.t]++
+			continue
+		}
+		t := &idx.Tensors[s.t]
+		if !opt.AllowPartial {
+			return nil, &IntegrityError{Path: path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Hint: hintTruncated, Err: ErrTruncated,
+				Reason: fmt.Sprintf("truncated: the file is %d bytes, the archive %d; this is the first incomplete chunk (%d of its %d bytes present)", size, fileLen, max(0, size-r.Offset), r.Length)}
+		}
+		if s.layer <= 0 {
+			return nil, &IntegrityError{Path: path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Hint: hintTruncated, Err: ErrTruncated,
+				Reason: fmt.Sprintf("partial file is %d bytes; the base layers end at byte %d, so at least %d bytes are needed to decode", size, a.BaseBytes(), a.BaseBytes())}
+		}
+		a.missing = append(a.missing, ChunkID{Tensor: t.Name, Layer: s.layer, Offset: r.Offset, Length: r.Length, Have: max(0, size-r.Offset)})
+	}
+	if size < fileLen && len(a.missing) == 0 {
+		// Unreachable: the chunks tile the file up to fileLen.
+		return nil, &IntegrityError{Path: path, Chunk: "header", Offset: 16, Hint: hintTruncated, Err: ErrTruncated,
+			Reason: fmt.Sprintf("file is %d bytes, the header says %d", size, fileLen)}
+	}
+	return a, nil
+}
+
+// readFull fills b from off. io.ReaderAt may report io.EOF along with a
+// full read at the end of the input; that is success. A short read is
+// io.ErrUnexpectedEOF.
+func readFull(r io.ReaderAt, b []byte, off int64) error {
+	n, err := r.ReadAt(b, off)
+	if n == len(b) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Close releases the file (not the reader given to OpenReader).
+func (a *Archive) Close() error {
+	if a.closer == nil {
+		return nil
+	}
+	return a.closer.Close()
+}
+
+// Path is the file the archive was opened from.
+func (a *Archive) Path() string { return a.path }
+
+// Size is the file's length on disk (less than FullSize for a partial file).
+func (a *Archive) Size() int64 { return a.size }
+
+// FullSize is the length of the complete archive, from its header.
+func (a *Archive) FullSize() int64 { return int64(a.hdr.fileLen) }
+
+// IndexBytes is the length of the encoded index; header and index together
+// (HeaderSize + IndexBytes) are the archive's overhead beyond its chunks.
+func (a *Archive) IndexBytes() int64 { return int64(len(a.indexRaw)) }
+
+// BaseBytes is the smallest prefix of the file that decodes: header, index
+// and every base chunk (passthrough and layer 0).
+func (a *Archive) BaseBytes() int64 {
+	end := HeaderSize + a.IndexBytes()
+	for i := range a.idx.Tensors {
+		t := &a.idx.Tensors[i]
+		if t.Passthrough {
+			end = max(end, t.Raw.Offset+t.Raw.Length)
+		} else {
+			end = max(end, t.Layers[0].Chunk.Offset+t.Layers[0].Chunk.Length)
+		}
+	}
+	return end
+}
+
+// Index is the archive's table of contents. Callers must not modify it.
+func (a *Archive) Index() *Index { return a.idx }
+
+// Entry returns a tensor's index entry.
+func (a *Archive) Entry(name string) (*TensorEntry, bool) {
+	i, ok := a.byName[name]
+	if !ok {
+		return nil, false
+	}
+	return &a.idx.Tensors[i], true
+}
+
+// Missing lists the chunks a partial file lacks or holds only in part, in
+// file order (nil for a complete file).
+func (a *Archive) Missing() []ChunkID { return append([]ChunkID(nil), a.missing...) }
+
+// AvailableLayers is how many leading layers of a coded tensor the file
+// holds completely (1 for a passthrough tensor, 0 for an unknown name).
+func (a *Archive) AvailableLayers(name string) int {
+	i, ok := a.byName[name]
+	if !ok {
+		return 0
+	}
+	return a.avail[i]
+}
+
+// readChunk reads a chunk and checks its hash.
+func (a *Archive) readChunk(t *TensorEntry, layer int, r *ChunkRef) ([]byte, error) {
+	b := make([]byte, r.Length)
+	if err := readFull(a.f, b, r.Offset); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(layer), Offset: r.Offset, Hint: hintTruncated, Err: ErrTruncated,
+				Reason: "file ends inside the chunk (it shrank after it was opened?)"}
+		}
+		return nil, fmt.Errorf("archive: read tensor %q chunk %q: %w", t.Name, chunkName(layer), err)
+	}
+	if hexSum(b) != r.SHA256 {
+		return nil, &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(layer), Offset: r.Offset, Reason: "SHA-256 mismatch"}
+	}
+	return b, nil
+}
+
+// ReadPassthrough returns a passthrough tensor's bytes, byte-exact, after
+// checking their hash.
+func (a *Archive) ReadPassthrough(name string) ([]byte, error) {
+	t, ok := a.Entry(name)
+	if !ok {
+		return nil, fmt.Errorf("archive: no tensor %q in %s", name, a.path)
+	}
+	if !t.Passthrough {
+		return nil, fmt.Errorf("archive: tensor %q is coded, not passthrough; hint: use DecodeTensor", name)
+	}
+	return a.readChunk(t, -1, t.Raw)
+}
+
+// DecodeTensor reconstructs a coded tensor as float32 (row-major, the
+// source's shape) from its first `layers` layers, summed in layer order;
+// 0 means every layer the file holds. In a partial file a request beyond
+// the complete layers is clamped to them (see AvailableLayers); asking for
+// more layers than the archive has is an error. Every chunk read is
+// hash-checked before it is decoded.
+func (a *Archive) DecodeTensor(name string, layers int) ([]float32, error) {
+	i, ok := a.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("archive: no tensor %q in %s", name, a.path)
+	}
+	t := &a.idx.Tensors[i]
+	if t.Passthrough {
+		return nil, fmt.Errorf("archive: tensor %q is stored losslessly; hint: use ReadPassthrough", name)
+	}
+	if layers < 0 || layers > len(t.Layers) {
+		return nil, fmt.Errorf("archive: tensor %q has %d layers, %d requested; hint: ask for 1 to %d, or 0 for all", name, len(t.Layers), layers, len(t.Layers))
+	}
+	if layers == 0 || layers > a.avail[i] {
+		layers = a.avail[i]
+	}
+	n := t.Layers[0].N // checked: equals the shape's element count, ≤ MaxElements
+	if int64(int(n)) != n {
+		return nil, fmt.Errorf("archive: tensor %q has %d weights, too many for this platform", name, n)
+	}
+	out := make([]float32, n)
+	for k := 0; k < layers; k++ {
+		le := &t.Layers[k]
+		payload, err := a.readChunk(t, k, &le.Chunk)
+		if err != nil {
+			return nil, err
+		}
+		l := encoder.Layer{Params: le.Params, ExpBias: le.ExpBias, N: int(n), Payload: payload}
+		if err := l.Decode(out, k > 0); err != nil {
+			return nil, &IntegrityError{Path: a.path, Tensor: name, Chunk: chunkName(k), Offset: le.Chunk.Offset, Reason: "cannot decode: " + err.Error()}
+		}
+	}
+	return out, nil
+}
+
+// Verify checks the header, the index and every chunk the file holds
+// against their hashes and the layout. It returns the first failure as an
+// *IntegrityError (or ctx's error). For a partial file the missing chunks
+// are not errors; see Missing.
+func (a *Archive) Verify(ctx context.Context) error {
+	// Re-read header and index: the file may have changed since Open.
+	hb := make([]byte, HeaderSize+len(a.indexRaw))
+	if err := readFull(a.f, hb, 0); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return &IntegrityError{Path: a.path, Chunk: "index", Offset: HeaderSize, Hint: hintTruncated, Err: ErrTruncated, Reason: "file ends inside the index"}
+		}
+		return fmt.Errorf("archive: read %s: %w", a.path, err)
+	}
+	want := a.hdr.marshal()
+	if !bytes.Equal(hb[:HeaderSize], want) {
+		return &IntegrityError{Path: a.path, Chunk: "header", Offset: 0, Reason: "header changed since the archive was opened"}
+	}
+	if sha256.Sum256(hb[HeaderSize:]) != a.hdr.indexHash {
+		return &IntegrityError{Path: a.path, Chunk: "index", Offset: HeaderSize, Reason: "SHA-256 mismatch"}
+	}
+	var one [1]byte
+	if n, _ := a.f.ReadAt(one[:], a.size); n > 0 {
+		return &IntegrityError{Path: a.path, Chunk: "header", Offset: 16, Hint: "the file is being written; verify it once that is done",
+			Reason: fmt.Sprintf("file grew past %d bytes since it was opened", a.size)}
+	}
+	buf := make([]byte, 64<<10)
+	for _, s := range chunkOrder(a.idx.Tensors) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r := a.idx.ref(s)
+		t := &a.idx.Tensors[s.t]
+		if r.Offset+r.Length > a.size {
+			break // partial file: the rest is reported by Missing
+		}
+		sum := sha256.New()
+		sr := io.NewSectionReader(a.f, r.Offset, r.Length)
+		n, err := io.CopyBuffer(sum, sr, buf)
+		if err == nil && n != r.Length {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+				return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Hint: hintTruncated, Err: ErrTruncated, Reason: "file ends inside the chunk"}
+			}
+			return fmt.Errorf("archive: read tensor %q chunk %q: %w", t.Name, chunkName(s.layer), err)
+		}
+		if hex.EncodeToString(sum.Sum(nil)) != r.SHA256 {
+			return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Reason: "SHA-256 mismatch"}
+		}
+	}
+	return nil
+}
