@@ -1,5 +1,10 @@
 GO ?= go
 BIN := bin/seedlm
+DEMO_MODEL := testdata/models/stories260K-layer0.safetensors
+DEMO_DIR := out/demo
+# make bench BENCH_FLAGS=-quick: a seconds-long smoke run written to out/bench/.
+BENCH_FLAGS ?=
+FUZZTIME ?= 30s
 
 .PHONY: build test demo bench fuzz lint clean
 
@@ -10,9 +15,41 @@ test:
 	$(GO) vet ./...
 	$(GO) test ./...
 
+# compress → inspect → verify → decompress a cut-down of a real model.
+demo: build
+	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	@echo '$$ seedlm compress $(DEMO_MODEL) -o $(DEMO_DIR)/demo.seedlm'
+	@$(BIN) compress $(DEMO_MODEL) -o $(DEMO_DIR)/demo.seedlm
+	@echo
+	@echo '$$ seedlm inspect $(DEMO_DIR)/demo.seedlm'
+	@$(BIN) inspect $(DEMO_DIR)/demo.seedlm
+	@echo
+	@echo '$$ seedlm verify $(DEMO_DIR)/demo.seedlm'
+	@$(BIN) verify $(DEMO_DIR)/demo.seedlm
+	@echo
+	@echo '$$ seedlm decompress $(DEMO_DIR)/demo.seedlm -o $(DEMO_DIR)/demo.safetensors'
+	@$(BIN) decompress $(DEMO_DIR)/demo.seedlm -o $(DEMO_DIR)/demo.safetensors
+
+# Compress/decompress the real models in ../shared/data and a generated
+# 4096×4096 matrix; writes docs/BENCHMARKS.md.
+bench: build
+	scripts/bench.sh $(BENCH_FLAGS)
+
+# Runs every Fuzz target in the tree for FUZZTIME each.
+fuzz:
+	@set -e; found=0; \
+	for f in $$(grep -rl --include='*_test.go' '^func Fuzz' cmd internal 2>/dev/null); do \
+	  pkg=./$$(dirname $$f); \
+	  for t in $$(grep -o '^func Fuzz[A-Za-z0-9_]*' $$f | cut -d' ' -f2); do \
+	    found=1; echo "== $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	  done; \
+	done; \
+	if [ $$found = 0 ]; then echo "fuzz: no Fuzz targets yet"; fi
+
 lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd internal scripts); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin out

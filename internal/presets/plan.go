@@ -1,6 +1,51 @@
 // Package presets turns user settings (a preset name, a compression level,
-// codec flags, per-layer glob rules) into a per-tensor plan: store the tensor
-// losslessly, or code it with these progressive layers.
+// codec flags, per-layer glob rules, a size target) into a per-tensor plan:
+// store the tensor losslessly, or code it with these progressive layers.
+//
+// # How the CLI uses it
+//
+//	file, err := presets.LoadConfig(path, "workers", "quiet", "dtype") // --config; CLI-only keys skipped
+//	flags := presets.Config{                     // zero = flag not given
+//		Preset:           *preset,             // --preset NAME
+//		CompressionLevel: *level,              // --level 0.1..0.9
+//		Codec:            presets.Codec{...},  // --block-size --latent-dim --seed-bits --coeff-bits --exponent-bits
+//		Layers:           *layers,             // --layers N
+//		TargetBPW:        *targetBPW,          // --target-bpw X
+//		TargetRatio:      *targetRatio,        // --target-ratio R (32/R bits/weight)
+//		MinElements:      *minElements,        // --min-elements (optional)
+//	}
+//	plans, warnings, err := presets.Plan(ctx, file, src, presets.Options{Flags: flags,
+//		Encoder: encoder.Options{Workers: w}, Progress: fn})
+//	sum := presets.Summarize(plans, wps) // --dry-run totals; wps: C8P3K16 weights/s
+//
+// TensorPlan.Rule names what decided each tensor (for --dry-run and the
+// archive index). `seedlm presets` prints Presets(): Name, Target, Settings(),
+// Summary.
+//
+// # Precedence
+//
+// Highest first: codec flags > the winning layer_specific rule (the LAST
+// matching rule in file order, as a whole) > level / target / codec keys
+// from flags > the same from the config file > the preset's > the default
+// (the paper's 4-bit configuration, encoder.Paper4Bit). A compression level
+// replaces the layer stack and cancels a target set lower down; a target
+// cancels a lower level; codec keys override single fields of every layer;
+// layers resizes the stack (truncate, or repeat the last layer). Setting a
+// level and a target in the same source is an error.
+//
+// # Modes
+//
+// Fixed (default, preset fast/balanced, a level): no tensor data is read.
+// adaptive without a target: the variance heuristic (VarianceRates), which
+// reads every coded tensor once. A target (target_bpw, target_ratio, preset
+// quality/research): every coded tensor is read once and a sample of it
+// (DefaultSampleWeights) is coded with every candidate (MeasureTensor);
+// Allocate then minimizes the total squared error within the budget.
+// Memory stays at one tensor at a time.
+//
+// docs/PRESETS.md has the level table, the presets, and the measured
+// comparison of fixed settings, the variance heuristic and the measured
+// allocation at equal size (scripts/alloccmp produces the numbers).
 package presets
 
 import (
@@ -21,6 +66,19 @@ type TensorPlan struct {
 	// Layers are the codec settings of the base layer and each enhancement
 	// layer (empty when Passthrough).
 	Layers []encoder.Params
+
+	// The fields below are filled by Plan (zero from Default).
+
+	// Elements is the tensor's weight count.
+	Elements int64
+	// Bits is the planned payload size: Σ_layers 8·PayloadBytes for coded
+	// tensors, the raw bytes·8 for passthrough (index entries excluded).
+	Bits int64
+	// Norm2 (‖w‖²) and EstSqErr (the sampled estimate of ‖w − ŵ‖²) are set
+	// when Measured: in target mode, where Plan codes samples.
+	Norm2    float64
+	EstSqErr float64
+	Measured bool
 }
 
 // MinElements is the default size below which tensors are stored as-is:
@@ -31,10 +89,12 @@ const MinElements = 1024
 // paper's 4-bit configuration, one layer, for every float tensor of rank ≥ 2
 // with at least MinElements weights; everything else is stored losslessly.
 func Default(t checkpoint.TensorInfo) TensorPlan {
+	n := t.NumElements()
 	if reason := PassthroughReason(t, MinElements); reason != "" {
-		return TensorPlan{Name: t.Name, Rule: "passthrough: " + reason, Passthrough: true}
+		return TensorPlan{Name: t.Name, Rule: "passthrough: " + reason, Passthrough: true, Elements: n, Bits: rawBits(t)}
 	}
-	return TensorPlan{Name: t.Name, Rule: "default", Layers: []encoder.Params{encoder.Paper4Bit}}
+	layers := []encoder.Params{encoder.Paper4Bit}
+	return TensorPlan{Name: t.Name, Rule: "default", Layers: layers, Elements: n, Bits: StackBits(layers, n)}
 }
 
 // PassthroughReason says why a tensor is never coded ("" when it can be).

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cast"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/seedlm/seedlm/internal/presets"
+)
+
+// Configuration keys. Every key can be set, from highest to lowest
+// precedence, by a command-line flag (the key with "-" for "_"; --level for
+// compression_level), a SEEDLM_* environment variable (SEEDLM_ + the key in
+// upper case), the config file, or the built-in default.
+// configs/compression.yaml documents each of them. The plan keys (plan.go)
+// and the file's richer keys (layer_specific, adaptive, ...) are read and
+// validated by presets.LoadConfig; the run keys (runKeys) are read here with
+// viper.
+const (
+	keyPreset      = "preset"
+	keyLevel       = "compression_level" // flag --level
+	keyLayers      = "layers"
+	keyBlockSize   = "block_size"
+	keyLatentDim   = "latent_dim"
+	keySeedBits    = "seed_bits"
+	keyCoeffBits   = "coeff_bits"
+	keyExpBits     = "exponent_bits"
+	keyTargetBPW   = "target_bpw"
+	keyTargetRatio = "target_ratio"
+	keyMinElements = "min_elements"
+	keyWorkers     = "workers"
+	keyQuiet       = "quiet"
+	keyDType       = "dtype"
+	configEnvPref  = "SEEDLM"
+)
+
+// flagName is the command-line spelling of a key.
+func flagName(key string) string {
+	if key == keyLevel {
+		return "level"
+	}
+	return strings.ReplaceAll(key, "_", "-")
+}
+
+// envName is the environment spelling of a key.
+func envName(key string) string { return configEnvPref + "_" + strings.ToUpper(key) }
+
+// config resolves settings with the precedence flags > environment > config
+// file > defaults. It is built per command invocation (no globals), so tests
+// can run commands side by side.
+type config struct {
+	v     *viper.Viper
+	flags *pflag.FlagSet
+	file  string // the config file in use, "" if none
+}
+
+// userConfigFile is where a per-user config lives.
+func userConfigFile() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "seedlm", "config.yaml")
+}
+
+// loadConfig binds flags and the environment and reads the config file:
+// explicit (from --config; must exist), else ./seedlm.yaml, else the user
+// config file, else none. Every key of the file is checked (an unknown key
+// or a bad value is a usage error naming the line).
+func loadConfig(flags *pflag.FlagSet, explicit string) (*config, error) {
+	v := viper.New()
+	v.SetEnvPrefix(configEnvPref)
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	for _, k := range runKeys {
+		if f := flags.Lookup(flagName(k)); f != nil {
+			if err := v.BindPFlag(k, f); err != nil {
+				return nil, err
+			}
+		}
+	}
+	c := &config{v: v, flags: flags}
+	file := explicit
+	if file == "" {
+		for _, cand := range []string{"seedlm.yaml", userConfigFile()} {
+			if cand == "" {
+				continue
+			}
+			if st, err := os.Stat(cand); err == nil && st.Mode().IsRegular() {
+				file = cand
+				break
+			}
+		}
+	}
+	if file == "" {
+		return c, nil
+	}
+	if _, err := os.Stat(file); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, withHint(usagef("config file %s does not exist", file),
+				"see configs/compression.yaml for an example of every key")
+		}
+		return nil, usagef("config file: %v", err)
+	}
+	if _, err := presets.LoadConfig(file, runKeys...); err != nil {
+		return nil, withHint(usagef("config file %v", err), "configs/compression.yaml documents every key")
+	}
+	v.SetConfigFile(file)
+	v.SetConfigType("yaml")
+	if err := v.ReadInConfig(); err != nil {
+		return nil, withHint(usagef("config file %s: %v", file, err), "the config file is YAML; see configs/compression.yaml")
+	}
+	c.file = file
+	return c, nil
+}
+
+// origin says where a key's value comes from, for error messages.
+func (c *config) origin(key string) string {
+	if f := c.flags.Lookup(flagName(key)); f != nil && f.Changed {
+		return "flag --" + f.Name
+	}
+	if os.Getenv(envName(key)) != "" { // viper ignores empty variables too
+		return "environment " + envName(key)
+	}
+	if c.file != "" && c.v.InConfig(key) {
+		return "config " + c.file
+	}
+	return "default"
+}
+
+func (c *config) getInt(key string) (int, error) {
+	n, err := cast.ToIntE(c.v.Get(key))
+	if err != nil {
+		return 0, usagef("%s (from %s): %q is not an integer", key, c.origin(key), fmt.Sprint(c.v.Get(key)))
+	}
+	return n, nil
+}
+
+func (c *config) getString(key string) string { return strings.TrimSpace(cast.ToString(c.v.Get(key))) }
+
+func (c *config) getBool(key string) (bool, error) {
+	b, err := cast.ToBoolE(c.v.Get(key))
+	if err != nil {
+		return false, usagef("%s (from %s): %q is not true or false", key, c.origin(key), fmt.Sprint(c.v.Get(key)))
+	}
+	return b, nil
+}

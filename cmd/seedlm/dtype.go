@@ -1,0 +1,184 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// Conversions from the decoder's float32 output to the dtypes decompress can
+// write. Every narrowing conversion rounds to nearest, ties to even, from the
+// exact value of the float32 (one rounding, no double rounding).
+
+// dtypeSize is the element size in bytes of the float dtypes compress codes.
+func dtypeSize(dtype string) (int, bool) {
+	switch dtype {
+	case "F64":
+		return 8, true
+	case "F32":
+		return 4, true
+	case "F16", "BF16":
+		return 2, true
+	case "F8_E4M3", "F8_E5M2":
+		return 1, true
+	}
+	return 0, false
+}
+
+// parseDTypeFlag maps --dtype to a safetensors dtype ("" = the source's).
+func parseDTypeFlag(s string) (string, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "source":
+		return "", nil
+	case "f32", "float32":
+		return "F32", nil
+	case "f16", "float16", "half":
+		return "F16", nil
+	case "bf16", "bfloat16":
+		return "BF16", nil
+	}
+	return "", usagef("--dtype %q: want source, f32, f16 or bf16", s)
+}
+
+// encodeFloats converts w to little-endian bytes of dtype.
+func encodeFloats(dtype string, w []float32) ([]byte, error) {
+	size, ok := dtypeSize(dtype)
+	if !ok {
+		return nil, fmt.Errorf("cannot write coded weights as %s", dtype)
+	}
+	out := make([]byte, len(w)*size)
+	switch dtype {
+	case "F64":
+		for i, x := range w {
+			binary.LittleEndian.PutUint64(out[8*i:], math.Float64bits(float64(x)))
+		}
+	case "F32":
+		for i, x := range w {
+			binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(x))
+		}
+	case "BF16":
+		for i, x := range w {
+			binary.LittleEndian.PutUint16(out[2*i:], float32ToBF16(x))
+		}
+	case "F16":
+		for i, x := range w {
+			binary.LittleEndian.PutUint16(out[2*i:], float32ToF16(x))
+		}
+	case "F8_E4M3":
+		for i, x := range w {
+			out[i] = uint8(roundMini(x, f8e4m3))
+		}
+	case "F8_E5M2":
+		for i, x := range w {
+			out[i] = uint8(roundMini(x, f8e5m2))
+		}
+	}
+	return out, nil
+}
+
+// float32ToBF16 rounds to nearest even; NaN stays a (quiet) NaN.
+func float32ToBF16(x float32) uint16 {
+	u := math.Float32bits(x)
+	if u&0x7fffffff > 0x7f800000 { // NaN: keep the sign, force a quiet payload
+		return uint16(u>>16) | 0x40
+	}
+	u += 0x7fff + (u>>16)&1
+	return uint16(u >> 16)
+}
+
+// float32ToF16 rounds to nearest even (IEEE binary16, with subnormals and
+// overflow to infinity).
+func float32ToF16(x float32) uint16 { return roundMini(x, f16) }
+
+// miniFloat describes a small binary float format.
+type miniFloat struct {
+	expBits, manBits int
+	bias             int
+	// ieee: the all-ones exponent is inf/NaN (F16, F8_E5M2). Otherwise
+	// (F8_E4M3, "FN"): no infinities, S.1111.111 is NaN, and values
+	// beyond the largest finite saturate to it.
+	ieee bool
+}
+
+var (
+	f16    = miniFloat{expBits: 5, manBits: 10, bias: 15, ieee: true}
+	f8e5m2 = miniFloat{expBits: 5, manBits: 2, bias: 15, ieee: true}
+	f8e4m3 = miniFloat{expBits: 4, manBits: 3, bias: 7}
+)
+
+func (f miniFloat) nan() uint16 {
+	if f.ieee {
+		return uint16((1<<f.expBits-1)<<f.manBits | 1<<(f.manBits-1))
+	}
+	return uint16(1<<(f.expBits+f.manBits) - 1)
+}
+
+func (f miniFloat) inf() uint16 { return uint16((1<<f.expBits - 1) << f.manBits) }
+
+// maxFinite is the code of the largest finite magnitude.
+func (f miniFloat) maxFinite() uint16 {
+	if f.ieee {
+		return f.inf() - 1
+	}
+	return f.nan() - 1
+}
+
+func (f miniFloat) value(code uint16) float64 {
+	e := int(code>>f.manBits) & (1<<f.expBits - 1)
+	m := float64(int(code) & (1<<f.manBits - 1))
+	if e == 0 {
+		return math.Ldexp(m, 1-f.bias-f.manBits)
+	}
+	return math.Ldexp(m+float64(int(1)<<f.manBits), e-f.bias-f.manBits)
+}
+
+// roundMini rounds x to the nearest value of f, ties to even mantissa.
+func roundMini(x float32, f miniFloat) uint16 {
+	sign := uint16(0)
+	if math.Signbit(float64(x)) {
+		sign = 1 << (f.expBits + f.manBits)
+	}
+	a := math.Abs(float64(x))
+	switch {
+	case math.IsNaN(a):
+		return sign | f.nan()
+	case math.IsInf(a, 0):
+		if f.ieee {
+			return sign | f.inf()
+		}
+		return sign | f.maxFinite()
+	case a == 0:
+		return sign
+	}
+	minExp := 1 - f.bias  // exponent of the smallest normal
+	_, e := math.Frexp(a) // a = frac·2^e, frac in [0.5, 1)
+	e--                   // a in [2^e, 2^(e+1))
+	if e < minExp {
+		e = minExp
+	}
+	// Quantum at this binade; a/q is exact in float64 (a is a float32).
+	q := math.Ldexp(1, e-f.manBits)
+	r := math.RoundToEven(a / q) // mantissa with the implicit bit, may reach 2^(manBits+1)
+	if r == 0 {
+		return sign
+	}
+	m := uint64(r)
+	if m >= 1<<(f.manBits+1) { // rounded up into the next binade
+		m >>= 1
+		e++
+	}
+	var code uint64
+	if m < 1<<f.manBits { // subnormal (only possible at e == minExp)
+		code = m
+	} else {
+		code = uint64(e+f.bias)<<f.manBits | (m - 1<<f.manBits)
+	}
+	if code > uint64(f.maxFinite()) {
+		if f.ieee {
+			return sign | f.inf()
+		}
+		return sign | f.maxFinite()
+	}
+	return sign | uint16(code)
+}

@@ -1,0 +1,404 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/seedlm/seedlm/internal/archive"
+	"github.com/seedlm/seedlm/internal/checkpoint"
+	"github.com/seedlm/seedlm/internal/presets"
+	"github.com/seedlm/seedlm/internal/safetensors"
+)
+
+func TestMain(m *testing.M) {
+	// The SIGINT test runs this binary as seedlm itself.
+	if os.Getenv("SEEDLM_TEST_MAIN") == "1" {
+		os.Exit(mainExit())
+	}
+	testscript.Main(m, map[string]func(){
+		"seedlm": func() { os.Exit(mainExit()) },
+	})
+}
+
+// sharedData is the project's shared real-model folder (absent on some
+// machines: tests that need it skip).
+var sharedData = func() string {
+	p, _ := filepath.Abs("../../../shared/data")
+	return p
+}()
+
+func TestScripts(t *testing.T) {
+	models, _ := filepath.Abs("../../testdata/models")
+	configs, _ := filepath.Abs("../../configs")
+	torchData, _ := filepath.Abs("../../testdata/torch")
+	testscript.Run(t, testscript.Params{
+		Dir:                 "../../testdata/script",
+		RequireExplicitExec: true,
+		Setup: func(e *testscript.Env) error {
+			e.Setenv("MODELS", models)
+			e.Setenv("CONFIGS", configs)
+			e.Setenv("TORCHDATA", torchData)
+			e.Setenv("SHARED", sharedData)
+			return nil
+		},
+		Condition: func(cond string) (bool, error) {
+			switch cond {
+			case "shared":
+				_, err := os.Stat(filepath.Join(sharedData, "stories260K"))
+				return err == nil, nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"mkmodel":  cmdMkModel,
+			"stcheck":  cmdSTCheck,
+			"corrupt":  cmdCorrupt,
+			"truncate": cmdTruncate,
+			"exitcode": cmdExitCode,
+			"lsdir":    cmdLsDir,
+		},
+	})
+}
+
+// exitcode N PROG ARGS...: run PROG and require exit status N; stdout and
+// stderr are kept for the next stdout/stderr commands.
+func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: exitcode N PROG [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	err = ts.Exec(args[1], args[2:]...)
+	got := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			ts.Fatalf("%v", err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("exit status %d, want %d", got, want)
+	}
+}
+
+// lsdir DIR WANT...: DIR holds exactly the entries WANT (sorted), and no
+// temporary files.
+func cmdLsDir(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 {
+		ts.Fatalf("usage: lsdir DIR [NAME...]")
+	}
+	ents, err := os.ReadDir(ts.MkAbs(args[0]))
+	ts.Check(err)
+	var got []string
+	for _, e := range ents {
+		if e.Name() == ".tmp" { // testscript's TMPDIR
+			continue
+		}
+		got = append(got, e.Name())
+	}
+	want := append([]string(nil), args[1:]...)
+	sort.Strings(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		ts.Fatalf("%s holds [%s], want [%s]", args[0], strings.Join(got, " "), strings.Join(want, " "))
+	}
+}
+
+// mkmodel OUT [dtype=F32|BF16|F16] [nan=TENSOR:INDEX] [shards=N] [big]:
+// write a small deterministic model: coded tensors (rank 2, ≥ 1024
+// weights), a norm vector, a small matrix and an I64 tensor (stored
+// exactly). With shards=N, OUT is a folder with N shards and an index.
+func cmdMkModel(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 {
+		ts.Fatalf("usage: mkmodel OUT [dtype=..] [nan=T:I] [shards=N] [big]")
+	}
+	out := ts.MkAbs(args[0])
+	opt := map[string]string{"dtype": "F32", "shards": "1"}
+	for _, a := range args[1:] {
+		k, v, _ := strings.Cut(a, "=")
+		opt[k] = v
+	}
+	ts.Check(writeTestModel(out, opt))
+}
+
+type testTensor struct {
+	name  string
+	dtype string
+	shape []int64
+	data  []byte
+}
+
+func testModelTensors(opt map[string]string) []testTensor {
+	rng := rand.New(rand.NewSource(42))
+	fl := func(name string, shape ...int64) testTensor {
+		n := int64(1)
+		for _, d := range shape {
+			n *= d
+		}
+		w := make([]float32, n)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64() * 0.02)
+		}
+		if len(shape) == 1 {
+			for i := range w {
+				w[i] += 1
+			}
+		}
+		if nan, ok := opt["nan"]; ok {
+			tn, idx, _ := strings.Cut(nan, ":")
+			if tn == name {
+				i, _ := strconv.Atoi(idx)
+				w[i] = float32(math.NaN())
+			}
+		}
+		dt := opt["dtype"]
+		b, err := encodeFloats(dt, w)
+		if err != nil {
+			panic(err)
+		}
+		return testTensor{name, dt, shape, b}
+	}
+	rows := int64(64)
+	if _, ok := opt["big"]; ok {
+		rows = 2048
+	}
+	ids := make([]byte, 16*8)
+	for i := 0; i < 16; i++ {
+		binary.LittleEndian.PutUint64(ids[8*i:], uint64(i*7))
+	}
+	return []testTensor{
+		fl("model.embed_tokens.weight", rows, 32),
+		fl("model.layers.0.self_attn.q_proj.weight", 32, 32),
+		fl("model.layers.0.input_layernorm.weight", 32),
+		fl("model.layers.0.mlp.up_proj.weight", 48, 32),
+		fl("model.layers.0.small.weight", 8, 8),
+		{"model.position_ids", "I64", []int64{16}, ids},
+		fl("lm_head.weight", 64, 32),
+	}
+}
+
+func writeTestModel(out string, opt map[string]string) error {
+	ts := testModelTensors(opt)
+	meta := map[string]string{"format": "pt", "origin": "seedlm test model"}
+	nsh, err := strconv.Atoi(opt["shards"])
+	if err != nil || nsh < 1 {
+		return fmt.Errorf("bad shards=%q", opt["shards"])
+	}
+	if nsh == 1 {
+		return writeST(out, ts, meta)
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	per := (len(ts) + nsh - 1) / nsh
+	weightMap := map[string]string{}
+	var total int64
+	for s := 0; s < nsh; s++ {
+		name := fmt.Sprintf("model-%05d-of-%05d.safetensors", s+1, nsh)
+		part := ts[s*per : min(len(ts), (s+1)*per)]
+		for _, t := range part {
+			weightMap[t.name] = name
+			total += int64(len(t.data))
+		}
+		if err := writeST(filepath.Join(out, name), part, meta); err != nil {
+			return err
+		}
+	}
+	ix := map[string]any{"metadata": map[string]any{"total_size": total}, "weight_map": weightMap}
+	b, _ := jsonMarshal(ix)
+	return os.WriteFile(filepath.Join(out, "model.safetensors.index.json"), append(b, '\n'), 0o644)
+}
+
+func writeST(path string, ts []testTensor, meta map[string]string) error {
+	hs := make([]safetensors.TensorHeader, len(ts))
+	for i, t := range ts {
+		hs[i] = safetensors.TensorHeader{Name: t.name, DType: t.dtype, Shape: t.shape}
+	}
+	w, err := safetensors.NewWriter(path, hs, meta)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if err := w.WriteTensor(t.name, t.data); err != nil {
+			w.Abort()
+			return err
+		}
+	}
+	return w.Commit()
+}
+
+// stcheck ORIG OUT MAXREL [dtype=X] [archive=A]: OUT has the same tensors
+// (names, order within each shard, shapes), dtypes (coded ones X if given),
+// shard layout and metadata as ORIG; every tensor stored exactly (by the
+// default plan, or by archive A's index) is byte-identical; every coded
+// tensor has a relative error in (0, MAXREL].
+func cmdSTCheck(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 3 {
+		ts.Fatalf("usage: stcheck ORIG OUT MAXREL [dtype=X]")
+	}
+	maxRel, err := strconv.ParseFloat(args[2], 64)
+	ts.Check(err)
+	wantDT, arc := "", ""
+	for _, a := range args[3:] {
+		k, v, _ := strings.Cut(a, "=")
+		switch k {
+		case "dtype":
+			wantDT = v
+		case "archive":
+			arc = ts.MkAbs(v)
+		default:
+			ts.Fatalf("stcheck: unknown option %q", a)
+		}
+	}
+	msg, err := compareCheckpoints(ts.MkAbs(args[0]), ts.MkAbs(args[1]), maxRel, wantDT, arc)
+	ts.Check(err)
+	ts.Logf("%s", msg)
+}
+
+func compareCheckpoints(origPath, outPath string, maxRel float64, wantDT, archivePath string) (string, error) {
+	// Which tensors are stored exactly: the default plan's, or the
+	// archive's own record when given.
+	exact := func(t checkpoint.TensorInfo) bool { return presets.Default(t).Passthrough }
+	if archivePath != "" {
+		a, err := archive.Open(archivePath, archive.OpenOptions{})
+		if err != nil {
+			return "", err
+		}
+		defer a.Close()
+		exact = func(t checkpoint.TensorInfo) bool {
+			e, ok := a.Entry(t.Name)
+			return ok && e.Passthrough
+		}
+	}
+	a, err := openSource(origPath)
+	if err != nil {
+		return "", err
+	}
+	defer a.Close()
+	b, err := openSource(outPath)
+	if err != nil {
+		return "", err
+	}
+	defer b.Close()
+	if fmt.Sprint(a.Metadata()) != fmt.Sprint(b.Metadata()) {
+		if !(len(a.Metadata()) == 0 && fmt.Sprint(b.Metadata()) == "map[format:pt]") {
+			return "", fmt.Errorf("metadata %v, want %v", b.Metadata(), a.Metadata())
+		}
+	}
+	at, bt := a.Tensors(), b.Tensors()
+	if len(at) != len(bt) {
+		return "", fmt.Errorf("%d tensors, want %d", len(bt), len(at))
+	}
+	var report []string
+	for i, x := range at {
+		y := bt[i]
+		if x.Name != y.Name || fmt.Sprint(x.Shape) != fmt.Sprint(y.Shape) || x.Shard != y.Shard {
+			return "", fmt.Errorf("tensor %d: %s %v shard %q, want %s %v shard %q", i, y.Name, y.Shape, y.Shard, x.Name, x.Shape, x.Shard)
+		}
+		passthrough := exact(x)
+		dt := x.DType
+		if !passthrough && wantDT != "" {
+			dt = wantDT
+		}
+		if y.DType != dt {
+			return "", fmt.Errorf("tensor %s: dtype %s, want %s", x.Name, y.DType, dt)
+		}
+		if passthrough {
+			ra, err := a.ReadRaw(x.Name)
+			if err != nil {
+				return "", err
+			}
+			rb, err := b.ReadRaw(x.Name)
+			if err != nil {
+				return "", err
+			}
+			if string(ra) != string(rb) {
+				return "", fmt.Errorf("tensor %s is stored exactly but its bytes differ", x.Name)
+			}
+			continue
+		}
+		fa, err := a.ReadFloat32(x.Name)
+		if err != nil {
+			return "", err
+		}
+		fb, err := b.ReadFloat32(x.Name)
+		if err != nil {
+			return "", err
+		}
+		var n2, e2 float64
+		for k := range fa {
+			d := float64(fa[k]) - float64(fb[k])
+			n2 += float64(fa[k]) * float64(fa[k])
+			e2 += d * d
+		}
+		rel := math.Sqrt(e2 / n2)
+		if !(rel > 0 && rel <= maxRel) {
+			return "", fmt.Errorf("tensor %s: relative error %.4f, want in (0, %g]", x.Name, rel, maxRel)
+		}
+		report = append(report, fmt.Sprintf("%s rel %.4f", x.Name, rel))
+	}
+	return strings.Join(report, "\n"), nil
+}
+
+// corrupt ARCHIVE TENSOR [raw|layer K]: flip one byte in the middle of a
+// tensor's chunk.
+func cmdCorrupt(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: corrupt ARCHIVE TENSOR [LAYER]")
+	}
+	path := ts.MkAbs(args[0])
+	a, err := archive.Open(path, archive.OpenOptions{})
+	ts.Check(err)
+	e, ok := a.Entry(args[1])
+	a.Close()
+	if !ok {
+		ts.Fatalf("no tensor %q", args[1])
+	}
+	var ref archive.ChunkRef
+	if e.Passthrough {
+		ref = *e.Raw
+	} else {
+		k := 0
+		if len(args) > 2 {
+			k, _ = strconv.Atoi(args[2])
+		}
+		ref = e.Layers[k].Chunk
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	ts.Check(err)
+	defer f.Close()
+	off := ref.Offset + ref.Length/2
+	b := make([]byte, 1)
+	_, err = f.ReadAt(b, off)
+	ts.Check(err)
+	b[0] ^= 0x5a
+	_, err = f.WriteAt(b, off)
+	ts.Check(err)
+}
+
+// truncate FILE N: cut FILE to N bytes (N < 0: remove -N bytes).
+func cmdTruncate(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: truncate FILE N")
+	}
+	path := ts.MkAbs(args[0])
+	n, err := strconv.ParseInt(args[1], 10, 64)
+	ts.Check(err)
+	if n < 0 {
+		st, err := os.Stat(path)
+		ts.Check(err)
+		n += st.Size()
+	}
+	ts.Check(os.Truncate(path, n))
+}

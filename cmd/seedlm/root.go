@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/seedlm/seedlm/internal/encoder"
+)
+
+// app is per-invocation state shared by the commands.
+type app struct {
+	stdout, stderr io.Writer
+	configFile     string
+	started        bool // a command's RunE was reached
+}
+
+func newRootCmd(stdout, stderr io.Writer) (*cobra.Command, *app) {
+	a := &app{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "seedlm",
+		Short: "Compress LLM checkpoints with SeedLM (weights as pseudo-random generator seeds)",
+		Long: `seedlm compresses model checkpoints with SeedLM: every block of C weights is
+stored as the seed of a linear-feedback shift register plus a few quantized
+coefficients (w ≈ U(seed)·q·2^e). Lossy for coded tensors, byte-exact for the
+rest (norms, biases, integer tensors).
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 archive integrity failure, 130 interrupted.`,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRun: func(*cobra.Command, []string) {
+			a.started = true
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprint(a.stderr, cmd.UsageString())
+			return usagef("missing command")
+		},
+	}
+	root.Version = fmt.Sprintf("%s (encoder kernel %s)", version(), encoder.KernelName())
+	root.SetVersionTemplate("seedlm {{.Version}}\n")
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &usageError{err} })
+	root.PersistentFlags().StringVar(&a.configFile, "config", "",
+		"config file (default ./seedlm.yaml, else the user config dir's seedlm/config.yaml)")
+	root.CompletionOptions.DisableDefaultCmd = true
+
+	root.AddCommand(
+		newCompressCmd(a),
+		newDecompressCmd(a),
+		newInspectCmd(a),
+		newVerifyCmd(a),
+		newPresetsCmd(a),
+		newVersionCmd(a),
+	)
+	return root, a
+}
+
+// exactArgs is cobra.ExactArgs with a usage error naming what is missing.
+func exactArgs(what string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) == 0:
+			return withHint(usagef("%s: missing %s", cmd.Name(), what), "usage: %s", cmd.UseLine())
+		case len(args) > 1:
+			return withHint(usagef("%s: expected one %s, got %d arguments", cmd.Name(), what, len(args)), "usage: %s", cmd.UseLine())
+		}
+		return nil
+	}
+}
+
+// loadConfigFor loads flags/env/config for a command.
+func (a *app) loadConfigFor(fs *pflag.FlagSet) (*config, error) {
+	return loadConfig(fs, a.configFile)
+}
+
+func newVersionCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version and the encoder kernel",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(a.stdout, "seedlm %s (encoder kernel %s)\n", version(), encoder.KernelName())
+			return nil
+		},
+	}
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}

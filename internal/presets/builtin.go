@@ -1,0 +1,137 @@
+package presets
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/seedlm/seedlm/internal/encoder"
+)
+
+// Preset is a named, built-in Config.
+type Preset struct {
+	Name string
+	// Target is the guide's promise, e.g. "≈8× vs fp32 (4.0 bits/weight)".
+	Target string
+	// Summary says what the preset does, for `seedlm presets`.
+	Summary string
+	Config  Config
+}
+
+func codecOf(p encoder.Params) Codec {
+	return Codec{BlockSize: p.BlockSize, LatentDim: p.LatentDim, SeedBits: p.SeedBits, CoeffBits: p.CoeffBits, ExpBits: p.ExpBits}
+}
+
+func codecs(s string) []Codec {
+	var out []Codec
+	for _, p := range mustStack(s) {
+		out = append(out, codecOf(p))
+	}
+	return out
+}
+
+// The presets were chosen by measurement on ../shared/data (docs/PRESETS.md
+// has the numbers): each hits the guide's ratio over the whole archive
+// (passthrough tensors included) within a few per cent.
+var builtins = map[string]Preset{
+	"fast": {
+		Name:   "fast",
+		Target: "≈8× vs fp32 (≈4.0 bits/weight)",
+		Summary: "K=12 seeds: the seed search is 1/16 of K=16's, ~3-4× faster in practice; a 4th latent " +
+			"dimension buys back the quality, so it matches the paper's 4-bit error at 3.875 bits/weight",
+		Config: Config{Codec: codecOf(mustStack("C8P4K12B4E3")[0])},
+	},
+	"balanced": {
+		Name:    "balanced",
+		Target:  "≈15× vs fp32 (≈2.1 bits/weight)",
+		Summary: "compression level 0.7: one fixed K=16 layer, C=12 P=2 B=3 E=3 (2.083 bits/weight); no measuring pass",
+		Config:  Config{CompressionLevel: 0.7},
+	},
+	"quality": {
+		Name:   "quality",
+		Target: "≈25× vs fp32 (≈1.28 bits/weight)",
+		Summary: "target allocation at 1.28 bits/weight: codes a sample of every tensor with every candidate " +
+			"(K=16 ladder plus K=18 settings, 4× the search) and spends bits where they cut the most squared error",
+		Config: Config{TargetBPW: 1.28, Adaptive: &Adaptive{
+			Method: "measured",
+			Candidates: codecs("C32P3K16B3E3 + C32P4K16B3E3 + C24P2K16B3E3 + C24P3K16B3E3 + C24P4K16B3E3 + " +
+				"C16P3K16B3E3 + C16P4K16B3E3 + C12P2K16B3E3 + C12P3K16B3E3 + C12P4K16B3E3 + C8P3K16B3E3 + " +
+				"C32P4K18B3E3 + C24P3K18B3E3 + C24P4K18B3E3 + C16P3K18B3E3 + C16P4K18B3E3"),
+		}},
+	},
+	"research": {
+		Name:   "research",
+		Target: "≈30× vs fp32 (≈1.07 bits/weight)",
+		Summary: "experimental: target allocation at 1.067 bits/weight over K=16 and K=20 candidates (K=20 " +
+			"searches 16× the seeds; slow) including 1-coefficient blocks",
+		Config: Config{TargetBPW: 32.0 / 30, Adaptive: &Adaptive{
+			Method: "measured",
+			Candidates: codecs("C32P1K16B3E3 + C32P2K16B3E3 + C32P3K16B3E3 + C32P4K16B3E3 + C24P2K16B3E3 + " +
+				"C24P3K16B3E3 + C24P4K16B3E3 + C16P3K16B3E3 + C16P4K16B3E3 + C12P2K16B3E3 + C12P3K16B3E3 + " +
+				"C32P3K20B3E3 + C32P4K20B3E3 + C24P2K20B3E3 + C24P3K20B3E3 + C24P4K20B3E3 + C16P3K20B3E3"),
+		}},
+	},
+}
+
+// Names lists the built-in presets from largest to smallest output.
+func Names() []string {
+	return []string{"fast", "balanced", "quality", "research"}
+}
+
+// Builtin returns a preset's Config.
+func Builtin(name string) (Config, error) {
+	p, ok := builtins[name]
+	if !ok {
+		return Config{}, fmt.Errorf("unknown preset %q (known: %s)", name, strings.Join(Names(), ", "))
+	}
+	c := p.Config
+	if c.Adaptive != nil {
+		a := *c.Adaptive
+		a.Candidates = append([]Codec(nil), a.Candidates...)
+		c.Adaptive = &a
+	}
+	return c, nil
+}
+
+// Presets returns every built-in preset, in Names order, for `seedlm presets`.
+func Presets() []Preset {
+	var out []Preset
+	for _, n := range Names() {
+		p := builtins[n]
+		p.Config, _ = Builtin(n)
+		out = append(out, p)
+	}
+	return out
+}
+
+// Settings describes a preset's settings in one line, e.g.
+// "C8 P4 K12 B4 E3 (3.875 bits/weight)" or "target 1.28 bits/weight over 16
+// candidates (K 16–18, 1.0–3.5 bits/weight)".
+func (p Preset) Settings() string {
+	c := p.Config
+	if t := c.targetBPW(); t > 0 {
+		st := candidateStacks(c.Adaptive, []encoder.Params{encoder.Paper4Bit}, t)
+		ks := map[int]bool{}
+		lo, hi := 1e9, 0.0
+		for _, s := range st {
+			ks[s[0].SeedBits] = true
+			lo, hi = min(lo, StackBPW(s)), max(hi, StackBPW(s))
+		}
+		var kl []string
+		for k := range ks {
+			kl = append(kl, fmt.Sprint(k))
+		}
+		sort.Strings(kl)
+		return fmt.Sprintf("target %.3g bits/weight, %s allocation over %d candidates (K %s; %.2f–%.2f bits/weight)",
+			t, methodName(c.Adaptive), len(st), strings.Join(kl, ","), lo, hi)
+	}
+	st, _ := baseStack(c)
+	return fmt.Sprintf("%s (%.3f bits/weight)", FormatStack(st), StackBPW(st))
+}
+
+func methodName(a *Adaptive) string {
+	if a == nil || a.Method == "" {
+		return "measured"
+	}
+	return a.Method
+}

@@ -1,0 +1,516 @@
+package presets
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/seedlm/seedlm/internal/encoder"
+)
+
+// Codec holds explicit codec settings; 0 means "not set" (0 is out of range
+// for every one of them, and the YAML loader rejects an explicit 0).
+type Codec struct {
+	BlockSize int `yaml:"block_size,omitempty"`    // C
+	LatentDim int `yaml:"latent_dim,omitempty"`    // P
+	SeedBits  int `yaml:"seed_bits,omitempty"`     // K
+	CoeffBits int `yaml:"coeff_bits,omitempty"`    // B
+	ExpBits   int `yaml:"exponent_bits,omitempty"` // E
+}
+
+// IsZero says whether no field is set.
+func (c Codec) IsZero() bool { return c == Codec{} }
+
+// Apply overrides p's fields with the set ones.
+func (c Codec) Apply(p encoder.Params) encoder.Params {
+	if c.BlockSize != 0 {
+		p.BlockSize = c.BlockSize
+	}
+	if c.LatentDim != 0 {
+		p.LatentDim = c.LatentDim
+	}
+	if c.SeedBits != 0 {
+		p.SeedBits = c.SeedBits
+	}
+	if c.CoeffBits != 0 {
+		p.CoeffBits = c.CoeffBits
+	}
+	if c.ExpBits != 0 {
+		p.ExpBits = c.ExpBits
+	}
+	return p
+}
+
+// String lists the set fields as YAML keys, e.g. "block_size=16 latent_dim=8".
+func (c Codec) String() string {
+	var s []string
+	for _, f := range []struct {
+		k string
+		v int
+	}{{"block_size", c.BlockSize}, {"latent_dim", c.LatentDim}, {"seed_bits", c.SeedBits}, {"coeff_bits", c.CoeffBits}, {"exponent_bits", c.ExpBits}} {
+		if f.v != 0 {
+			s = append(s, fmt.Sprintf("%s=%d", f.k, f.v))
+		}
+	}
+	return strings.Join(s, " ")
+}
+
+// Adaptive turns on per-tensor choice of settings among Candidates.
+//
+// Without a target size (Config.TargetBPW = 0) the choice is the guide's
+// variance heuristic: tensors are ranked by their weights' second moment
+// (mean of w², which is what a tensor's squared coding error scales with)
+// and split, in order of rank and in proportion to their weight counts,
+// into len(Candidates) equal shares; the highest-variance share gets the
+// candidate with the smallest blocks (highest rate).
+//
+// With a target size, Method picks how the budget is spent: "measured"
+// (the default) codes a sample of every tensor with every candidate and
+// minimizes total squared error (see Allocate); "variance" spends it
+// greedily in variance order (AllocateByVariance) — kept as the baseline the
+// measured allocation is compared against.
+type Adaptive struct {
+	// Candidates are partial settings; unset fields come from the stack the
+	// tensor would otherwise get (its base layer). Empty: Ladder (within a
+	// factor of 2 of the target when there is one).
+	Candidates []Codec `yaml:"candidates,omitempty"`
+	// Method is "measured" or "variance" ("" = "measured").
+	Method string `yaml:"method,omitempty"`
+	// SampleWeights per tensor and candidate (0: DefaultSampleWeights).
+	SampleWeights int `yaml:"sample_weights,omitempty"`
+}
+
+// Rule is one entry of layer_specific.
+type Rule struct {
+	// Pattern is a glob over the full tensor name (see Match).
+	Pattern string `yaml:"-"`
+	// Line is the rule's line in the YAML file (0 when built in code).
+	Line int `yaml:"-"`
+	// CompressionLevel (0: unset) replaces the tensor's layer stack with the
+	// level's stack.
+	CompressionLevel float64 `yaml:"compression_level,omitempty"`
+	Codec            `yaml:",inline"`
+	// Layers (0: unset) sets the number of progressive layers (see
+	// withLayers).
+	Layers int `yaml:"layers,omitempty"`
+	// Passthrough stores matching tensors losslessly.
+	Passthrough bool `yaml:"passthrough,omitempty"`
+}
+
+// Name is how plans and warnings cite the rule.
+func (r Rule) Name() string {
+	if r.Line > 0 {
+		return fmt.Sprintf("layer_specific %q (line %d)", r.Pattern, r.Line)
+	}
+	return fmt.Sprintf("layer_specific %q", r.Pattern)
+}
+
+// Config is everything a user can set in configs/compression.yaml; the
+// built-in presets are Configs too. Zero values mean "not set".
+type Config struct {
+	// Preset names a built-in preset the rest of the file refines.
+	Preset string `yaml:"preset,omitempty"`
+	// CompressionLevel in [0.1, 0.9]; higher is smaller (LevelParams).
+	CompressionLevel float64 `yaml:"compression_level,omitempty"`
+	// Codec settings override the matching field of every layer.
+	Codec `yaml:",inline"`
+	// Layers is the number of progressive layers (see withLayers).
+	Layers int `yaml:"layers,omitempty"`
+	// BaseQuality and QualityIncrements build the stack by quality
+	// (ProgressiveParams): the guide's base_quality=0.3,
+	// quality_increments=[0.2, 0.3, 0.2] is 4 layers.
+	BaseQuality       float64   `yaml:"base_quality,omitempty"`
+	QualityIncrements []float64 `yaml:"quality_increments,omitempty"`
+	// MinElements: tensors with fewer weights are stored losslessly
+	// (0: MinElements).
+	MinElements int64 `yaml:"min_elements,omitempty"`
+	// TargetBPW is the whole archive's size target in bits per weight
+	// (payload of every tensor, passthrough included, over all elements).
+	TargetBPW float64 `yaml:"target_bpw,omitempty"`
+	// TargetRatio is the same target as a ratio to fp32 (TargetBPW =
+	// 32/TargetRatio); set at most one of the two.
+	TargetRatio float64 `yaml:"target_ratio,omitempty"`
+	// Adaptive, when set, chooses settings per tensor.
+	Adaptive *Adaptive `yaml:"adaptive,omitempty"`
+	// LayerSpecific rules in file order; the LAST matching rule wins.
+	LayerSpecific []Rule `yaml:"-"`
+}
+
+// FileKeys are the top-level keys ParseConfig reads, in the order
+// configs/compression.yaml documents them (a CLI that checks keys itself
+// should accept these).
+var FileKeys = fileKeys
+
+var fileKeys = []string{"preset", "compression_level", "block_size", "latent_dim", "seed_bits", "coeff_bits",
+	"exponent_bits", "layers", "base_quality", "quality_increments", "min_elements", "target_bpw", "target_ratio",
+	"adaptive", "layer_specific"}
+
+// ruleKeys are the keys a layer_specific rule may hold.
+var ruleKeys = []string{"compression_level", "block_size", "latent_dim", "seed_bits", "coeff_bits", "exponent_bits",
+	"layers", "passthrough"}
+
+// LoadConfig reads a YAML config file (see configs/compression.yaml).
+// foreign are top-level keys the caller handles itself (the CLI's run
+// settings: "workers", "quiet", "dtype"); they are skipped, not errors.
+func LoadConfig(path string, foreign ...string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, err
+	}
+	c, err := ParseConfig(b, foreign...)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig decodes and validates a YAML config. Unknown keys anywhere are
+// errors that name the key and its line (keys listed in foreign are
+// skipped); so are explicit zeros and values out of range. A null or empty
+// value (`preset: ""`) means "not set".
+func ParseConfig(data []byte, foreign ...string) (Config, error) {
+	var root yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return Config{}, nil // an empty file sets nothing
+		}
+		return Config{}, err
+	}
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = *root.Content[0]
+	}
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return Config{}, nil
+	}
+	if root.Kind != yaml.MappingNode {
+		return Config{}, fmt.Errorf("line %d: the config must be a mapping of keys to values", root.Line)
+	}
+	var c Config
+	skip := map[string]bool{}
+	for _, f := range foreign {
+		skip[f] = true
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if skip[k.Value] {
+			continue
+		}
+		var err error
+		switch k.Value {
+		case "preset":
+			if !unset(v) {
+				err = v.Decode(&c.Preset)
+			}
+		case "compression_level":
+			err = decodePositive(v, k.Value, &c.CompressionLevel)
+		case "block_size", "latent_dim", "seed_bits", "coeff_bits", "exponent_bits":
+			err = decodeCodecKey(v, k.Value, &c.Codec)
+		case "layers":
+			err = decodePositiveInt(v, k.Value, &c.Layers)
+		case "base_quality":
+			err = decodePositive(v, k.Value, &c.BaseQuality)
+		case "quality_increments":
+			if !unset(v) {
+				err = v.Decode(&c.QualityIncrements)
+			}
+		case "min_elements":
+			var n int
+			err = decodePositiveInt(v, k.Value, &n)
+			c.MinElements = int64(n)
+		case "target_bpw":
+			err = decodePositive(v, k.Value, &c.TargetBPW)
+		case "target_ratio":
+			err = decodePositive(v, k.Value, &c.TargetRatio)
+		case "adaptive":
+			if !unset(v) {
+				c.Adaptive, err = decodeAdaptive(v)
+			}
+		case "layer_specific":
+			c.LayerSpecific, err = decodeRules(v)
+		default:
+			return Config{}, fmt.Errorf("line %d: unknown key %q (known: %s)", k.Line, k.Value, strings.Join(fileKeys, ", "))
+		}
+		if err != nil {
+			return Config{}, fmt.Errorf("line %d: %s: %w", k.Line, k.Value, err)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// unset says whether a value means "not set": null, "~" or an empty string
+// (configs/compression.yaml writes `preset: ""` for "none").
+func unset(v *yaml.Node) bool {
+	return v.Kind == yaml.ScalarNode && (v.Tag == "!!null" || (v.Tag == "!!str" && v.Value == ""))
+}
+
+func decodePositive(v *yaml.Node, key string, dst *float64) error {
+	if unset(v) {
+		return nil
+	}
+	var x float64
+	if err := v.Decode(&x); err != nil {
+		return err
+	}
+	if !(x > 0) || math.IsInf(x, 0) {
+		return fmt.Errorf("%g is not a positive number", x)
+	}
+	*dst = x
+	return nil
+}
+
+func decodePositiveInt(v *yaml.Node, key string, dst *int) error {
+	if unset(v) {
+		return nil
+	}
+	var x int
+	if err := v.Decode(&x); err != nil {
+		return err
+	}
+	if x <= 0 {
+		return fmt.Errorf("%d is not a positive integer", x)
+	}
+	*dst = x
+	return nil
+}
+
+func decodeCodecKey(v *yaml.Node, key string, c *Codec) error {
+	var x int
+	if err := decodePositiveInt(v, key, &x); err != nil || x == 0 {
+		return err
+	}
+	switch key {
+	case "block_size":
+		c.BlockSize = x
+	case "latent_dim":
+		c.LatentDim = x
+	case "seed_bits":
+		c.SeedBits = x
+	case "coeff_bits":
+		c.CoeffBits = x
+	case "exponent_bits":
+		c.ExpBits = x
+	}
+	return nil
+}
+
+func decodeAdaptive(v *yaml.Node) (*Adaptive, error) {
+	a := &Adaptive{}
+	if v.Kind == yaml.ScalarNode {
+		// "adaptive: true" turns it on with the defaults.
+		var on bool
+		if err := v.Decode(&on); err != nil {
+			return nil, fmt.Errorf("want true/false or a mapping: %w", err)
+		}
+		if !on {
+			return nil, nil
+		}
+		return a, nil
+	}
+	if v.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("line %d: want true/false or a mapping", v.Line)
+	}
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, val := v.Content[i], v.Content[i+1]
+		var err error
+		switch k.Value {
+		case "candidates":
+			if val.Kind != yaml.SequenceNode {
+				return nil, fmt.Errorf("line %d: candidates: want a list", val.Line)
+			}
+			for j, cn := range val.Content {
+				if cn.Kind != yaml.MappingNode {
+					return nil, fmt.Errorf("line %d: candidates[%d]: want a mapping", cn.Line, j)
+				}
+				var cd Codec
+				for m := 0; m+1 < len(cn.Content); m += 2 {
+					ck := cn.Content[m]
+					switch ck.Value {
+					case "block_size", "latent_dim", "seed_bits", "coeff_bits", "exponent_bits":
+						if err := decodeCodecKey(cn.Content[m+1], ck.Value, &cd); err != nil {
+							return nil, fmt.Errorf("line %d: candidates[%d].%s: %w", ck.Line, j, ck.Value, err)
+						}
+					default:
+						return nil, fmt.Errorf("line %d: candidates[%d]: unknown key %q (known: block_size, latent_dim, seed_bits, coeff_bits, exponent_bits)", ck.Line, j, ck.Value)
+					}
+				}
+				if cd.IsZero() {
+					return nil, fmt.Errorf("line %d: candidates[%d] sets nothing", cn.Line, j)
+				}
+				a.Candidates = append(a.Candidates, cd)
+			}
+		case "method":
+			err = val.Decode(&a.Method)
+		case "sample_weights":
+			err = decodePositiveInt(val, k.Value, &a.SampleWeights)
+		default:
+			return nil, fmt.Errorf("line %d: unknown key %q (known: candidates, method, sample_weights)", k.Line, k.Value)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %s: %w", k.Line, k.Value, err)
+		}
+	}
+	return a, nil
+}
+
+// decodeRules reads layer_specific as a mapping (the guide's form) or a list
+// of single-key mappings, keeping file order either way: yaml.v3 would lose
+// it decoding into a Go map.
+func decodeRules(v *yaml.Node) ([]Rule, error) {
+	var pairs []*yaml.Node
+	switch v.Kind {
+	case yaml.MappingNode:
+		pairs = v.Content
+	case yaml.SequenceNode:
+		for _, it := range v.Content {
+			if it.Kind != yaml.MappingNode || len(it.Content) != 2 {
+				return nil, fmt.Errorf("line %d: each list item must be one \"pattern\": {settings} pair", it.Line)
+			}
+			pairs = append(pairs, it.Content...)
+		}
+	case yaml.ScalarNode:
+		if v.Tag == "!!null" {
+			return nil, nil
+		}
+		fallthrough
+	default:
+		return nil, fmt.Errorf("line %d: want a mapping of glob patterns to settings", v.Line)
+	}
+	var rules []Rule
+	for i := 0; i+1 < len(pairs); i += 2 {
+		k, body := pairs[i], pairs[i+1]
+		r := Rule{Pattern: k.Value, Line: k.Line}
+		if r.Pattern == "" {
+			return nil, fmt.Errorf("line %d: empty pattern", k.Line)
+		}
+		if err := checkPattern(r.Pattern); err != nil {
+			return nil, fmt.Errorf("line %d: pattern %q: %w", k.Line, r.Pattern, err)
+		}
+		if body.Kind != yaml.MappingNode {
+			return nil, fmt.Errorf("line %d: rule %q: want a mapping of settings", body.Line, r.Pattern)
+		}
+		for j := 0; j+1 < len(body.Content); j += 2 {
+			rk, rv := body.Content[j], body.Content[j+1]
+			var err error
+			switch rk.Value {
+			case "compression_level":
+				err = decodePositive(rv, rk.Value, &r.CompressionLevel)
+			case "block_size", "latent_dim", "seed_bits", "coeff_bits", "exponent_bits":
+				err = decodeCodecKey(rv, rk.Value, &r.Codec)
+			case "layers":
+				err = decodePositiveInt(rv, rk.Value, &r.Layers)
+			case "passthrough":
+				err = rv.Decode(&r.Passthrough)
+			default:
+				return nil, fmt.Errorf("line %d: rule %q: unknown key %q (known: %s)", rk.Line, r.Pattern, rk.Value, strings.Join(ruleKeys, ", "))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("line %d: rule %q: %s: %w", rk.Line, r.Pattern, rk.Value, err)
+			}
+		}
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+// Validate checks ranges and combinations that make no sense. Errors name
+// the key (and the rule).
+func (c Config) Validate() error {
+	if c.Preset != "" {
+		if _, ok := builtins[c.Preset]; !ok {
+			return fmt.Errorf("preset: unknown preset %q (known: %s)", c.Preset, strings.Join(Names(), ", "))
+		}
+	}
+	if c.CompressionLevel != 0 {
+		if err := CheckLevel(c.CompressionLevel); err != nil {
+			return fmt.Errorf("compression_level: %w", err)
+		}
+	}
+	if err := checkCodec(c.Codec); err != nil {
+		return err
+	}
+	if c.Layers < 0 {
+		return fmt.Errorf("layers: %d is negative", c.Layers)
+	}
+	if c.BaseQuality != 0 || len(c.QualityIncrements) > 0 {
+		if c.BaseQuality == 0 {
+			return fmt.Errorf("quality_increments: needs base_quality")
+		}
+		if _, err := ProgressiveParams(c.BaseQuality, c.QualityIncrements); err != nil {
+			return err
+		}
+	}
+	if c.MinElements < 0 {
+		return fmt.Errorf("min_elements: %d is negative", c.MinElements)
+	}
+	if c.TargetBPW != 0 && c.TargetRatio != 0 {
+		return fmt.Errorf("target_bpw and target_ratio are the same target: set one")
+	}
+	if c.TargetBPW < 0 || c.TargetRatio < 0 {
+		return fmt.Errorf("target_bpw/target_ratio must be positive")
+	}
+	if a := c.Adaptive; a != nil {
+		switch a.Method {
+		case "", "measured", "variance":
+		default:
+			return fmt.Errorf("adaptive.method: unknown method %q (known: measured, variance)", a.Method)
+		}
+		for i, cd := range a.Candidates {
+			if err := checkCodec(cd); err != nil {
+				return fmt.Errorf("adaptive.candidates[%d]: %w", i, err)
+			}
+		}
+	}
+	seen := map[string]int{}
+	for _, r := range c.LayerSpecific {
+		if prev, dup := seen[r.Pattern]; dup {
+			return fmt.Errorf("%s: the same pattern is already a rule (line %d); merge them", r.Name(), prev)
+		}
+		seen[r.Pattern] = r.Line
+		if r.CompressionLevel != 0 {
+			if err := CheckLevel(r.CompressionLevel); err != nil {
+				return fmt.Errorf("%s: compression_level: %w", r.Name(), err)
+			}
+		}
+		if err := checkCodec(r.Codec); err != nil {
+			return fmt.Errorf("%s: %w", r.Name(), err)
+		}
+		if r.Passthrough && (r.CompressionLevel != 0 || !r.Codec.IsZero() || r.Layers != 0) {
+			return fmt.Errorf("%s: passthrough: true stores the tensor as-is; it cannot also set codec keys", r.Name())
+		}
+		if err := checkPattern(r.Pattern); err != nil {
+			return fmt.Errorf("%s: %w", r.Name(), err)
+		}
+	}
+	return nil
+}
+
+// checkCodec validates the set fields alone against the encoder's limits
+// (combinations such as P ≤ C are checked on the final Params).
+func checkCodec(c Codec) error {
+	p := c.Apply(encoder.Paper4Bit)
+	if c.BlockSize != 0 && c.LatentDim == 0 && p.LatentDim > p.BlockSize {
+		p.LatentDim = p.BlockSize // C alone below 3 is fine if P is set elsewhere
+	}
+	if err := p.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", c.String(), err)
+	}
+	return nil
+}
+
+// TargetBits converts the configured target into bits per weight (0: none).
+func (c Config) targetBPW() float64 {
+	if c.TargetRatio > 0 {
+		return 32 / c.TargetRatio
+	}
+	return c.TargetBPW
+}

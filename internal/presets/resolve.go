@@ -1,0 +1,562 @@
+package presets
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/seedlm/seedlm/internal/checkpoint"
+	"github.com/seedlm/seedlm/internal/encoder"
+)
+
+// Source is what Plan needs from a checkpoint (checkpoint.Source has it).
+// ReadFloat32 is only called in the adaptive and target modes, one tensor at
+// a time, so memory stays proportional to the largest tensor.
+type Source interface {
+	Tensors() []checkpoint.TensorInfo
+	ReadFloat32(name string) ([]float32, error)
+}
+
+// Options are Plan's inputs besides the config file.
+type Options struct {
+	// Flags are the command-line settings (highest precedence). Every field
+	// of Config but LayerSpecific may be set; its Codec fields override
+	// every layer of every coded tensor, rules included.
+	Flags Config
+	// Encoder options for the sampled measurements (Workers, Kernel).
+	Encoder encoder.Options
+	// Progress, when set, is called after each tensor a measuring pass reads.
+	Progress func(done, total int, name string)
+}
+
+// global is the settings that apply to every tensor no rule claims, after
+// folding preset < config file < flags.
+type global struct {
+	stack      []encoder.Params
+	stackFrom  string
+	target     float64 // bits per weight over the whole archive; 0: none
+	targetFrom string
+	adaptive   *Adaptive
+	adaptFrom  string
+	layers     int
+	minElem    int64
+	flagsCodec Codec
+	rules      []Rule
+}
+
+// baseStack is a single Config's own stack (no preset, no target).
+func baseStack(c Config) ([]encoder.Params, error) {
+	st := []encoder.Params{encoder.Paper4Bit}
+	var err error
+	if c.CompressionLevel != 0 {
+		if st, err = LevelParams(c.CompressionLevel); err != nil {
+			return nil, err
+		}
+	}
+	if c.BaseQuality != 0 {
+		if st, err = ProgressiveParams(c.BaseQuality, c.QualityIncrements); err != nil {
+			return nil, err
+		}
+	}
+	for i := range st {
+		st[i] = c.Codec.Apply(st[i])
+	}
+	return withLayers(st, c.Layers), nil
+}
+
+// withLayers sets the number of progressive layers: n < len truncates the
+// stack, n > len appends copies of its last layer (each enhancement layer
+// then codes the residual at the same rate), 0 keeps it.
+func withLayers(st []encoder.Params, n int) []encoder.Params {
+	if n <= 0 || n == len(st) {
+		return st
+	}
+	out := make([]encoder.Params, n)
+	for i := range out {
+		out[i] = st[min(i, len(st)-1)]
+	}
+	return out
+}
+
+// Resolve folds the preset, the config file and the flags into the global
+// settings. Precedence, lowest first: default (the paper's 4-bit config) <
+// preset < config file < flags, and within each: a compression level or a
+// quality stack replaces the stack (and cancels a target or adaptive set
+// lower down), a target replaces a level set lower down, codec keys
+// override fields of every layer.
+func resolve(file Config, flags Config) (global, error) {
+	if len(flags.LayerSpecific) > 0 {
+		return global{}, fmt.Errorf("layer_specific rules come from a config file, not flags")
+	}
+	if err := flags.Validate(); err != nil {
+		return global{}, err
+	}
+	if err := file.Validate(); err != nil {
+		return global{}, err
+	}
+	g := global{stack: []encoder.Params{encoder.Paper4Bit}, stackFrom: "default", minElem: MinElements, rules: file.LayerSpecific}
+	type src struct {
+		label string
+		c     Config
+	}
+	var srcs []src
+	preset := file.Preset
+	if flags.Preset != "" {
+		preset = flags.Preset
+	}
+	if preset != "" {
+		pc, err := Builtin(preset)
+		if err != nil {
+			return g, err
+		}
+		srcs = append(srcs, src{"preset " + preset, pc})
+	}
+	srcs = append(srcs, src{"config", file}, src{"flags", flags})
+	for _, s := range srcs {
+		c := s.c
+		if c.CompressionLevel != 0 && c.targetBPW() != 0 {
+			return g, fmt.Errorf("%s: compression_level and a target size both set: a level fixes the size, a target chooses it; set one", s.label)
+		}
+		if c.CompressionLevel != 0 && c.BaseQuality != 0 {
+			return g, fmt.Errorf("%s: compression_level and base_quality both set: both choose the layer stack; set one", s.label)
+		}
+		if c.CompressionLevel != 0 || c.BaseQuality != 0 {
+			st, err := baseStack(Config{CompressionLevel: c.CompressionLevel, BaseQuality: c.BaseQuality, QualityIncrements: c.QualityIncrements})
+			if err != nil {
+				return g, fmt.Errorf("%s: %w", s.label, err)
+			}
+			// A level fixes the stack: it cancels a target or adaptive
+			// choice from lower down (a preset's), not one set beside it.
+			g.stack, g.target, g.adaptive = st, 0, nil
+			if c.CompressionLevel != 0 {
+				g.stackFrom = fmt.Sprintf("%s: compression_level %g", s.label, c.CompressionLevel)
+			} else {
+				g.stackFrom = fmt.Sprintf("%s: base_quality %g", s.label, c.BaseQuality)
+			}
+		}
+		if t := c.targetBPW(); t != 0 {
+			g.target = t
+			g.targetFrom = fmt.Sprintf("%s: target %.4g bits/weight", s.label, t)
+		}
+		if !c.Codec.IsZero() && s.label != "flags" {
+			for i := range g.stack {
+				g.stack[i] = c.Codec.Apply(g.stack[i])
+			}
+			if strings.HasPrefix(s.label, "preset") && g.stackFrom == "default" {
+				g.stackFrom = s.label
+			} else {
+				g.stackFrom += fmt.Sprintf(", %s: %s", s.label, c.Codec)
+			}
+		}
+		if c.Adaptive != nil {
+			a := *c.Adaptive
+			g.adaptive, g.adaptFrom = &a, s.label
+		}
+		if c.Layers != 0 {
+			g.layers = c.Layers
+		}
+		if c.MinElements != 0 {
+			g.minElem = c.MinElements
+		}
+	}
+	if preset != "" && g.stackFrom == "default" && g.target == 0 {
+		g.stackFrom = "preset " + preset
+	}
+	g.flagsCodec = flags.Codec
+	g.stack = withLayers(g.stack, g.layers)
+	return g, nil
+}
+
+// finish applies the flags' codec keys and validates a tensor's stack.
+func (g *global) finish(name, rule string, st []encoder.Params) ([]encoder.Params, error) {
+	out := make([]encoder.Params, len(st))
+	for i, p := range st {
+		out[i] = g.flagsCodec.Apply(p)
+		if err := out[i].Validate(); err != nil {
+			return nil, fmt.Errorf("tensor %q (%s) layer %d: %w", name, rule, i, err)
+		}
+	}
+	return out, nil
+}
+
+func (g *global) ruleSuffix() string {
+	if g.flagsCodec.IsZero() {
+		return ""
+	}
+	return " + flags: " + g.flagsCodec.String()
+}
+
+// lastMatch is the winning rule for a name: the LAST matching rule in file
+// order (like .gitignore: general rules first, exceptions after), or -1.
+func lastMatch(rules []Rule, name string) int {
+	for i := len(rules) - 1; i >= 0; i-- {
+		if Match(rules[i].Pattern, name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// dtypeBytes is the size of one element of a safetensors dtype (0: unknown).
+func dtypeBytes(dt string) int64 {
+	switch dt {
+	case "F64", "I64", "U64":
+		return 8
+	case "F32", "I32", "U32":
+		return 4
+	case "F16", "BF16", "I16", "U16":
+		return 2
+	case "F8_E4M3", "F8_E5M2", "I8", "U8", "BOOL":
+		return 1
+	}
+	return 0
+}
+
+// rawBits is a passthrough tensor's stored size in bits.
+func rawBits(t checkpoint.TensorInfo) int64 {
+	b := dtypeBytes(t.DType)
+	if b == 0 {
+		b = 4 // unknown dtype: a guess, only for size estimates
+	}
+	return 8 * b * t.NumElements()
+}
+
+// Plan decides, for every tensor of src, whether to store it losslessly or
+// code it, and with which layers. It returns the plans in src's order and
+// warnings for the user (rules that match nothing or never win).
+//
+// Per tensor, in order:
+//  1. A dtype that is not float, rank < 2, or fewer than min_elements
+//     weights: passthrough ("passthrough: <reason>").
+//  2. The winning layer_specific rule (last match): passthrough: true stores
+//     it as-is; otherwise its keys refine the global stack (a rule level
+//     replaces the stack, codec keys override fields, layers resizes it).
+//     Such tensors keep their settings in every mode; in target mode their
+//     bits are counted against the budget as fixed.
+//  3. The global settings: the fixed stack; or, with adaptive and no
+//     target, the variance heuristic; or, with a target, the allocation
+//     (adaptive.method, default measured).
+//  4. Flag codec keys override every coded tensor's layers.
+//
+// Only modes 3b and 3c read tensor data (every global tensor once).
+func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPlan, []string, error) {
+	g, err := resolve(file, opt.Flags)
+	if err != nil {
+		return nil, nil, err
+	}
+	infos := src.Tensors()
+	plans := make([]TensorPlan, len(infos))
+	var warnings []string
+	matched := make([]int, len(g.rules))
+	won := make([]int, len(g.rules))
+	var open []int // tensors the global settings decide
+	var fixedBits, totalElems int64
+	for i, t := range infos {
+		n := t.NumElements()
+		totalElems += n
+		p := TensorPlan{Name: t.Name, Elements: n}
+		for ri, r := range g.rules {
+			if Match(r.Pattern, t.Name) {
+				matched[ri]++
+			}
+		}
+		ri := lastMatch(g.rules, t.Name)
+		if ri >= 0 {
+			won[ri]++
+		}
+		reason := PassthroughReason(t, g.minElem)
+		switch {
+		case reason != "":
+			p.Rule, p.Passthrough = "passthrough: "+reason, true
+		case ri >= 0 && g.rules[ri].Passthrough:
+			p.Rule, p.Passthrough = "passthrough: "+g.rules[ri].Name(), true
+		case ri >= 0:
+			r := g.rules[ri]
+			st := g.stack
+			if r.CompressionLevel != 0 {
+				st, _ = LevelParams(r.CompressionLevel) // validated
+			}
+			st = append([]encoder.Params(nil), st...)
+			for k := range st {
+				st[k] = r.Codec.Apply(st[k])
+			}
+			if r.Layers != 0 {
+				st = withLayers(st, r.Layers)
+			} else if r.CompressionLevel != 0 {
+				st = withLayers(st, g.layers)
+			}
+			p.Rule = r.Name() + g.ruleSuffix()
+			if p.Layers, err = g.finish(t.Name, r.Name(), st); err != nil {
+				return nil, nil, err
+			}
+		default:
+			open = append(open, i)
+		}
+		if p.Passthrough {
+			p.Bits = rawBits(t)
+		} else if p.Layers != nil {
+			p.Bits = StackBits(p.Layers, n)
+		}
+		if p.Layers != nil || p.Passthrough {
+			fixedBits += p.Bits
+		}
+		plans[i] = p
+	}
+	for ri, r := range g.rules {
+		switch {
+		case matched[ri] == 0:
+			warnings = append(warnings, fmt.Sprintf("%s matches no tensor", r.Name()))
+		case won[ri] == 0:
+			warnings = append(warnings, fmt.Sprintf("%s matches %d tensor(s) but a later rule wins for all of them", r.Name(), matched[ri]))
+		}
+	}
+
+	switch {
+	case g.target > 0:
+		budget := g.target*float64(totalElems) - float64(fixedBits)
+		if err := allocate(ctx, &g, src, infos, plans, open, budget, opt); err != nil {
+			return nil, nil, err
+		}
+	case g.adaptive != nil:
+		if err := varianceOnly(ctx, &g, src, infos, plans, open, opt); err != nil {
+			return nil, nil, err
+		}
+	default:
+		for _, i := range open {
+			st, err := g.finish(infos[i].Name, g.stackFrom, g.stack)
+			if err != nil {
+				return nil, nil, err
+			}
+			plans[i].Rule = g.stackFrom + g.ruleSuffix()
+			plans[i].Layers = st
+			plans[i].Bits = StackBits(st, plans[i].Elements)
+		}
+	}
+	return plans, warnings, nil
+}
+
+// candidateStacks turns the adaptive candidates into full stacks: unset
+// fields come from base's first layer; the stack has len(base) layers if
+// layers were asked for, else one. Without explicit candidates the Ladder
+// is used, restricted near the target (within ×3 either side, at least
+// three entries) and, for targets above 3.5 bits/weight, extended with
+// enhancement stacks on the paper's 4-bit base.
+func candidateStacks(a *Adaptive, base []encoder.Params, target float64) [][]encoder.Params {
+	var out [][]encoder.Params
+	seen := map[string]bool{}
+	add := func(st []encoder.Params) {
+		k := FormatStack(st)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, st)
+		}
+	}
+	if a != nil && len(a.Candidates) > 0 {
+		for _, c := range a.Candidates {
+			add([]encoder.Params{c.Apply(base[0])})
+		}
+		return out
+	}
+	var ladder [][]encoder.Params
+	for _, p := range Ladder {
+		ladder = append(ladder, []encoder.Params{p})
+	}
+	if target > 3.5 {
+		for _, p := range Ladder {
+			ladder = append(ladder, []encoder.Params{encoder.Paper4Bit, p})
+		}
+	}
+	if target > 7 {
+		for _, p := range Ladder {
+			ladder = append(ladder, []encoder.Params{encoder.Paper4Bit, encoder.Paper4Bit, p})
+		}
+	}
+	if target <= 0 {
+		for _, st := range ladder[:len(Ladder)] {
+			add(st)
+		}
+		return out
+	}
+	for _, st := range ladder {
+		if b := StackBPW(st); b >= target/3 && b <= target*3 {
+			add(st)
+		}
+	}
+	if len(out) < 3 {
+		// Extreme target: the three nearest.
+		sort.SliceStable(ladder, func(i, j int) bool {
+			return math.Abs(StackBPW(ladder[i])-target) < math.Abs(StackBPW(ladder[j])-target)
+		})
+		for _, st := range ladder[:3] {
+			add(st)
+		}
+	}
+	return out
+}
+
+// openStacks are the candidate stacks after layers and flag codec keys,
+// invalid ones dropped (a flag may make some candidates impossible).
+func (g *global) openStacks() ([][]encoder.Params, error) {
+	var out [][]encoder.Params
+	var firstErr error
+	for _, st := range candidateStacks(g.adaptive, g.stack, g.target) {
+		if g.layers > 0 {
+			st = withLayers(st, g.layers)
+		}
+		fin, err := g.finish("", "candidate", st)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		out = append(out, fin)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no valid adaptive candidate: %v", firstErr)
+	}
+	return out, nil
+}
+
+func readOpen(ctx context.Context, src Source, infos []checkpoint.TensorInfo, open []int, opt Options, each func(k, i int, w []float32) error) error {
+	for k, i := range open {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		w, err := src.ReadFloat32(infos[i].Name)
+		if err != nil {
+			return fmt.Errorf("tensor %q: %w", infos[i].Name, err)
+		}
+		if err := each(k, i, w); err != nil {
+			return err
+		}
+		if opt.Progress != nil {
+			opt.Progress(k+1, len(open), infos[i].Name)
+		}
+	}
+	return nil
+}
+
+func secondMoment(w []float32) float64 {
+	var s float64
+	for _, x := range w {
+		s += float64(x) * float64(x)
+	}
+	return s / float64(max(1, len(w)))
+}
+
+// varianceOnly is adaptive without a target: VarianceRates with θ = the
+// global stack's rate, so the average stays near it.
+func varianceOnly(ctx context.Context, g *global, src Source, infos []checkpoint.TensorInfo, plans []TensorPlan, open []int, opt Options) error {
+	stacks, err := g.openStacks()
+	if err != nil {
+		return err
+	}
+	opts := make([][]Option, len(open))
+	elems := make([]int64, len(open))
+	sig := make([]float64, len(open))
+	err = readOpen(ctx, src, infos, open, opt, func(k, i int, w []float32) error {
+		if err := encoder.CheckFinite(infos[i].Name, w); err != nil {
+			return err
+		}
+		elems[k] = int64(len(w))
+		sig[k] = secondMoment(w)
+		for _, st := range stacks {
+			opts[k] = append(opts[k], Option{Bits: float64(StackBits(st, elems[k])), SqErr: 0})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	choice := VarianceRates(opts, elems, sig, StackBPW(g.stack))
+	for k, i := range open {
+		st := stacks[choice[k]]
+		plans[i].Layers = st
+		plans[i].Bits = StackBits(st, plans[i].Elements)
+		plans[i].Rule = fmt.Sprintf("%s: adaptive variance (σ²=%.3g)%s", g.adaptFrom, sig[k], g.ruleSuffix())
+	}
+	return nil
+}
+
+// allocate is target mode: measure every open tensor with every candidate,
+// then Allocate (or AllocateByVariance) within budget bits.
+func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.TensorInfo, plans []TensorPlan, open []int, budget float64, opt Options) error {
+	stacks, err := g.openStacks()
+	if err != nil {
+		return err
+	}
+	method := methodName(g.adaptive)
+	smp := Sampler{}
+	if g.adaptive != nil {
+		smp.Weights = g.adaptive.SampleWeights
+	}
+	opts := make([][]Option, len(open))
+	elems := make([]int64, len(open))
+	sig := make([]float64, len(open))
+	norm := make([]float64, len(open))
+	err = readOpen(ctx, src, infos, open, opt, func(k, i int, w []float32) error {
+		elems[k] = int64(len(w))
+		sig[k] = secondMoment(w)
+		norm[k] = sig[k] * float64(len(w))
+		if method == "variance" {
+			if err := encoder.CheckFinite(infos[i].Name, w); err != nil {
+				return err
+			}
+			for _, st := range stacks {
+				opts[k] = append(opts[k], Option{Bits: float64(StackBits(st, elems[k]))})
+			}
+			return nil
+		}
+		ms, err := MeasureTensor(ctx, infos[i].Name, w, stacks, smp, opt.Encoder)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			opts[k] = append(opts[k], Option{Bits: float64(m.Bits), SqErr: m.SqErr})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(open) == 0 {
+		return nil
+	}
+	var choice []int
+	var ok bool
+	if method == "variance" {
+		choice, ok = AllocateByVariance(opts, elems, sig, budget)
+	} else {
+		if err := checkOptions(opts); err != nil {
+			return err
+		}
+		choice, ok = Allocate(opts, budget)
+	}
+	if !ok {
+		var min, all float64
+		for k := range open {
+			min += opts[k][lowerHull(opts[k])[0]].Bits
+		}
+		for _, p := range plans {
+			all += float64(p.Elements)
+		}
+		return fmt.Errorf("%s is out of reach: the smallest plan the candidates allow is %.3f bits/weight "+
+			"(passthrough and rule-fixed tensors alone take %.3f); lower the target ratio, add larger-block candidates, or pass more tensors through",
+			g.targetFrom, (min+(g.target*all-budget))/all, (g.target*all-budget)/all)
+	}
+	for k, i := range open {
+		st := stacks[choice[k]]
+		plans[i].Layers = st
+		plans[i].Bits = StackBits(st, plans[i].Elements)
+		plans[i].Norm2 = norm[k]
+		if method != "variance" {
+			plans[i].EstSqErr = opts[k][choice[k]].SqErr
+			plans[i].Measured = true
+		}
+		plans[i].Rule = fmt.Sprintf("%s, %s allocation%s", g.targetFrom, method, g.ruleSuffix())
+	}
+	return nil
+}

@@ -1,0 +1,236 @@
+package safetensors
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"unicode/utf8"
+)
+
+// Writer streams a safetensors file: the header is written first (from the
+// declared tensors), then each tensor's bytes in the declared order. Nothing
+// appears at the target path until Commit renames the finished temp file
+// into place, so a failed or aborted write never leaves a partial model.
+type Writer struct {
+	path    string
+	tmp     *os.File
+	buf     *bufio.Writer
+	tensors []TensorHeader
+	sizes   []int64
+	next    int
+	done    bool
+}
+
+// NewWriter creates the temp file next to path and writes the header for
+// tensors (in the order given, which is also the data order) and metadata.
+// It refuses a path that is a safetensors file currently open through Open;
+// for other inputs (a torch file, an archive) callers check with
+// CheckNotInput or SameFile.
+func NewWriter(path string, tensors []TensorHeader, metadata map[string]string) (*Writer, error) {
+	hdr, sizes, err := EncodeHeader(path, tensors, metadata)
+	if err != nil {
+		return nil, err
+	}
+	if isOpenInput(path) {
+		return nil, &Error{File: path, Msg: "refusing to overwrite a file that is open as an input",
+			Hint: "write to a different path"}
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	if err != nil {
+		return nil, &Error{File: path, Msg: "cannot create temp file in the output folder", Err: err}
+	}
+	// CreateTemp makes 0600 files; a model should get the usual 0644.
+	tmp.Chmod(0o644)
+	w := &Writer{path: path, tmp: tmp, buf: bufio.NewWriterSize(tmp, 1<<20), tensors: tensors, sizes: sizes}
+	var n [8]byte
+	binary.LittleEndian.PutUint64(n[:], uint64(len(hdr)))
+	w.buf.Write(n[:])
+	if _, err := w.buf.Write(hdr); err != nil {
+		w.Abort()
+		return nil, &Error{File: path, Msg: "writing header", Err: err}
+	}
+	return w, nil
+}
+
+// EncodeHeader builds the JSON header (padded with spaces to a multiple of 8
+// bytes, like the reference writer) and returns each tensor's byte length.
+func EncodeHeader(file string, tensors []TensorHeader, metadata map[string]string) ([]byte, []int64, error) {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	if metadata != nil {
+		b.WriteString(`"__metadata__":`)
+		m, err := marshalJSON(metadata) // sorted keys
+		if err != nil {
+			return nil, nil, &Error{File: file, Msg: "encoding metadata", Err: err}
+		}
+		b.Write(m)
+	}
+	sizes := make([]int64, len(tensors))
+	seen := make(map[string]bool, len(tensors))
+	var off int64
+	for i, t := range tensors {
+		fail := func(msg string) ([]byte, []int64, error) {
+			return nil, nil, &Error{File: file, Tensor: t.Name, Msg: msg}
+		}
+		if !utf8.ValidString(t.Name) {
+			return fail("name is not valid UTF-8")
+		}
+		if t.Name == "__metadata__" {
+			return fail("the name __metadata__ is reserved")
+		}
+		if seen[t.Name] {
+			return fail("declared twice")
+		}
+		seen[t.Name] = true
+		n, err := ByteLen(t.DType, t.Shape)
+		if err != nil {
+			return fail(err.Error())
+		}
+		if off+n < off {
+			return fail("data offsets overflow")
+		}
+		sizes[i] = n
+		if i > 0 || metadata != nil {
+			b.WriteByte(',')
+		}
+		name, _ := marshalJSON(t.Name)
+		b.Write(name)
+		shape := t.Shape
+		if shape == nil {
+			shape = []int64{}
+		}
+		sh, _ := json.Marshal(shape)
+		fmt.Fprintf(&b, `:{"dtype":%q,"shape":%s,"data_offsets":[%d,%d]}`, t.DType, sh, off, off+n)
+		off += n
+	}
+	b.WriteByte('}')
+	for b.Len()%8 != 0 {
+		b.WriteByte(' ')
+	}
+	if b.Len() > MaxHeaderSize {
+		return nil, nil, &Error{File: file, Msg: fmt.Sprintf("header would be %d bytes, over the %d-byte limit readers accept", b.Len(), MaxHeaderSize)}
+	}
+	return b.Bytes(), sizes, nil
+}
+
+// marshalJSON is json.Marshal without HTML escaping (<, >, & stay as they
+// are, as other safetensors writers leave them).
+func marshalJSON(v any) ([]byte, error) {
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// WriteTensor appends the next tensor's bytes. Tensors must come in the
+// declared order with exactly their declared length.
+func (w *Writer) WriteTensor(name string, data []byte) error {
+	if w.done {
+		return &Error{File: w.path, Tensor: name, Msg: "writer is already committed or aborted"}
+	}
+	if w.next >= len(w.tensors) {
+		return &Error{File: w.path, Tensor: name, Msg: "more tensors written than declared"}
+	}
+	want := w.tensors[w.next]
+	if name != want.Name {
+		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("written out of order: expected %s next", quote(want.Name))}
+	}
+	if int64(len(data)) != w.sizes[w.next] {
+		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("got %d bytes, but %s %s is %d bytes", len(data), want.DType, ShapeString(want.Shape), w.sizes[w.next])}
+	}
+	if _, err := w.buf.Write(data); err != nil {
+		return &Error{File: w.path, Tensor: name, Msg: "write failed", Err: err}
+	}
+	w.next++
+	return nil
+}
+
+// Commit checks every tensor was written, syncs the temp file to disk and
+// renames it over the target path.
+func (w *Writer) Commit() error {
+	if w.done {
+		return &Error{File: w.path, Msg: "writer is already committed or aborted"}
+	}
+	if w.next != len(w.tensors) {
+		err := &Error{File: w.path, Tensor: w.tensors[w.next].Name, Msg: fmt.Sprintf("commit after %d of %d tensors: this one was never written", w.next, len(w.tensors))}
+		w.Abort()
+		return err
+	}
+	fail := func(msg string, err error) error {
+		w.Abort()
+		return &Error{File: w.path, Msg: msg, Err: err}
+	}
+	if err := w.buf.Flush(); err != nil {
+		return fail("write failed", err)
+	}
+	if err := w.tmp.Sync(); err != nil {
+		return fail("fsync failed", err)
+	}
+	if err := w.tmp.Close(); err != nil {
+		return fail("close failed", err)
+	}
+	if err := os.Rename(w.tmp.Name(), w.path); err != nil {
+		return fail("rename into place failed", err)
+	}
+	w.done = true
+	syncDir(filepath.Dir(w.path))
+	return nil
+}
+
+// Abort discards the temp file; the target path is left untouched. It is
+// safe to call after Commit (it does nothing then).
+func (w *Writer) Abort() {
+	if w.done {
+		return
+	}
+	w.done = true
+	w.tmp.Close()
+	os.Remove(w.tmp.Name())
+}
+
+// syncDir makes the rename durable; failure is not fatal (some filesystems
+// do not support fsync on directories).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// SameFile reports whether a and b name the same existing file (following
+// links, hard links included). A path that does not exist is not the same as
+// anything.
+func SameFile(a, b string) bool {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return false
+	}
+	return os.SameFile(sa, sb)
+}
+
+// CheckNotInput returns an error if out is the same file as any input, so a
+// writer never replaces the model it is reading.
+func CheckNotInput(out string, inputs ...string) error {
+	for _, in := range inputs {
+		if SameFile(out, in) {
+			return &Error{File: out, Msg: "output is the input file " + quote(in),
+				Hint: "write to a different path"}
+		}
+	}
+	return nil
+}
