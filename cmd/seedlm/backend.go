@@ -49,32 +49,66 @@ func createArchive(out string, h archive.Header, overwrite bool, inputs []string
 	return realArchiveWriter{w}, nil
 }
 
-// archiveReader is what decompress, inspect and verify need.
+// archiveReader is what decompress, inspect, verify and stream need.
 type archiveReader interface {
 	Index() *archive.Index
 	Verify(ctx context.Context) error
 	DecodeTensor(name string, layers int) ([]float32, error)
 	ReadPassthrough(name string) ([]byte, error)
+	// Partial files (opened with allowPartial): the chunks the file lacks
+	// or holds only in part, and each tensor's complete leading layers.
+	Missing() []archive.ChunkID
+	AvailableLayers(name string) int
+	Size() int64     // bytes on disk
+	FullSize() int64 // bytes of the complete archive
+	BaseBytes() int64
+	HeaderAndIndexBytes() int64
 	Close() error
 }
 
-// openArchive opens a complete archive. A truncated file is an integrity
-// error that names the first tensor and chunk it cuts (the archive package
-// can tell them apart only when it is allowed to open the partial file).
-func openArchive(path string) (archiveReader, error) {
-	a, err := archive.Open(path, archive.OpenOptions{})
-	var strictErr *archive.IntegrityError
-	if err == nil || !errors.As(err, &strictErr) || strictErr.Tensor != "" {
-		return a, err
+type realArchiveReader struct{ *archive.Archive }
+
+func (r realArchiveReader) HeaderAndIndexBytes() int64 {
+	return archive.HeaderSize + r.IndexBytes()
+}
+
+// hintPartial is the hint for a file cut after its base layers.
+const hintPartial = "the file is incomplete (an interrupted copy or download?): fetch it again; " +
+	"its base layers are complete, so --allow-partial (decompress, inspect, stream) can use the chunks it holds"
+
+// openArchive opens an archive. Without allowPartial a truncated file is an
+// integrity error that names the first tensor and chunk it cuts and says
+// whether --allow-partial could use it; with allowPartial a file cut
+// anywhere after its base layers opens, and Missing lists what it lacks.
+func openArchive(path string, allowPartial bool) (archiveReader, error) {
+	a, err := archive.Open(path, archive.OpenOptions{AllowPartial: allowPartial})
+	if err == nil {
+		return realArchiveReader{a}, nil
+	}
+	var ie *archive.IntegrityError
+	if !errors.As(err, &ie) || !errors.Is(err, archive.ErrTruncated) {
+		return nil, err
+	}
+	if ie.Tensor == "" {
+		// Cut inside the header or index: nothing is usable.
+		return nil, &archive.IntegrityError{Path: path, Chunk: ie.Chunk, Offset: ie.Offset, Err: archive.ErrTruncated, Reason: ie.Reason,
+			Hint: "the file is incomplete (an interrupted copy or download?) and ends before its index does; fetch it again"}
+	}
+	if allowPartial {
+		// Cut inside the base layers: nothing decodes yet.
+		return nil, &archive.IntegrityError{Path: path, Tensor: ie.Tensor, Chunk: ie.Chunk, Offset: ie.Offset, Err: archive.ErrTruncated,
+			Reason: ie.Reason,
+			Hint:   "even a partial file needs every base layer; finish the download (or fetch the file again)"}
 	}
 	p, perr := archive.Open(path, archive.OpenOptions{AllowPartial: true})
 	if perr != nil {
-		// A cut base chunk: the partial open names it.
-		var strict, pe *archive.IntegrityError
-		if errors.As(err, &strict) && errors.As(perr, &pe) && pe.Tensor != "" {
-			return nil, &archive.IntegrityError{Path: path, Tensor: pe.Tensor, Chunk: pe.Chunk, Offset: pe.Offset,
-				Reason: strict.Reason + "; this is the first incomplete chunk",
-				Hint:   "the file is incomplete (an interrupted copy or download?); fetch it again"}
+		// Cut inside the index or the base layers: --allow-partial would
+		// not help either.
+		var pe *archive.IntegrityError
+		if errors.As(perr, &pe) && pe.Tensor != "" {
+			return nil, &archive.IntegrityError{Path: path, Tensor: pe.Tensor, Chunk: pe.Chunk, Offset: pe.Offset, Err: archive.ErrTruncated,
+				Reason: ie.Reason + "; the file ends inside the base layers",
+				Hint:   "the file is incomplete (an interrupted copy or download?); fetch it again (it is cut before its base layers end, so even --allow-partial cannot use it)"}
 		}
 		return nil, err
 	}
@@ -84,10 +118,24 @@ func openArchive(path string) (archiveReader, error) {
 		return nil, err
 	}
 	m := missing[0]
-	return nil, &archive.IntegrityError{Path: path, Tensor: m.Tensor, Chunk: m.Name(), Offset: m.Offset,
+	return nil, &archive.IntegrityError{Path: path, Tensor: m.Tensor, Chunk: m.Name(), Offset: m.Offset, Err: archive.ErrTruncated,
 		Reason: fmt.Sprintf("truncated: the file is %d bytes, the archive %d; this chunk has %d of its %d bytes, %d chunk(s) are missing or incomplete",
 			p.Size(), p.FullSize(), m.Have, m.Length, len(missing)),
-		Hint: "the file is incomplete (an interrupted copy or download?); fetch it again"}
+		Hint: hintPartial}
+}
+
+// streamArchive writes the best archive from src that fits in maxBytes
+// (archive.StreamWith).
+func streamArchive(ctx context.Context, src, dst string, maxBytes int64, overwrite, allowPartial bool) (*archive.StreamReport, error) {
+	return archive.StreamWith(ctx, src, dst, maxBytes, archive.StreamOptions{Overwrite: overwrite, AllowPartial: allowPartial})
+}
+
+// budgetError reports whether err is stream's refusal of a budget below
+// the smallest possible archive.
+func budgetError(err error) (*archive.BudgetError, bool) {
+	var be *archive.BudgetError
+	ok := errors.As(err, &be)
+	return be, ok
 }
 
 func isIntegrityError(err error) bool {

@@ -375,7 +375,7 @@ func layerProgress(layers []encoder.Params, n int64, bar *progress) func(int) {
 // fillStoredBytes reads the committed archive's index for each tensor's
 // stored bytes.
 func fillStoredBytes(path string, rep *compressReport) error {
-	a, err := openArchive(path)
+	a, err := openArchive(path, false)
 	if err != nil {
 		return fmt.Errorf("re-reading %s: %w", path, err)
 	}

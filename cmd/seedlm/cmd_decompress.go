@@ -23,6 +23,9 @@ type decompressOptions struct {
 	Force  bool
 	Quiet  bool
 	JSON   bool
+	// AllowPartial decodes a file cut after its base layers with the
+	// layers it holds completely.
+	AllowPartial bool
 
 	// afterTensor, when set, is called after each tensor is written.
 	afterTensor func(i int)
@@ -35,6 +38,7 @@ func (o *decompressOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Force, "force", false, "replace an existing output (never the archive)")
 	fs.BoolP(flagName(keyQuiet), "q", false, "no progress bar and no summary")
 	fs.BoolVar(&o.JSON, "json", false, "print the summary as one JSON object on stdout")
+	fs.BoolVar(&o.AllowPartial, "allow-partial", false, "decode a partially downloaded archive (cut after its base layers) with the layers it holds completely; missing chunks are listed on stderr")
 }
 
 func (o *decompressOptions) resolve(c *config) error {
@@ -61,7 +65,13 @@ shapes, dtypes and metadata. Every hash is verified before anything is written.
 Coded tensors are decoded (lossy, as inspect reports) and rounded to the
 requested dtype (round to nearest even); exactly stored tensors come back
 byte for byte. A sharded source comes back as a folder with the same shards
-and index.`,
+and index.
+
+--layers N decodes the base layer and N−1 enhancement layers of each tensor
+(fewer where a tensor has fewer). A truncated archive is an integrity failure
+(exit 3); with --allow-partial a file cut anywhere after its base layers (an
+interrupted download of a progressive archive) is decoded with the layers it
+holds completely, and the missing chunks are listed on stderr.`,
 		Args: exactArgs("ARCHIVE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.loadConfigFor(cmd.Flags())
@@ -90,12 +100,58 @@ type decompressReport struct {
 	WallSeconds   float64 `json:"wall_seconds"`
 	DecodeSeconds float64 `json:"decode_seconds"`
 	DecodeMBps    float64 `json:"decode_mb_per_s"` // float32 MB decoded per second
+	// RelErr is the coded tensors' relative weight error with the layers
+	// decoded (from the index, before dtype rounding).
+	RelErr float64 `json:"rel_err"`
+	// Partial: the archive file is incomplete (--allow-partial); the
+	// chunks it lacks are MissingChunks, and LimitedTensors coded tensors
+	// were decoded with fewer layers than requested.
+	Partial        bool           `json:"partial"`
+	ArchiveBytes   int64          `json:"archive_bytes"`      // on disk
+	FullBytes      int64          `json:"archive_full_bytes"` // complete archive
+	MissingChunks  []missingChunk `json:"missing_chunks"`
+	LimitedTensors int            `json:"limited_tensors"`
+}
+
+// missingChunk is one chunk a partial archive lacks.
+type missingChunk struct {
+	Tensor string `json:"tensor"`
+	Chunk  string `json:"chunk"` // "layer K" (layer 0 is the base)
+	Layer  int    `json:"layer"`
+	Offset int64  `json:"offset"`
+	Length int64  `json:"length"`
+	Have   int64  `json:"have"` // bytes present (0: none)
+}
+
+func missingChunks(a archiveReader) []missingChunk {
+	out := []missingChunk{}
+	for _, m := range a.Missing() {
+		out = append(out, missingChunk{Tensor: m.Tensor, Chunk: m.Name(), Layer: m.Layer, Offset: m.Offset, Length: m.Length, Have: m.Have})
+	}
+	return out
+}
+
+// warnMissing lists a partial archive's missing chunks on stderr.
+func warnMissing(w io.Writer, path string, a archiveReader, what string) {
+	ms := a.Missing()
+	if len(ms) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "seedlm: warning: %s is a partial file (%s of %s bytes): %d chunk(s) missing; %s\n",
+		path, commas(a.Size()), commas(a.FullSize()), len(ms), what)
+	for _, m := range ms {
+		state := "missing"
+		if m.Have > 0 {
+			state = fmt.Sprintf("incomplete, %s of %s bytes", commas(m.Have), commas(m.Length))
+		}
+		fmt.Fprintf(w, "seedlm: warning:   tensor %q, chunk %q (%s)\n", m.Tensor, m.Name(), state)
+	}
 }
 
 func runDecompress(ctx context.Context, o *decompressOptions, args []string, stdout, stderr io.Writer) (err error) {
 	start := time.Now()
 	path := args[0]
-	a, err := openArchive(path)
+	a, err := openArchive(path, o.AllowPartial)
 	if err != nil {
 		return err
 	}
@@ -112,6 +168,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 	if err := a.Verify(ctx); err != nil {
 		return err
 	}
+	warnMissing(stderr, path, a, "decoding with the complete layers only")
 
 	h := ix.Header
 	sharded := h.SourceFormat == "safetensors-sharded"
@@ -163,7 +220,10 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 
 	bar := newProgress(stderr, !o.Quiet && !o.JSON, total, "decompress")
 	defer bar.Done()
-	rep := &decompressReport{Archive: path, Output: out, Sharded: sharded, Tensors: len(ix.Tensors), Layers: o.Layers, DType: orSource(o.DType)}
+	rep := &decompressReport{Archive: path, Output: out, Sharded: sharded, Tensors: len(ix.Tensors), Layers: o.Layers, DType: orSource(o.DType),
+		ArchiveBytes: a.Size(), FullBytes: a.FullSize(), MissingChunks: missingChunks(a)}
+	rep.Partial = len(rep.MissingChunks) > 0
+	var norm2, sqErr float64
 	var decodeTime time.Duration
 	var decodedBytes int64
 	for i, t := range ix.Tensors {
@@ -180,6 +240,12 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 			if o.Layers > 0 {
 				layers = min(o.Layers, layers)
 			}
+			if avail := a.AvailableLayers(t.Name); avail < layers {
+				layers = avail // partial file: only complete layers
+				rep.LimitedTensors++
+			}
+			norm2 += t.Norm2
+			sqErr += t.SqErrAt(layers - 1)
 			t0 := time.Now()
 			wts, err := a.DecodeTensor(t.Name, layers)
 			if err != nil {
@@ -211,6 +277,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 	if rep.OutputBytes, err = diskSize(out); err != nil {
 		return err
 	}
+	rep.RelErr = relErr(norm2, sqErr)
 	rep.WallSeconds = time.Since(start).Seconds()
 	rep.DecodeSeconds = decodeTime.Seconds()
 	if rep.DecodeSeconds > 0 {
@@ -224,9 +291,19 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		if o.Layers > 0 {
 			layers = fmt.Sprintf("%d layer(s)", o.Layers)
 		}
+		if rep.Partial {
+			layers = "the complete layers"
+			if o.Layers > 0 {
+				layers = fmt.Sprintf("at most %d complete layer(s)", o.Layers)
+			}
+		}
 		fmt.Fprintf(stdout, "decompressed %s → %s\n", path, out)
 		fmt.Fprintf(stdout, "  %d tensors (%d decoded with %s, dtype %s; %d byte-exact), %s bytes on disk\n",
 			rep.Tensors, rep.CodedTensors, layers, rep.DType, rep.Tensors-rep.CodedTensors, commas(rep.OutputBytes))
+		if rep.Partial {
+			fmt.Fprintf(stdout, "  partial archive (%s of %s bytes): %d chunk(s) missing, %d tensor(s) decoded with fewer layers; relative error %.4f\n",
+				commas(rep.ArchiveBytes), commas(rep.FullBytes), len(rep.MissingChunks), rep.LimitedTensors, rep.RelErr)
+		}
 		fmt.Fprintf(stdout, "  %s wall, decode %.1f MB/s (float32 output)\n", fmtSeconds(rep.WallSeconds), rep.DecodeMBps)
 	}
 	return nil

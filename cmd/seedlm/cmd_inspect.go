@@ -16,11 +16,13 @@ import (
 )
 
 type inspectOptions struct {
-	JSON bool
+	JSON         bool
+	AllowPartial bool
 }
 
 func (o *inspectOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.JSON, "json", false, "print the report as one JSON object on stdout")
+	fs.BoolVar(&o.AllowPartial, "allow-partial", false, "show what a partially downloaded archive (cut after its base layers) holds, and list the missing chunks")
 }
 
 func newInspectCmd(a *app) *cobra.Command {
@@ -32,7 +34,10 @@ func newInspectCmd(a *app) *cobra.Command {
 weight, compression ratio against fp32 and against the source dtype, the
 relative error and SNR after each number of progressive layers (measured at
 compress time against the original weights), and the codec settings.
-inspect reads the index only; run verify to check the payload hashes.`,
+inspect reads the index only; run verify to check the payload hashes.
+A truncated archive is an integrity failure (exit 3); with --allow-partial a
+file cut after its base layers is shown with the layers it holds completely,
+and the missing chunks are listed.`,
 		Args: exactArgs("ARCHIVE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runInspect(cmd.Context(), &o, args, a.stdout, a.stderr)
@@ -57,19 +62,22 @@ type inspectLayer struct {
 }
 
 type inspectTensor struct {
-	Name           string         `json:"name"`
-	DType          string         `json:"dtype"`
-	Shape          []int64        `json:"shape"`
-	Shard          string         `json:"shard,omitempty"`
-	Rule           string         `json:"rule"`
-	Passthrough    bool           `json:"passthrough"`
-	Weights        int64          `json:"weights"`
-	Bytes          int64          `json:"bytes"`
-	BitsPerWeight  float64        `json:"bits_per_weight"`
-	RatioVsFP32    float64        `json:"ratio_vs_fp32"`
-	RatioVsSource  float64        `json:"ratio_vs_source"`
-	Layers         []inspectLayer `json:"layers,omitempty"`
-	OmittedLayers  int            `json:"omitted_layers,omitempty"`
+	Name          string         `json:"name"`
+	DType         string         `json:"dtype"`
+	Shape         []int64        `json:"shape"`
+	Shard         string         `json:"shard,omitempty"`
+	Rule          string         `json:"rule"`
+	Passthrough   bool           `json:"passthrough"`
+	Weights       int64          `json:"weights"`
+	Bytes         int64          `json:"bytes"`
+	BitsPerWeight float64        `json:"bits_per_weight"`
+	RatioVsFP32   float64        `json:"ratio_vs_fp32"`
+	RatioVsSource float64        `json:"ratio_vs_source"`
+	Layers        []inspectLayer `json:"layers,omitempty"`
+	OmittedLayers int            `json:"omitted_layers,omitempty"`
+	// MissingLayers: layers the archive has but a partial file lacks
+	// (--allow-partial); Layers lists only the complete ones.
+	MissingLayers  int `json:"missing_layers,omitempty"`
 	norm2, lastErr float64
 }
 
@@ -81,6 +89,7 @@ type inspectTotals struct {
 	FileBytes          int64      `json:"file_bytes"`
 	PayloadBytes       int64      `json:"payload_bytes"`
 	IndexBytes         int64      `json:"index_and_header_bytes"`
+	IncompleteBytes    int64      `json:"incomplete_chunk_bytes,omitempty"` // partial file: bytes of cut chunks
 	SourceBytes        int64      `json:"source_bytes"`
 	BitsPerWeight      float64    `json:"bits_per_weight"`
 	CodedBitsPerWeight float64    `json:"coded_bits_per_weight"`
@@ -98,11 +107,16 @@ type inspectReport struct {
 	Settings     map[string]string `json:"settings,omitempty"`
 	Tensors      []inspectTensor   `json:"tensors"`
 	Total        inspectTotals     `json:"total"`
+	// Partial file (--allow-partial): the complete archive's size and the
+	// chunks missing from this file.
+	Partial       bool           `json:"partial,omitempty"`
+	FullBytes     int64          `json:"full_bytes,omitempty"`
+	MissingChunks []missingChunk `json:"missing_chunks,omitempty"`
 }
 
 func runInspect(_ context.Context, o *inspectOptions, args []string, stdout, _ io.Writer) error {
 	path := args[0]
-	a, err := openArchive(path)
+	a, err := openArchive(path, o.AllowPartial)
 	if err != nil {
 		return err
 	}
@@ -111,7 +125,12 @@ func runInspect(_ context.Context, o *inspectOptions, args []string, stdout, _ i
 	if err != nil {
 		return err
 	}
-	rep := buildInspect(path, fi.Size(), a.Index())
+	var rep *inspectReport
+	if len(a.Missing()) == 0 {
+		rep = buildInspect(path, fi.Size(), a.Index())
+	} else {
+		rep = buildPartialInspect(path, a)
+	}
 	if o.JSON {
 		return writeJSON(stdout, rep)
 	}
@@ -204,6 +223,35 @@ func buildInspect(path string, fileBytes int64, ix *archive.Index) *inspectRepor
 	return rep
 }
 
+// buildPartialInspect reports what a partial file holds: each coded
+// tensor's complete layers (the rest counted as missing), and the chunks
+// the file lacks.
+func buildPartialInspect(path string, a archiveReader) *inspectReport {
+	src := a.Index()
+	ix := &archive.Index{Header: src.Header, Tensors: make([]archive.TensorEntry, len(src.Tensors))}
+	missing := make([]int, len(src.Tensors))
+	var payload int64
+	for i, t := range src.Tensors {
+		if !t.Passthrough {
+			n := a.AvailableLayers(t.Name)
+			missing[i] = len(t.Layers) - n
+			t.Layers = t.Layers[:n:n]
+		}
+		ix.Tensors[i] = t
+		payload += entryBytes(&t)
+	}
+	rep := buildInspect(path, a.Size(), ix)
+	for i := range rep.Tensors {
+		rep.Tensors[i].MissingLayers = missing[i]
+	}
+	rep.Partial = true
+	rep.FullBytes = a.FullSize()
+	rep.MissingChunks = missingChunks(a)
+	rep.Total.IndexBytes = a.HeaderAndIndexBytes()
+	rep.Total.IncompleteBytes = a.Size() - payload - rep.Total.IndexBytes
+	return rep
+}
+
 func relErr(norm2, sqErr float64) float64 {
 	if norm2 <= 0 {
 		return math.Sqrt(sqErr)
@@ -219,6 +267,10 @@ func (r *inspectReport) print(w io.Writer) {
 	}
 	fmt.Fprintln(w, ")")
 	fmt.Fprintf(w, "settings: %s\n", describeSettings(r.Settings))
+	if r.Partial {
+		fmt.Fprintf(w, "partial file: %s of %s bytes; %d chunk(s) missing (listed below); figures are for the complete layers it holds\n",
+			commas(t.FileBytes), commas(r.FullBytes), len(r.MissingChunks))
+	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TENSOR\tDTYPE\tSHAPE\tCODEC\tBYTES\tBITS/W\t×FP32\t×SRC\tREL.ERR by layers\tSNR dB by layers\tRULE")
@@ -235,6 +287,9 @@ func (r *inspectReport) print(w io.Writer) {
 			if x.OmittedLayers > 0 {
 				codec += fmt.Sprintf(" (+%d layers omitted)", x.OmittedLayers)
 			}
+			if x.MissingLayers > 0 {
+				codec += fmt.Sprintf(" (+%d missing)", x.MissingLayers)
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.3f\t%.2f\t%.2f\t%s\t%s\t%s\n",
 			x.Name, x.DType, shapeString(x.Shape), codec, commas(x.Bytes), x.BitsPerWeight, x.RatioVsFP32, x.RatioVsSource, rel, snr, x.Rule)
@@ -242,10 +297,25 @@ func (r *inspectReport) print(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "total: %d tensors (%d coded), %s weights (%s coded)\n", t.Tensors, t.CodedTensors, commas(t.Weights), commas(t.CodedWeights))
-	fmt.Fprintf(w, "  bytes        %s on disk = %s payload + %s header and index\n", commas(t.FileBytes), commas(t.PayloadBytes), commas(t.IndexBytes))
+	if t.IncompleteBytes > 0 {
+		fmt.Fprintf(w, "  bytes        %s on disk = %s payload + %s header and index + %s of incomplete chunks\n",
+			commas(t.FileBytes), commas(t.PayloadBytes), commas(t.IndexBytes), commas(t.IncompleteBytes))
+	} else {
+		fmt.Fprintf(w, "  bytes        %s on disk = %s payload + %s header and index\n", commas(t.FileBytes), commas(t.PayloadBytes), commas(t.IndexBytes))
+	}
 	fmt.Fprintf(w, "  bits/weight  %.3f overall, %.3f in coded tensors\n", t.BitsPerWeight, t.CodedBitsPerWeight)
 	fmt.Fprintf(w, "  ratio        %.2f× vs fp32, %.2f× vs source\n", t.RatioVsFP32, t.RatioVsSource)
 	for k := range t.RelErr {
 		fmt.Fprintf(w, "  quality      %d layer(s): relative error %.4f, SNR %s (coded tensors, vs original weights)\n", k+1, t.RelErr[k], fmtDB(t.SNRdB[k]))
+	}
+	if r.Partial {
+		fmt.Fprintf(w, "\nmissing chunks (%d):\n", len(r.MissingChunks))
+		for _, m := range r.MissingChunks {
+			state := "missing"
+			if m.Have > 0 {
+				state = fmt.Sprintf("incomplete, %s of %s bytes", commas(m.Have), commas(m.Length))
+			}
+			fmt.Fprintf(w, "  tensor %s, chunk %q at offset %d (%s)\n", m.Tensor, m.Chunk, m.Offset, state)
+		}
 	}
 }

@@ -24,7 +24,8 @@ func newVerifyCmd(a *app) *cobra.Command {
 		Short: "Check every hash and the structure of an archive (exit 0 only when intact)",
 		Long: `Check an archive: the header, the index and the SHA-256 of every payload
 chunk. Exit 0 only when all of it is intact; exit 3 names the first damaged
-tensor and chunk.`,
+tensor and chunk. A partial file (an interrupted download) is not intact:
+verify fails on it even where decompress --allow-partial can use it.`,
 		Args: exactArgs("ARCHIVE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runVerify(cmd.Context(), &o, args, a.stdout, a.stderr)
@@ -36,7 +37,7 @@ tensor and chunk.`,
 
 func runVerify(ctx context.Context, o *verifyOptions, args []string, stdout, _ io.Writer) error {
 	path := args[0]
-	a, err := openArchive(path)
+	a, err := openArchive(path, false)
 	if err != nil {
 		return err
 	}

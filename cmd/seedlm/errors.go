@@ -22,6 +22,10 @@ const (
 	// ExitIntegrity: an archive failed a hash or structure check (verify,
 	// decompress, inspect). Nothing is written.
 	ExitIntegrity = 3
+	// ExitBudget: stream's --max-bytes is below the smallest possible
+	// archive (header, index, base layers and exactly stored tensors); the
+	// error states that minimum. Nothing is written.
+	ExitBudget = 4
 	// ExitInterrupted: cancelled by SIGINT/SIGTERM; partial output removed.
 	ExitInterrupted = 130
 )
@@ -55,11 +59,14 @@ func withHint(err error, format string, args ...any) error {
 // exitCode maps an error returned by a command to the process exit status.
 func exitCode(err error) int {
 	var ue *usageError
+	var be *budgetTooSmall
 	switch {
 	case err == nil:
 		return ExitOK
 	case isIntegrityError(err):
 		return ExitIntegrity
+	case errors.As(err, &be):
+		return ExitBudget
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case errors.As(err, &ue):

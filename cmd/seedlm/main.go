@@ -5,6 +5,7 @@
 //	seedlm inspect model.seedlm
 //	seedlm verify model.seedlm
 //	seedlm decompress model.seedlm -o out.safetensors
+//	seedlm stream model.seedlm --max-bytes 100MB -o small.seedlm
 //
 // Exit codes are defined in errors.go and documented in README.md.
 package main

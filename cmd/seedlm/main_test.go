@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,6 +68,8 @@ func TestScripts(t *testing.T) {
 			"truncate": cmdTruncate,
 			"exitcode": cmdExitCode,
 			"lsdir":    cmdLsDir,
+			"cut":      cmdCut,
+			"grabenv":  cmdGrabEnv,
 		},
 	})
 }
@@ -401,4 +404,65 @@ func cmdTruncate(ts *testscript.TestScript, neg bool, args []string) {
 		n += st.Size()
 	}
 	ts.Check(os.Truncate(path, n))
+}
+
+// cut SRC DST WHERE: copy the first bytes of archive SRC to DST, as an
+// interrupted download would leave it. WHERE is base (exactly header,
+// index and base layers), base+N, base-N, mid (halfway between the end of
+// the base layers and the end of the file), end-N, or a byte count.
+func cmdCut(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: cut SRC DST base|base+N|base-N|mid|end-N|N")
+	}
+	src := ts.MkAbs(args[0])
+	a, err := archive.Open(src, archive.OpenOptions{})
+	ts.Check(err)
+	base, full := a.BaseBytes(), a.FullSize()
+	a.Close()
+	n, err := cutOffset(args[2], base, full)
+	ts.Check(err)
+	data, err := os.ReadFile(src)
+	ts.Check(err)
+	if n < 0 || n > int64(len(data)) {
+		ts.Fatalf("cut at %d: the file is %d bytes", n, len(data))
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), data[:n], 0o644))
+	ts.Logf("cut %s at %d bytes (base layers end at %d, file %d)", args[0], n, base, full)
+}
+
+func cutOffset(where string, base, full int64) (int64, error) {
+	num := func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }
+	switch {
+	case where == "base":
+		return base, nil
+	case where == "mid":
+		return base + (full-base)/2, nil
+	case strings.HasPrefix(where, "base+"):
+		d, err := num(where[5:])
+		return base + d, err
+	case strings.HasPrefix(where, "base-"):
+		d, err := num(where[5:])
+		return base - d, err
+	case strings.HasPrefix(where, "end-"):
+		d, err := num(where[4:])
+		return full - d, err
+	}
+	return num(where)
+}
+
+// grabenv VAR REGEXP: set VAR to the first submatch of REGEXP in the last
+// command's stderr (or stdout, if stderr has no match).
+func cmdGrabEnv(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: grabenv VAR REGEXP")
+	}
+	re, err := regexp.Compile(args[1])
+	ts.Check(err)
+	for _, f := range []string{"stderr", "stdout"} {
+		if m := re.FindStringSubmatch(ts.ReadFile(f)); len(m) > 1 {
+			ts.Setenv(args[0], m[1])
+			return
+		}
+	}
+	ts.Fatalf("grabenv: no match for %q in stderr or stdout", args[1])
 }

@@ -28,7 +28,8 @@ stored as the seed of a linear-feedback shift register plus a few quantized
 coefficients (w ≈ U(seed)·q·2^e). Lossy for coded tensors, byte-exact for the
 rest (norms, biases, integer tensors).
 
-Exit codes: 0 ok, 1 failure, 2 usage, 3 archive integrity failure, 130 interrupted.`,
+Exit codes: 0 ok, 1 failure, 2 usage, 3 archive integrity failure, 4 stream budget too
+small, 130 interrupted.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRun: func(*cobra.Command, []string) {
@@ -53,6 +54,7 @@ Exit codes: 0 ok, 1 failure, 2 usage, 3 archive integrity failure, 130 interrupt
 		newDecompressCmd(a),
 		newInspectCmd(a),
 		newVerifyCmd(a),
+		newStreamCmd(a),
 		newPresetsCmd(a),
 		newVersionCmd(a),
 	)
