@@ -136,7 +136,7 @@ func (f *File) ReadRaw(name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	buf := allocBytes(t.End - t.Begin)
+	buf := AllocBytes(t.End - t.Begin)
 	if err := f.readAt(t, buf, t.Begin); err != nil {
 		return nil, err
 	}
@@ -168,7 +168,7 @@ func (f *File) ReadFloat32Into(name string, dst []float32) ([]float32, error) {
 	if dst != nil && int64(cap(dst)) >= n {
 		dst = dst[:n]
 	} else {
-		dst = allocFloats(n)
+		dst = AllocFloats(n)
 	}
 	if n == 0 {
 		return dst, nil
@@ -232,20 +232,27 @@ var littleEndian = func() bool {
 	return *(*byte)(unsafe.Pointer(&x)) == 1
 }()
 
+// HostLittleEndian reports whether this machine stores numbers little-endian,
+// as safetensors does (then F32 data can be copied as is).
+func HostLittleEndian() bool { return littleEndian }
+
 // gcBefore is the allocation size above which we collect first: a caller that
 // reads tensor after tensor has usually dropped the previous one, and
 // collecting lets the new buffer reuse its pages, so peak memory stays near
 // one tensor instead of two. Tensors are pointer-free, so this is cheap.
 const gcBefore = 64 << 20
 
-func allocBytes(n int64) []byte {
+// AllocBytes allocates a tensor-sized buffer, collecting garbage first when
+// it is large (see gcBefore). The torch reader shares it.
+func AllocBytes(n int64) []byte {
 	if n >= gcBefore {
 		runtime.GC()
 	}
 	return make([]byte, n)
 }
 
-func allocFloats(n int64) []float32 {
+// AllocFloats is AllocBytes for float32 tensors.
+func AllocFloats(n int64) []float32 {
 	if 4*n >= gcBefore {
 		runtime.GC()
 	}

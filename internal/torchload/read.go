@@ -3,7 +3,6 @@ package torchload
 import (
 	"fmt"
 	"io"
-	"runtime"
 	"unsafe"
 
 	"github.com/seedlm/seedlm/internal/safetensors"
@@ -44,7 +43,7 @@ func (f *File) ReadRaw(name string) (out []byte, err error) {
 	if err != nil {
 		return nil, err
 	}
-	out = allocBytes(t.nbytes())
+	out = safetensors.AllocBytes(t.nbytes())
 	if err := f.gather(name, t, out); err != nil {
 		return nil, err
 	}
@@ -79,7 +78,7 @@ func (f *File) ReadFloat32Into(name string, dst []float32) (_ []float32, err err
 	if dst != nil && int64(cap(dst)) >= n {
 		dst = dst[:n]
 	} else {
-		dst = allocFloats(n)
+		dst = safetensors.AllocFloats(n)
 	}
 	if n == 0 {
 		return dst, nil
@@ -89,7 +88,7 @@ func (f *File) ReadFloat32Into(name string, dst []float32) (_ []float32, err err
 		if err := f.gather(name, t, unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*n)); err != nil {
 			return nil, err
 		}
-		if !hostLittle {
+		if !safetensors.HostLittleEndian() {
 			swapInPlace(unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*n), 4)
 		}
 		return dst, nil
@@ -269,27 +268,4 @@ func (f *File) readAt(name string, b []byte, off int64) error {
 			"the file shrank after it was opened; is something rewriting it?", nil)
 	}
 	return f.fail(name, "read failed", "", err)
-}
-
-var hostLittle = func() bool {
-	x := uint16(1)
-	return *(*byte)(unsafe.Pointer(&x)) == 1
-}()
-
-// See safetensors: collect before a big allocation so a caller that dropped
-// the previous tensor does not hold two in memory.
-const gcBefore = 64 << 20
-
-func allocBytes(n int64) []byte {
-	if n >= gcBefore {
-		runtime.GC()
-	}
-	return make([]byte, n)
-}
-
-func allocFloats(n int64) []float32 {
-	if 4*n >= gcBefore {
-		runtime.GC()
-	}
-	return make([]float32, n)
 }
