@@ -100,64 +100,97 @@ func (l *Layer) DecodeParallel(dst []float32, add bool, workers int) error {
 	return nil
 }
 
+// fieldReader extracts blocks' stored fields from a payload.
+type fieldReader struct {
+	payload            []byte
+	bb                 int
+	kb, eb, cb         uint
+	kmask, emask, cmsk uint64
+	P                  int
+	scales             [1 << MaxExpBits]float64
+}
+
+func newFieldReader(l *Layer) *fieldReader {
+	p := l.Params
+	f := &fieldReader{payload: l.Payload, bb: p.BlockBits(), P: p.LatentDim,
+		kb: uint(p.SeedBits), eb: uint(p.ExpBits), cb: uint(p.CoeffBits)}
+	f.kmask, f.emask, f.cmsk = 1<<f.kb-1, 1<<f.eb-1, 1<<f.cb-1
+	for s := 0; s < 1<<p.ExpBits; s++ {
+		f.scales[s] = scaleFor(p.SeedBits, signExtend(uint64(s), uint(p.ExpBits))+l.ExpBias)
+	}
+	return f
+}
+
+// block returns block b's seed and scale and writes its coefficients to q.
+func (f *fieldReader) block(b int, q *[MaxLatentDim]int32) (seed uint32, scale float64, err error) {
+	bit := b * f.bb
+	if f.bb <= 57 {
+		// Blocks of ≤ 57 bits (the common case) come out of one unaligned
+		// 64-bit load; the last few bytes of the payload are padded.
+		var x uint64
+		if i := bit / 8; i+8 <= len(f.payload) {
+			x = binary.LittleEndian.Uint64(f.payload[i:])
+		} else {
+			var word [8]byte
+			copy(word[:], f.payload[i:])
+			x = binary.LittleEndian.Uint64(word[:])
+		}
+		x >>= bit % 8
+		seed = uint32(x & f.kmask)
+		x >>= f.kb
+		scale = f.scales[x&f.emask]
+		x >>= f.eb
+		sh := 64 - f.cb
+		for i := 0; i < f.P; i++ {
+			q[i] = int32(int64((x&f.cmsk)<<sh) >> sh)
+			x >>= f.cb
+		}
+	} else {
+		r := bitReader{buf: f.payload}
+		r.seek(bit)
+		seed = uint32(r.read(f.kb))
+		scale = f.scales[r.read(f.eb)]
+		for i := 0; i < f.P; i++ {
+			q[i] = int32(signExtend(r.read(f.cb), f.cb))
+		}
+	}
+	if seed == 0 {
+		return 0, 0, fmt.Errorf("block %d: seed 0 is not a valid LFSR seed (corrupt payload)", b)
+	}
+	return seed, scale, nil
+}
+
 // decodeRange decodes blocks [b0, b1).
 func (l *Layer) decodeRange(dst []float32, add bool, b0, b1 int) error {
 	p := l.Params
+	C := p.BlockSize
+	f := newFieldReader(l)
+	// The SIMD path takes whole blocks; a partial tail block goes the
+	// portable way.
+	full := b1
+	if b1*C > l.N {
+		full = b1 - 1
+	}
+	if b0 < full && simdDecodable(p) {
+		if err := l.decodeSIMD(f, dst, add, b0, full); err != nil {
+			return err
+		}
+		b0 = full
+	}
+	if b0 >= b1 {
+		return nil
+	}
 	ct, err := centeredFor(p.SeedBits)
 	if err != nil {
 		return err
 	}
-	C, P := p.BlockSize, p.LatentDim
-	var scales [1 << MaxExpBits]float64
-	for s := 0; s < 1<<p.ExpBits; s++ {
-		scales[s] = scaleFor(p.SeedBits, signExtend(uint64(s), uint(p.ExpBits))+l.ExpBias)
-	}
-	bb := p.BlockBits()
-	kb, eb, cb := uint(p.SeedBits), uint(p.ExpBits), uint(p.CoeffBits)
-	kmask, emask, cmask := uint64(1)<<kb-1, uint64(1)<<eb-1, uint64(1)<<cb-1
-	csh := 64 - cb
-	var q [MaxLatentDim]int64
+	P := p.LatentDim
+	var q [MaxLatentDim]int32
 	var blk [MaxBlockSize]float32
-	payload := l.Payload
-	var word [8]byte
 	for b := b0; b < b1; b++ {
-		// Every block is at most 8+8·16 bits; blocks of ≤ 57 bits (the
-		// common case) come out of one unaligned 64-bit load.
-		bit := b * bb
-		var x uint64
-		if bb <= 57 && bit/8+8 <= len(payload) {
-			x = binary.LittleEndian.Uint64(payload[bit/8:]) >> (bit % 8)
-		} else if bb <= 57 {
-			copy(word[:], payload[bit/8:])
-			for i := len(payload) - bit/8; i < 8; i++ {
-				if i >= 0 {
-					word[i] = 0
-				}
-			}
-			x = binary.LittleEndian.Uint64(word[:]) >> (bit % 8)
-		}
-		var seed uint32
-		var scale float64
-		if bb <= 57 {
-			seed = uint32(x & kmask)
-			x >>= kb
-			scale = scales[x&emask]
-			x >>= eb
-			for i := 0; i < P; i++ {
-				q[i] = int64(int64((x&cmask)<<csh) >> csh)
-				x >>= cb
-			}
-		} else {
-			r := bitReader{buf: payload}
-			r.seek(bit)
-			seed = uint32(r.read(kb))
-			scale = scales[r.read(eb)]
-			for i := 0; i < P; i++ {
-				q[i] = int64(signExtend(r.read(cb), cb))
-			}
-		}
-		if seed == 0 {
-			return fmt.Errorf("block %d: seed 0 is not a valid LFSR seed (corrupt payload)", b)
+		seed, scale, err := f.block(b, &q)
+		if err != nil {
+			return err
 		}
 		pos := int(ct.pos[seed]) + 1
 		v := ct.f[pos : pos+C*P]
