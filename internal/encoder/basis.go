@@ -3,6 +3,7 @@ package encoder
 import (
 	"fmt"
 	"math"
+	"sort"
 	"sync"
 
 	"github.com/seedlm/seedlm/internal/lfsr"
@@ -31,6 +32,13 @@ type basis struct {
 	excluded []bool
 	// lowest is the smallest seed not excluded: zero blocks use it.
 	lowest uint32
+	// sigmaLB[i] is a lower bound on the smallest singular value of U(s) at
+	// position i (1/√tr G⁻¹ ≤ √λmin(G)), and bySigma lists the non-excluded
+	// positions in increasing sigmaLB. A nonzero code's ŵ = U·q·2^e has
+	// ‖ŵ‖ ≥ sigmaLB·2^e, which rules out whole seeds for blocks far below
+	// the exponent window (see searcher.tiny).
+	sigmaLB []float64
+	bySigma []int32
 	// ill lists the positions whose float32 margin exceeds illMargin: near-
 	// singular bases where the float32 quadratic form is meaningless. The
 	// kernels skip them (coefficients zeroed); the searcher bounds them in
@@ -100,6 +108,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 	b.stride = P*(P+1)/2 + 1
 	b.coef = make([]float32, L*b.stride)
 	b.excluded = make([]bool, L)
+	b.sigmaLB = make([]float64, L)
 	if K <= glMaxK {
 		b.gl = make([]float64, L*2*P*P)
 	}
@@ -133,6 +142,14 @@ func buildBasis(K, C, P int) (*basis, error) {
 		for r := 0; r < P; r++ {
 			trA += a[r*P+r]
 			trG += g[r*P+r]
+		}
+		// Rounded down (by more than the inverse's float64 error, even for the
+		// near-singular seeds): it must stay a lower bound.
+		b.sigmaLB[i] = (1 - 1e-4) / math.Sqrt(trA)
+		trA, trG = 0, 0
+		for r := 0; r < P; r++ {
+			trA += a[r*P+r]
+			trG += g[r*P+r]
 			for s := r; s < P; s++ {
 				x := a[r*P+s]
 				if s != r {
@@ -161,6 +178,15 @@ func buildBasis(K, C, P int) (*basis, error) {
 	// |Δd_p| ≤ (C+2)·u·‖w‖ for each unit column, so |Δ Σ d_p²| ≤
 	// (2(C+2)√P + P + 2)·u·‖w‖²; doubled for safety.
 	b.illM = roundUp32(2 * (2*float64(C+2)*math.Sqrt(float64(P)) + float64(P) + 4) * u32)
+	for i := 0; i < L; i++ {
+		if !b.excluded[i] {
+			b.bySigma = append(b.bySigma, int32(i))
+		}
+	}
+	sort.Slice(b.bySigma, func(x, y int) bool {
+		sx, sy := b.sigmaLB[b.bySigma[x]], b.sigmaLB[b.bySigma[y]]
+		return sx < sy || (sx == sy && b.bySigma[x] < b.bySigma[y])
+	})
 	b.lowest = 0
 	for i := 0; i < L; i++ {
 		if s := cyc.State[i]; !b.excluded[i] && (b.lowest == 0 || s < b.lowest) {

@@ -338,3 +338,28 @@ func TestCorruptPayloadRejected(t *testing.T) {
 		t.Error("short destination accepted")
 	}
 }
+
+// Blocks far below the exponent window (subnormals, 1e-6 next to 1.0) must
+// still get the brute-force argmin, through the tiny-block shortcut too.
+func TestSearchWideDynamicRange(t *testing.T) {
+	for _, p := range []Params{{8, 3, 10, 4, 4}, {12, 2, 10, 3, 3}, {8, 3, 16, 4, 4}} {
+		ws := gaussBlocks(31, 64, p.BlockSize, 1)
+		for i, w := range ws {
+			scale := []float64{1, 1e-3, 1e-6, 1e-40, 3e-45, 0.05, 1e-2, 2e-3}[i%8]
+			for c := range w {
+				w[c] = float64(float32(w[c] * scale))
+			}
+		}
+		if p.SeedBits == 16 {
+			ws = ws[:16]
+		}
+		var flat []float32
+		for _, w := range ws {
+			for _, x := range w {
+				flat = append(flat, float32(x))
+			}
+		}
+		checkAgainstReference(t, p, ExpBias(flat, p), ws, KernelAuto)
+		checkAgainstReference(t, p, ExpBias(flat, p), ws[:8], KernelGeneric)
+	}
+}

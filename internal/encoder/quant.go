@@ -87,7 +87,19 @@ func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float6
 	}
 	*out = best
 	out.seed = qz.bs.cyc.State[pos]
-	return qz.exactErr(w, v, out)
+	err := qz.exactErr(w, v, out)
+	if best.q != (code{}).q {
+		// The zero code is always available and its exact error is ‖w‖²;
+		// a nonzero code must beat it exactly, not just in Gram form. So
+		// eval never exceeds ‖w‖², and equals it for every seed that cannot
+		// help: those tie, and the lowest seed wins.
+		zero := code{seed: out.seed, e: int8(emin)}
+		if z := qz.exactErr(w, v, &zero); z <= err {
+			*out = zero
+			return z
+		}
+	}
+	return err
 }
 
 // quick is the cheap first look at a candidate: its float64 least-squares

@@ -2,6 +2,7 @@ package encoder
 
 import (
 	"math"
+	"sort"
 )
 
 // lanes is how many blocks a search tile carries: the kernels keep one block
@@ -149,13 +150,13 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 			s.t.w[c*lanes+l] = float32(w[c] * sc[l])
 		}
 		n2[l] = sum
-		if sum == 0 {
-			// Every seed codes a zero block exactly with q = 0; the lowest
-			// valid seed wins the tie, as in the reference.
-			out[l] = code{seed: bs.lowest, e: int8(qz.p.emin())}
+		// Every seed can code the block as zero, exactly ‖w‖² of error, and
+		// those ties go to the lowest seed: that is the starting point.
+		out[l] = code{seed: bs.lowest, e: int8(qz.p.emin())}
+		bestErr[l] = sum
+		if s.tiny(w, sum, &out[l], &bestErr[l]) {
 			continue
 		}
-		bestErr[l] = math.Inf(1)
 		s.t.n2[l] = roundUp32(sum * sc[l] * sc[l])
 		s.t.thr[l] = float32(math.Inf(-1))
 		active |= 1 << l
@@ -214,6 +215,36 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 			}
 		}
 	}
+}
+
+// tinyMax is how many seeds tiny will evaluate one by one before leaving
+// the block to the scan.
+const tinyMax = 4096
+
+// tiny handles blocks far below the tensor's exponent window. A nonzero
+// code has ‖ŵ‖ ≥ σ(U)·2^{emin+bias}; when that exceeds 2‖w‖ (with 1 %
+// margin) its error exceeds ‖w‖², so the seed cannot beat the zero code.
+// Seeds are sorted by their σ lower bound: when few (≤ tinyMax) pass, tiny
+// evaluates just those and reports true; otherwise the scan takes the
+// block. Without this, such blocks make every seed a scan candidate.
+func (s *searcher) tiny(w []float64, n2 float64, out *code, bestErr *float64) bool {
+	qz := s.qz
+	bs := qz.bs
+	floor := math.Ldexp(1, qz.p.emin()+qz.bias)
+	tau := 2 * math.Sqrt(n2) / floor * 1.01
+	k := sort.Search(len(bs.bySigma), func(i int) bool { return bs.sigmaLB[bs.bySigma[i]] >= tau })
+	if k > tinyMax {
+		return false
+	}
+	var c code
+	for _, pos := range bs.bySigma[:k] {
+		s.full++
+		e := qz.evalBound(w, int(pos), &c, *bestErr, n2)
+		if !math.IsInf(e, 1) && better(e, c.seed, *bestErr, out.seed) {
+			*bestErr, *out = e, c
+		}
+	}
+	return true
 }
 
 // deferred is a candidate waiting for its full evaluation.
