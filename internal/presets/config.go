@@ -507,7 +507,7 @@ func checkCodec(c Codec) error {
 	return nil
 }
 
-// TargetBits converts the configured target into bits per weight (0: none).
+// targetBPW is the configured target in bits per weight (0: none).
 func (c Config) targetBPW() float64 {
 	if c.TargetRatio > 0 {
 		return 32 / c.TargetRatio

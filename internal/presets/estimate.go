@@ -1,10 +1,35 @@
 package presets
 
 import (
+	"context"
 	"math"
+	"math/rand"
+	"time"
 
 	"github.com/seedlm/seedlm/internal/encoder"
 )
+
+// Calibrate measures this machine's encode speed for the paper's 4-bit
+// configuration, in weights per second with opt's workers: the input
+// EstimateSeconds and Summarize want. It codes 16384 Gaussian weights
+// (about 0.1–0.3 s on a 2-core AVX2 machine).
+func Calibrate(ctx context.Context, opt encoder.Options) (float64, error) {
+	rng := rand.New(rand.NewSource(1))
+	w := make([]float32, 16384)
+	for i := range w {
+		w[i] = float32(rng.NormFloat64() * 0.02)
+	}
+	// Warm the basis tables first: they are built once per process and
+	// are not part of the per-weight cost.
+	if _, err := encoder.EncodeLayer(ctx, "calibration", w[:64], encoder.Paper4Bit, opt); err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	if _, err := encoder.EncodeLayer(ctx, "calibration", w, encoder.Paper4Bit, opt); err != nil {
+		return 0, err
+	}
+	return float64(len(w)) / max(time.Since(t0).Seconds(), 1e-9), nil
+}
 
 // relCost is the measured encode time per weight of (C, P), relative to the
 // paper's C8 P3 at the same K (stories260K, K=16, AVX2 kernel; see

@@ -16,7 +16,8 @@
 //	}
 //	plans, warnings, err := presets.Plan(ctx, file, src, presets.Options{Flags: flags,
 //		Encoder: encoder.Options{Workers: w}, Progress: fn})
-//	sum := presets.Summarize(plans, wps) // --dry-run totals; wps: C8P3K16 weights/s
+//	wps, _ := presets.Calibrate(ctx, encoder.Options{Workers: w}) // C8P3K16 weights/s here
+//	sum := presets.Summarize(plans, wps)  // --dry-run totals, est. encode seconds
 //
 // TensorPlan.Rule names what decided each tensor (for --dry-run and the
 // archive index). `seedlm presets` prints Presets(): Name, Target, Settings(),

@@ -225,8 +225,8 @@ func TestProgressiveParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st) != 4 {
-		t.Fatalf("guide example: %d layers, want 4", len(st))
+	if got, want := FormatStack(st), "C12 P2 K16 B3 E3 + C32 P3 K16 B3 E3 + C8 P3 K16 B3 E3 + C8 P4 K16 B3 E3"; got != want {
+		t.Fatalf("guide example: %s, want %s (as documented)", got, want)
 	}
 	// Cumulative size tracks the levels 0.7, 0.5, 0.2, 0.1.
 	cum := 0.0
@@ -694,5 +694,35 @@ func TestEstimateSeconds(t *testing.T) {
 	}
 	if EstimateSeconds(TensorPlan{Passthrough: true}, 1e6, 1e5) != 0 {
 		t.Error("passthrough costs encode time")
+	}
+}
+
+func TestFlushSubnormals(t *testing.T) {
+	w := []float32{1, 0, 1e-40, -1e-40, 1.2e-38, -5}
+	got := FlushSubnormals(w)
+	want := []float32{1, 0, 0, 0, 1.2e-38, -5}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("element %d: %g, want %g", i, got[i], want[i])
+		}
+	}
+	if w[2] != 1e-40 {
+		t.Error("input modified")
+	}
+	clean := []float32{1, 2}
+	if &FlushSubnormals(clean)[0] != &clean[0] {
+		t.Error("no subnormals: want the input back, not a copy")
+	}
+}
+
+func TestCalibrate(t *testing.T) {
+	wps, err := Calibrate(context.Background(), encoder.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Anything from a slow CI box to a fast desktop; zero or absurd means
+	// the timing is broken.
+	if wps < 100 || wps > 1e9 {
+		t.Errorf("calibration: %g weights/s", wps)
 	}
 }
