@@ -9,7 +9,7 @@ import (
 )
 
 //go:noescape
-func decodeBlocksAVX2(dst *float32, offs *int32, qs *int32, scales *float64, tab *int32, nblocks, c, p int, add bool)
+func decodeBlocksAVX2(dst *float32, firsts *uint32, qs *int32, scales *float64, tab *int32, nblocks, c, p, stride int, add bool)
 
 // simdDecodable reports whether the AVX2 decoder handles p: whole groups of
 // 8 weights, and sums that stay exact in int32: |V − h|·|q|·P < 2^31.
@@ -73,32 +73,23 @@ func (l *Layer) decodeSIMD(f *fieldReader, dst []float32, add bool, b0, b1 int) 
 		return err
 	}
 	const chunk = 256
-	offs := make([]int32, chunk*P)
-	qs := make([]int32, chunk*P)
-	scales := make([]float64, chunk)
-	var q [MaxLatentDim]int32
+	// qs has room for a full [MaxLatentDim] write at the last block.
+	qs := make([]int32, chunk*P+MaxLatentDim)
+	var scales [chunk]float64
+	var firsts [chunk]uint32
 	for c0 := b0; c0 < b1; c0 += chunk {
 		n := min(chunk, b1-c0)
+		// Go reads the fields; the seeds' table lookups are independent
+		// loads, so the CPU overlaps their cache misses.
 		for i := 0; i < n; i++ {
-			seed, scale, err := f.block(c0+i, &q)
+			seed, scale, err := f.block(c0+i, (*[MaxLatentDim]int32)(qs[i*P:]))
 			if err != nil {
 				return err
 			}
 			scales[i] = scale
-			fs := d.first[seed]
-			r, off := int(fs>>27), fs&(1<<27-1)
-			o := offs[i*P : i*P+P]
-			qq := qs[i*P : i*P+P]
-			for j := range o {
-				o[j] = int32(off)
-				qq[j] = q[j]
-				off += uint32(d.stride)
-				if r++; r == P {
-					r, off = 0, off-uint32(P*d.stride)+1
-				}
-			}
+			firsts[i] = d.first[seed]
 		}
-		decodeBlocksAVX2(&dst[c0*C], &offs[0], &qs[0], &scales[0], &d.tab[0], n, C, P, add)
+		decodeBlocksAVX2(&dst[c0*C], &firsts[0], &qs[0], &scales[0], &d.tab[0], n, C, P, d.stride, add)
 	}
 	return nil
 }
