@@ -620,11 +620,13 @@ func TestAllocateByVariance(t *testing.T) {
 func TestPlanTarget(t *testing.T) {
 	rng := rand.New(rand.NewSource(4))
 	src := &memSource{}
-	src.add("a.weight", "F32", []int64{64, 64}, 1, rng)
-	src.add("b.weight", "F32", []int64{64, 64}, 0.01, rng)
-	src.add("c.weight", "F32", []int64{128, 64}, 0.1, rng)
+	// Large enough that the archive index (counted against the target) is
+	// a small share of the budget.
+	src.add("a.weight", "F32", []int64{256, 128}, 1, rng)
+	src.add("b.weight", "F32", []int64{256, 128}, 0.01, rng)
+	src.add("c.weight", "F32", []int64{256, 64}, 0.1, rng)
 	src.add("norm", "F32", []int64{64}, 1, rng)
-	src.add("fixed.weight", "F32", []int64{32, 64}, 1, rng)
+	src.add("fixed.weight", "F32", []int64{64, 64}, 1, rng)
 	cands := []Codec{
 		{BlockSize: 8, LatentDim: 3, SeedBits: 8, CoeffBits: 3, ExpBits: 3},
 		{BlockSize: 12, LatentDim: 3, SeedBits: 8, CoeffBits: 3, ExpBits: 3},
@@ -724,5 +726,27 @@ func TestCalibrate(t *testing.T) {
 	// the timing is broken.
 	if wps < 100 || wps > 1e9 {
 		t.Errorf("calibration: %g weights/s", wps)
+	}
+}
+
+// A preset's size target is a best effort: on a model too small for it, the
+// plan falls back to the smallest allowed settings with a warning, where an
+// explicit --target-bpw is an error (TestPlanTarget).
+func TestPresetTargetFallsBackOnTinyModels(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures K=16/18 candidates")
+	}
+	rng := rand.New(rand.NewSource(9))
+	src := &memSource{}
+	src.add("tiny.weight", "F32", []int64{32, 64}, 1, rng)
+	plans, warnings, err := Plan(context.Background(), Config{Preset: "quality"}, src, Options{})
+	if err != nil {
+		t.Fatalf("preset on a tiny model: %v", err)
+	}
+	if len(warnings) == 0 || !strings.Contains(strings.Join(warnings, "\n"), "out of reach") {
+		t.Errorf("no out-of-reach warning: %q", warnings)
+	}
+	if plans[0].Passthrough || len(plans[0].Layers) == 0 {
+		t.Errorf("tiny.weight not coded: %+v", plans[0])
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/seedlm/seedlm/internal/archive"
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/encoder"
 )
@@ -315,8 +316,10 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 
 	switch {
 	case g.target > 0:
-		budget := g.target*float64(totalElems) - float64(fixedBits)
-		if err := allocate(ctx, &g, src, infos, plans, open, budget, opt); err != nil {
+		// The archive's header and index are part of the size the user
+		// asked for: on small models they are a sizable share.
+		budget := g.target*float64(totalElems) - float64(fixedBits) - float64(8*overheadBytes(infos, plans))
+		if err := allocate(ctx, &g, src, infos, plans, open, budget, opt, &warnings); err != nil {
 			return nil, nil, err
 		}
 	case g.adaptive != nil:
@@ -483,7 +486,7 @@ func varianceOnly(ctx context.Context, g *global, src Source, infos []checkpoint
 
 // allocate is target mode: measure every open tensor with every candidate,
 // then Allocate (or AllocateByVariance) within budget bits.
-func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.TensorInfo, plans []TensorPlan, open []int, budget float64, opt Options) error {
+func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.TensorInfo, plans []TensorPlan, open []int, budget float64, opt Options, warnings *[]string) error {
 	stacks, err := g.openStacks()
 	if err != nil {
 		return err
@@ -543,9 +546,20 @@ func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.Ten
 		for _, p := range plans {
 			all += float64(p.Elements)
 		}
-		return fmt.Errorf("%s is out of reach: the smallest plan the candidates allow is %.3f bits/weight "+
-			"(passthrough and rule-fixed tensors alone take %.3f); lower the target ratio, add larger-block candidates, or pass more tensors through",
-			g.targetFrom, (min+(g.target*all-budget))/all, (g.target*all-budget)/all)
+		smallest, fixed := (min+(g.target*all-budget))/all, (g.target*all-budget)/all
+		if !strings.HasPrefix(g.targetFrom, "preset ") {
+			return fmt.Errorf("%s is out of reach: the smallest plan the candidates allow is %.3f bits/weight "+
+				"(the archive index, passthrough and rule-fixed tensors alone take %.3f); lower the target ratio, add larger-block candidates, or pass more tensors through",
+				g.targetFrom, smallest, fixed)
+		}
+		// A preset is a best effort, not a contract: on a model too small
+		// for its ratio, take the smallest plan and say so.
+		choice = make([]int, len(open))
+		for k := range open {
+			choice[k] = lowerHull(opts[k])[0]
+		}
+		*warnings = append(*warnings, fmt.Sprintf("%s is out of reach on this model: the archive index, passthrough and rule-fixed tensors alone take %.3f bits/weight; using the smallest plan the candidates allow (%.3f bits/weight)",
+			g.targetFrom, fixed, smallest))
 	}
 	for k, i := range open {
 		st := stacks[choice[k]]
@@ -559,4 +573,27 @@ func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.Ten
 		plans[i].Rule = fmt.Sprintf("%s, %s allocation%s", g.targetFrom, method, g.ruleSuffix())
 	}
 	return nil
+}
+
+// overheadBytes estimates the archive's header and index for these plans
+// (open tensors counted with one layer), plus room for the source metadata
+// and settings the CLI records.
+func overheadBytes(infos []checkpoint.TensorInfo, plans []TensorPlan) int64 {
+	ts := make([]archive.TensorEntry, len(infos))
+	for i, t := range infos {
+		p := plans[i]
+		e := archive.TensorEntry{Name: t.Name, DType: t.DType, Shape: t.Shape, Shard: t.Shard, Rule: p.Rule, Passthrough: p.Passthrough}
+		if e.Rule == "" {
+			e.Rule = "target 1.000 bits/weight: measured allocation"
+		}
+		layers := p.Layers
+		if !p.Passthrough && len(layers) == 0 {
+			layers = []encoder.Params{encoder.Paper4Bit}
+		}
+		for _, l := range layers {
+			e.Layers = append(e.Layers, archive.LayerEntry{Params: l})
+		}
+		ts[i] = e
+	}
+	return archive.EstimateOverheadBytes(archive.Header{}, ts) + 1024
 }
