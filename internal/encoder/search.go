@@ -218,8 +218,9 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 }
 
 // tinyMax is how many seeds tiny will evaluate one by one before leaving
-// the block to the scan.
-const tinyMax = 4096
+// the block to the scan: a full evaluation costs about as much as scanning
+// 1000 seeds for one block, so past L/1024 (+16) the scan is cheaper.
+func (bs *basis) tinyMax() int { return 16 + bs.L/1024 }
 
 // tiny handles blocks far below the tensor's exponent window. A nonzero
 // code has ‖ŵ‖ ≥ σ(U)·2^{emin+bias}; when that exceeds 2‖w‖ (with 1 %
@@ -233,7 +234,7 @@ func (s *searcher) tiny(w []float64, n2 float64, out *code, bestErr *float64) bo
 	floor := math.Ldexp(1, qz.p.emin()+qz.bias)
 	tau := 2 * math.Sqrt(n2) / floor * 1.01
 	k := sort.Search(len(bs.bySigma), func(i int) bool { return bs.sigmaLB[bs.bySigma[i]] >= tau })
-	if k > tinyMax {
+	if k > bs.tinyMax() {
 		return false
 	}
 	var c code

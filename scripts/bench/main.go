@@ -71,6 +71,12 @@ func main() {
 	presetList := flag.String("presets", "default,fast,balanced,quality,research", "presets for the preset table (empty: none)")
 	readme := flag.String("readme", "README.md", "README whose preset table (between the presets-table markers) is rewritten; empty: none")
 	flag.Parse()
+	if *out == "" {
+		*out = "docs/BENCHMARKS.md"
+		if *quick {
+			*out = filepath.Join(*work, "BENCHMARKS.md")
+		}
+	}
 	if err := run(*bin, *data, *work, *out, *n, *quick, strings.Fields(*extra)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: error:", err)
 		os.Exit(1)
