@@ -98,16 +98,9 @@ everything else (norms, biases, integer tensors) is stored byte-exact.
 The archive is written to a temporary file beside OUT and renamed into place
 only when complete; an error or Ctrl-C leaves nothing at OUT.`,
 		Args: exactArgs("INPUT"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.loadConfigFor(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			if err := o.resolve(c); err != nil {
-				return err
-			}
-			return runCompress(cmd.Context(), &o, args, a.stdout, a.stderr)
-		},
+		RunE: a.configured(o.resolve, func(ctx context.Context, args []string) error {
+			return runCompress(ctx, &o, args, a.stdout, a.stderr)
+		}),
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd

@@ -73,16 +73,9 @@ and index.
 interrupted download of a progressive archive) is decoded with the layers it
 holds completely, and the missing chunks are listed on stderr.`,
 		Args: exactArgs("ARCHIVE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.loadConfigFor(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			if err := o.resolve(c); err != nil {
-				return err
-			}
-			return runDecompress(cmd.Context(), &o, args, a.stdout, a.stderr)
-		},
+		RunE: a.configured(o.resolve, func(ctx context.Context, args []string) error {
+			return runDecompress(ctx, &o, args, a.stdout, a.stderr)
+		}),
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd

@@ -75,16 +75,9 @@ If the base layers do not fit, nothing is written and stream exits 4 with
 the smallest possible N. OUT is written to a temporary file and renamed into
 place; an existing OUT is replaced only with --force, and never the source.`,
 		Args: exactArgs("ARCHIVE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.loadConfigFor(cmd.Flags())
-			if err != nil {
-				return err
-			}
-			if err := o.resolve(c); err != nil {
-				return err
-			}
-			return runStream(cmd.Context(), &o, args, a.stdout, a.stderr)
-		},
+		RunE: a.configured(o.resolve, func(ctx context.Context, args []string) error {
+			return runStream(ctx, &o, args, a.stdout, a.stderr)
+		}),
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd

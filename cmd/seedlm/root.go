@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"runtime/debug"
@@ -71,6 +72,22 @@ func exactArgs(what string) cobra.PositionalArgs {
 			return withHint(usagef("%s: expected one %s, got %d arguments", cmd.Name(), what, len(args)), "usage: %s", cmd.UseLine())
 		}
 		return nil
+	}
+}
+
+// configured is the RunE of a command that takes settings: load flags,
+// SEEDLM_* variables and the config file, resolve them into the command's
+// options, then run.
+func (a *app) configured(resolve func(*config) error, run func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := a.loadConfigFor(cmd.Flags())
+		if err != nil {
+			return err
+		}
+		if err := resolve(c); err != nil {
+			return err
+		}
+		return run(cmd.Context(), args)
 	}
 }
 
