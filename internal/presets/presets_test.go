@@ -371,7 +371,7 @@ layer_specific:
 		{"int passthrough", Config{}, Config{}, "position_ids", "passthrough", "dtype I64"},
 		{"min_elements lowers the bar", Config{MinElements: 10}, Config{}, "model.layers.0.mlp.tiny.weight", "C8 P3 K16 B4 E4", "default"},
 		{"preset", Config{Preset: "fast"}, Config{}, "model.embed_tokens.weight", "C8 P4 K12 B4 E3", "preset fast"},
-		{"flag preset beats file preset", Config{Preset: "fast"}, Config{Preset: "balanced"}, "model.embed_tokens.weight", "C12 P2 K16 B3 E3", "preset balanced"},
+		{"flag preset beats file preset", Config{Preset: "balanced"}, Config{Preset: "fast"}, "model.embed_tokens.weight", "C8 P4 K12 B4 E3", "preset fast"},
 		{"level beats preset", Config{Preset: "fast", CompressionLevel: 0.5}, Config{}, "model.embed_tokens.weight", FormatStack(level5), "config: compression_level 0.5"},
 		{"flag level beats a target preset", Config{}, Config{Preset: "quality", CompressionLevel: 0.5}, "model.embed_tokens.weight", FormatStack(level5), "flags: compression_level 0.5"},
 		{"flag level beats file level", cfg, Config{CompressionLevel: 0.9}, "model.embed_tokens.weight", "C24 P4 K16 B3 E3", "flags: compression_level 0.9"},
