@@ -260,10 +260,8 @@ func cpuModel() string {
 type presetRow struct {
 	model, preset string
 	c             compressJSON
-	skipped       bool
 }
 
-var researchAll = flag.Bool("research-all", false, "also run the research preset (K=20 planning, slow) on PP-OCRv4")
 
 // runPresets compresses each real model with each preset and appends a table
 // to the report; the same table replaces the one in the README between
@@ -283,12 +281,6 @@ func runPresets(bin, data, work, out string, quick bool, presets []string, readm
 			continue
 		}
 		for _, p := range presets {
-			if p == "research" && m.name == "PP-OCRv4 rec" && !*researchAll {
-				// Its planning pass measures K=20 candidates: about a
-				// quarter of an hour on this model (-research-all runs it).
-				rows = append(rows, presetRow{model: m.name, preset: p, skipped: true})
-				continue
-			}
 			fmt.Fprintf(os.Stderr, "bench: preset %s on %s\n", p, m.name)
 			arc := filepath.Join(work, "preset.seedlm")
 			args := []string{"compress", "--json", "--force", "-o", arc}
@@ -307,10 +299,6 @@ func runPresets(bin, data, work, out string, quick bool, presets []string, readm
 	fmt.Fprintf(&t, "| model | preset | archive bytes | bits/weight (whole file) | ratio vs fp32 | rel. error | SNR dB (mean) | encode weights/s |\n")
 	fmt.Fprintf(&t, "|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
-		if r.skipped {
-			fmt.Fprintf(&t, "| %s | %s | not run by default (K=20 planning takes about 15 min here; `-research-all`) | | | | | |\n", r.model, r.preset)
-			continue
-		}
 		fmt.Fprintf(&t, "| %s | %s | %d | %.3f | %.2f× | %.4f | %s | %.0f |\n", r.model, r.preset, r.c.OutputBytes,
 			r.c.BitsPerWeight, r.c.RatioVsFP32, r.c.RelErr, db(r.c.SNRMeanDB), r.c.WeightsPerSecond)
 	}
