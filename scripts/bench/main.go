@@ -262,7 +262,6 @@ type presetRow struct {
 	c             compressJSON
 }
 
-
 // runPresets compresses each real model with each preset and appends a table
 // to the report; the same table replaces the one in the README between
 // "<!-- presets-table:begin -->" and "<!-- presets-table:end -->".
