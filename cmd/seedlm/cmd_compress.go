@@ -596,10 +596,18 @@ func defaultArchiveName(input string) string {
 // checkOutput refuses to write over the input, and over an existing file
 // without --force.
 func checkOutput(out, input string, force bool) error {
+	return checkOutputPath(out, input, force, "the input", "choose another output with -o", "name the archive file with -o")
+}
+
+// checkOutputPath is the shared rule behind checkOutput and
+// checkStreamOutput: never the input (whatever --force says), never a
+// directory, an existing file only with --force. inputIs names the input in
+// the error; sameHint and dirHint are the hints for those two cases.
+func checkOutputPath(out, input string, force bool, inputIs, sameHint, dirHint string) error {
 	absOut, _ := filepath.Abs(out)
 	absIn, _ := filepath.Abs(input)
 	if absOut == absIn || sameFile(out, input) {
-		return withHint(usagef("output %s is the input", out), "choose another output with -o")
+		return withHint(usagef("output %s is %s", out, inputIs), "%s", sameHint)
 	}
 	st, err := os.Stat(out)
 	switch {
@@ -608,7 +616,7 @@ func checkOutput(out, input string, force bool) error {
 	case err != nil:
 		return err
 	case st.IsDir():
-		return withHint(fmt.Errorf("output %s is a directory", out), "name the archive file with -o")
+		return withHint(fmt.Errorf("output %s is a directory", out), "%s", dirHint)
 	case !force:
 		return withHint(fmt.Errorf("output %s already exists", out), "use --force to replace it, or -o to choose another name")
 	}

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math/big"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -265,23 +262,8 @@ func (e *budgetTooSmall) Error() string {
 // checkStreamOutput refuses the source as OUT (even with --force) and an
 // existing OUT without --force.
 func checkStreamOutput(out, src string, force bool) error {
-	absOut, _ := filepath.Abs(out)
-	absIn, _ := filepath.Abs(src)
-	if absOut == absIn || sameFile(out, src) {
-		return withHint(usagef("output %s is the source archive", out), "choose another output with -o; stream never overwrites its source")
-	}
-	st, err := os.Stat(out)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return err
-	case st.IsDir():
-		return withHint(fmt.Errorf("output %s is a directory", out), "name the output file with -o")
-	case !force:
-		return withHint(fmt.Errorf("output %s already exists", out), "use --force to replace it, or -o to choose another name")
-	}
-	return nil
+	return checkOutputPath(out, src, force, "the source archive",
+		"choose another output with -o; stream never overwrites its source", "name the output file with -o")
 }
 
 // byteUnits are the suffixes --max-bytes accepts (case-insensitive).

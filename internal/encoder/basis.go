@@ -142,14 +142,6 @@ func buildBasis(K, C, P int) (*basis, error) {
 		for r := 0; r < P; r++ {
 			trA += a[r*P+r]
 			trG += g[r*P+r]
-		}
-		// Rounded down (by more than the inverse's float64 error, even for the
-		// near-singular seeds): it must stay a lower bound.
-		b.sigmaLB[i] = (1 - 1e-4) / math.Sqrt(trA)
-		trA, trG = 0, 0
-		for r := 0; r < P; r++ {
-			trA += a[r*P+r]
-			trG += g[r*P+r]
 			for s := r; s < P; s++ {
 				x := a[r*P+s]
 				if s != r {
@@ -160,6 +152,10 @@ func buildBasis(K, C, P int) (*basis, error) {
 				k++
 			}
 		}
+		// Rounded down (by more than the inverse's float64 error, even for the
+		// near-singular seeds): it must stay a lower bound.
+		b.sigmaLB[i] = (1 - 1e-4) / math.Sqrt(trA)
+		b.bySigma = append(b.bySigma, int32(i))
 		m := pruneMargin(C, P, trA, trG, sumAbs)
 		if m > illMargin {
 			for k := range c {
@@ -178,11 +174,6 @@ func buildBasis(K, C, P int) (*basis, error) {
 	// |Δd_p| ≤ (C+2)·u·‖w‖ for each unit column, so |Δ Σ d_p²| ≤
 	// (2(C+2)√P + P + 2)·u·‖w‖²; doubled for safety.
 	b.illM = roundUp32(2 * (2*float64(C+2)*math.Sqrt(float64(P)) + float64(P) + 4) * u32)
-	for i := 0; i < L; i++ {
-		if !b.excluded[i] {
-			b.bySigma = append(b.bySigma, int32(i))
-		}
-	}
 	sort.Slice(b.bySigma, func(x, y int) bool {
 		sx, sy := b.sigmaLB[b.bySigma[x]], b.sigmaLB[b.bySigma[y]]
 		return sx < sy || (sx == sy && b.bySigma[x] < b.bySigma[y])

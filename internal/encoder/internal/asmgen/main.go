@@ -148,16 +148,7 @@ func (g *gen) kernel() {
 		g.f("ADDQ $%d, DI", S*4)
 	}
 	g.f("JMP %s", loop)
-	g.l(found)
-	g.f("MOVQ R8, pos+64(FP)")
-	g.f("MOVL AX, mask+72(FP)")
-	g.f("VZEROUPPER")
-	g.f("RET")
-	g.l(done)
-	g.f("MOVQ R9, pos+64(FP)")
-	g.f("MOVL $0, mask+72(FP)")
-	g.f("VZEROUPPER")
-	g.f("RET")
+	g.returns(found, done)
 }
 
 // dot computes Σ_c w_c·u[R11 + c·P] into Y[dst].
@@ -317,6 +308,12 @@ func (g *gen) illKernel() {
 	g.f("INCQ R8")
 	g.f("ADDQ DX, SI")
 	g.f("JMP %s", loop)
+	g.returns(found, done)
+}
+
+// returns emits the two exits every kernel shares: at found, the position in
+// R8 and the lane mask in AX; at done, the end position R9 and no mask.
+func (g *gen) returns(found, done string) {
 	g.l(found)
 	g.f("MOVQ R8, pos+64(FP)")
 	g.f("MOVL AX, mask+72(FP)")
