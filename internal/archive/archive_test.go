@@ -177,7 +177,7 @@ func TestLayout(t *testing.T) {
 	if last != int64(len(data)) {
 		t.Errorf("chunks end at %d, file is %d bytes", last, len(data))
 	}
-	if string(data[:6]) != "SEEDLM" || data[6] != 1 || data[7] != 0 {
+	if string(data[:6]) != "SEEDLM" || data[6] != Version || data[7] != 0 {
 		t.Errorf("header starts %q", data[:8])
 	}
 }

@@ -8,7 +8,8 @@ import (
 
 // Kinds of *IntegrityError, for errors.Is (e.g. to pick an exit code).
 var (
-	// ErrNotArchive: the file does not start with the SEEDLM magic.
+	// ErrNotArchive: the file does not start with the SEEDLM magic
+	// (reported as a *NotArchiveError).
 	ErrNotArchive = errors.New("not a seedlm archive")
 	// ErrVersion: a format version this build does not read.
 	ErrVersion = errors.New("unsupported seedlm format version")
@@ -17,6 +18,20 @@ var (
 	// ErrCorrupt: any other failed hash or structure check.
 	ErrCorrupt = errors.New("corrupt seedlm archive")
 )
+
+// NotArchiveError is a file that is not a seedlm archive at all (no magic):
+// wrong input, not damage, so it is not an *IntegrityError.
+// errors.Is(err, ErrNotArchive) reports it.
+type NotArchiveError struct {
+	Path   string
+	Reason string
+}
+
+func (e *NotArchiveError) Unwrap() error { return ErrNotArchive }
+
+func (e *NotArchiveError) Error() string {
+	return fmt.Sprintf("%s is not a seedlm archive (%s); hint: give a .seedlm file made by seedlm compress", e.Path, e.Reason)
+}
 
 // IntegrityError reports stored bytes that fail a hash or structure check:
 // the file is corrupt, truncated, or not a valid archive. It always names the
@@ -34,7 +49,7 @@ type IntegrityError struct {
 	Reason string
 	// Hint says what to do about it.
 	Hint string
-	// Err is the kind: ErrNotArchive, ErrVersion, ErrTruncated, or nil
+	// Err is the kind: ErrVersion, ErrTruncated, or nil
 	// for ErrCorrupt. Unwrap reports it.
 	Err error
 }

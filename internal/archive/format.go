@@ -1,13 +1,14 @@
 package archive
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/seedlm/seedlm/internal/encoder"
@@ -17,21 +18,28 @@ import (
 const (
 	// Magic opens every archive; the format version follows it.
 	Magic = "SEEDLM"
-	// Version is the format version this package writes and reads.
-	Version = 1
+	// Version is the format version this package writes. It reads every
+	// version from MinVersion up: version 2 only adds the padded index
+	// (section 1.3 of docs/FORMAT.md), so a version-1 file is read the
+	// same way.
+	Version    = 2
+	MinVersion = 1
 	// HeaderSize is the size of the fixed header before the index.
 	HeaderSize = 64
 
-	// Limits a reader enforces before trusting any size read from a file.
-	// They are far above any real checkpoint and keep hostile files from
-	// making the reader allocate or loop without bound.
-	MaxIndexBytes = 256 << 20 // index length (≈ 300 bytes per layer entry)
-	MaxTensors    = 1 << 22
-	MaxRank       = 64
-	MaxLayers     = 16      // progressive layers per tensor
-	MaxElements   = 1 << 40 // elements per tensor
-	maxNameBytes  = 4096
-	maxDTypeBytes = 64
+	// Limits a reader enforces before trusting any size read from a file
+	// (docs/FORMAT.md section 2.4). They are far above any real checkpoint
+	// (a 3-layer archive of a 180,000-tensor mixture-of-experts model has an
+	// index of about 190 MB) and keep hostile files from making the reader
+	// allocate or loop without bound.
+	MaxIndexBytes    = 256 << 20 // index length (≈ 300 bytes per layer entry)
+	MaxTensors       = 1 << 20
+	MaxRank          = 64
+	MaxLayers        = 16      // progressive layers per tensor
+	MaxElements      = 1 << 40 // elements per tensor
+	MaxTotalElements = 1 << 44 // elements in all tensors together
+	maxNameBytes     = 4096
+	maxDTypeBytes    = 64
 )
 
 // fixedHeader is the decoded 64-byte header.
@@ -60,7 +68,7 @@ func parseHeader(path string, b []byte, size int64) (*fixedHeader, error) {
 		return &IntegrityError{Path: path, Chunk: "header", Offset: off, Reason: fmt.Sprintf(format, a...), Hint: hint, Err: kind}
 	}
 	if len(b) < len(Magic) || string(b[:len(Magic)]) != Magic {
-		return nil, bad(0, ErrNotArchive, "check that the file is a .seedlm archive (made by seedlm compress)", "no %q magic at the start", Magic)
+		return nil, &NotArchiveError{Path: path, Reason: fmt.Sprintf("no %q magic at the start", Magic)}
 	}
 	if len(b) < HeaderSize {
 		return nil, bad(0, ErrTruncated, hintTruncated, "file is %d bytes, shorter than the %d-byte header", size, HeaderSize)
@@ -71,9 +79,9 @@ func parseHeader(path string, b []byte, size int64) (*fixedHeader, error) {
 		fileLen:  binary.LittleEndian.Uint64(b[16:]),
 	}
 	copy(h.indexHash[:], b[24:56])
-	if h.version != Version {
+	if h.version < MinVersion || h.version > Version {
 		return nil, bad(6, ErrVersion, "upgrade seedlm if the archive is newer than this build, else re-download it",
-			"format version %d, this build reads version %d", h.version, Version)
+			"format version %d, this build reads versions %d to %d", h.version, MinVersion, Version)
 	}
 	for i := 56; i < HeaderSize; i++ {
 		if b[i] != 0 {
@@ -148,12 +156,67 @@ func marshalIndex(ix *Index) ([]byte, error) {
 	return b, nil
 }
 
-// layout assigns every chunk its offset and returns the encoded index and
-// the file length. Offsets depend on the index length and the index length
-// on the offsets' digits, so it iterates from an index length of 0: each
-// step can only lengthen the index (larger offsets have at least as many
-// digits), so the sequence rises to a fixed point in a few steps.
-func layout(ix *Index) ([]byte, int64, error) {
+// Widest JSON forms of the index fields whose values are known only after
+// encoding (docs/FORMAT.md section 1.3): a non-negative float64 as
+// encoding/json writes it takes at most 24 characters
+// ("0.0000012345678901234567"; "1.2345678901234567e-308" is 23), an
+// exponent bias at most 4 ("-100").
+const (
+	maxFloatChars = 24
+	maxBiasChars  = 4
+)
+
+// indexReserve is the index length writers reserve: the canonical encoding
+// of ix with every norm2 and sq_err at its widest form and every exp_bias
+// at its widest. It depends only on what a plan fixes before encoding
+// (names, shapes, rules, codec parameters, chunk offsets and lengths), never
+// on hashes, errors or biases, so a writer knows every chunk's offset before
+// it encodes anything, and any writer (compress, merge, stream) that lays
+// out the same index gets the same bytes.
+func indexReserve(ix *Index) (int64, error) {
+	sk := &Index{Header: ix.Header, Tensors: make([]TensorEntry, len(ix.Tensors))}
+	zero := strings.Repeat("0", 2*sha256.Size)
+	var floats, biases int64
+	for i := range ix.Tensors {
+		t := ix.Tensors[i]
+		if t.Passthrough {
+			if t.Raw != nil {
+				r := *t.Raw
+				r.SHA256 = zero
+				t.Raw = &r
+			}
+		} else {
+			floats++ // norm2
+			ls := make([]LayerEntry, len(t.Layers))
+			for k, l := range t.Layers {
+				l.ExpBias, l.SqErr, l.Chunk.SHA256 = 0, 0, zero
+				ls[k] = l
+			}
+			t.Layers = ls
+			floats += int64(len(ls))
+			biases += int64(len(ls))
+		}
+		t.Norm2 = 0
+		sk.Tensors[i] = t
+	}
+	b, err := marshalIndex(sk)
+	if err != nil {
+		return 0, err
+	}
+	n := int64(len(b)) + floats*(maxFloatChars-1) + biases*(maxBiasChars-1)
+	if n > MaxIndexBytes {
+		return 0, fmt.Errorf("index would be up to %d bytes, over the %d-byte limit (too many tensors or too much metadata)", n, int64(MaxIndexBytes))
+	}
+	return n, nil
+}
+
+// planLayout gives every chunk its offset for an index region of
+// indexReserve bytes and returns that length and the file length. Offsets
+// depend on the reserve and the reserve on the offsets' digits, so it
+// iterates from a reserve of 0: a longer reserve only moves offsets up,
+// which never shortens the reserve, so the sequence rises to a fixed point
+// in a few steps.
+func planLayout(ix *Index) (reserve, fileLen int64, err error) {
 	order := chunkOrder(ix.Tensors)
 	var n int64
 	for iter := 0; iter < 64; iter++ {
@@ -163,25 +226,45 @@ func layout(ix *Index) ([]byte, int64, error) {
 			r.Offset = off
 			off += r.Length
 		}
-		b, err := marshalIndex(ix)
+		r, err := indexReserve(ix)
 		if err != nil {
-			return nil, 0, err
+			return 0, 0, err
 		}
-		if int64(len(b)) == n {
-			return b, off, nil
+		if r == n {
+			return n, off, nil
 		}
-		n = int64(len(b))
+		n = r
 	}
-	return nil, 0, fmt.Errorf("index layout did not converge (internal error)")
+	return 0, 0, fmt.Errorf("index layout did not converge (internal error)")
 }
 
-// dtypeSizes are the safetensors dtypes whose element size is known; raw
-// chunks of these must be exactly elements × size bytes.
-var dtypeSizes = map[string]int64{
-	"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
-	"I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-	"I32": 4, "U32": 4, "F32": 4,
-	"I64": 8, "U64": 8, "F64": 8,
+// layout assigns every chunk its offset (planLayout) and returns the
+// encoded index, padded with spaces to its reserved length, and the file
+// length.
+func layout(ix *Index) ([]byte, int64, error) {
+	reserve, fileLen, err := planLayout(ix)
+	if err != nil {
+		return nil, 0, err
+	}
+	b, err := encodeIndex(ix, reserve)
+	return b, fileLen, err
+}
+
+// encodeIndex is the canonical index padded with spaces to reserve bytes.
+func encodeIndex(ix *Index, reserve int64) ([]byte, error) {
+	b, err := marshalIndex(ix)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > reserve {
+		return nil, fmt.Errorf("index is %d bytes, more than the %d reserved for it (internal error)", len(b), reserve)
+	}
+	out := make([]byte, reserve)
+	copy(out, b)
+	for i := len(b); i < len(out); i++ {
+		out[i] = ' '
+	}
+	return out, nil
 }
 
 // numElements is the product of shape with overflow and range checks.
@@ -230,11 +313,17 @@ func checkEntry(t *TensorEntry) error {
 	if t.Name == "" || len(t.Name) > maxNameBytes || !utf8.ValidString(t.Name) {
 		return fmt.Errorf("tensor name %q is empty, too long or not UTF-8", t.Name)
 	}
+	if t.Name == "__metadata__" {
+		return fmt.Errorf("tensor name __metadata__ is reserved for safetensors metadata")
+	}
 	if t.DType == "" || len(t.DType) > maxDTypeBytes {
 		return fmt.Errorf("dtype %q is empty or too long", t.DType)
 	}
 	n, err := numElements(t.Shape)
 	if err != nil {
+		return err
+	}
+	if err := checkDType(t, n); err != nil {
 		return err
 	}
 	if !finiteNonNeg(t.Norm2) {
@@ -249,9 +338,6 @@ func checkEntry(t *TensorEntry) error {
 		}
 		if err := checkRef(t.Raw); err != nil {
 			return fmt.Errorf("raw chunk: %w", err)
-		}
-		if sz, ok := dtypeSizes[t.DType]; ok && t.Raw.Length != n*sz {
-			return fmt.Errorf("raw chunk is %d bytes, want %d (%d elements of %s)", t.Raw.Length, n*sz, n, t.DType)
 		}
 		return nil
 	}
@@ -292,38 +378,93 @@ func checkRef(r *ChunkRef) error {
 	return checkHashString(r.SHA256)
 }
 
-// parseIndex decodes and validates an index read from a file whose header
-// says the complete file is fileLen bytes and the index indexLen bytes. The
-// chunks must tile [HeaderSize+indexLen, fileLen) exactly in chunkOrder, so
-// nothing overlaps, nothing hides in gaps and every byte is hash-covered.
-func parseIndex(path string, raw []byte, fileLen int64) (*Index, error) {
+// decodeIndex reads one index object from r, an entry at a time, so the
+// memory it takes is that of the decoded entries plus one entry's text,
+// not a copy of the whole index. Like json.Decoder with
+// DisallowUnknownFields it rejects unknown fields; it also rejects repeated
+// keys, more than MaxTensors entries (before decoding the next), and
+// anything but whitespace after the object.
+func decodeIndex(r io.Reader) (*Index, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	delim := func(want json.Delim) error {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if d, ok := tok.(json.Delim); !ok || d != want {
+			return fmt.Errorf("found %v where %q was expected", tok, string(want))
+		}
+		return nil
+	}
+	ix := new(Index)
+	if err := delim('{'); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return nil, fmt.Errorf("field %q appears twice", key)
+		}
+		seen[key] = true
+		switch key {
+		case "header":
+			if err := dec.Decode(&ix.Header); err != nil {
+				return nil, fmt.Errorf("header: %w", err)
+			}
+		case "tensors":
+			if err := delim('['); err != nil {
+				return nil, fmt.Errorf("tensors: %w", err)
+			}
+			ix.Tensors = []TensorEntry{}
+			for dec.More() {
+				if len(ix.Tensors) >= MaxTensors {
+					return nil, fmt.Errorf("more than %d tensors", MaxTensors)
+				}
+				var t TensorEntry
+				if err := dec.Decode(&t); err != nil {
+					return nil, fmt.Errorf("tensor %d: %w", len(ix.Tensors), err)
+				}
+				ix.Tensors = append(ix.Tensors, t)
+			}
+			if err := delim(']'); err != nil {
+				return nil, err
+			}
+		default:
+			return nil, fmt.Errorf("unknown field %q", key)
+		}
+	}
+	if err := delim('}'); err != nil {
+		return nil, err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("trailing data after the index")
+	}
+	return ix, nil
+}
+
+// parseIndex decodes and validates the index read from r (the region after
+// the header) of a file whose header says the complete file is fileLen
+// bytes and the index indexLen bytes. The chunks must tile
+// [HeaderSize+indexLen, fileLen) exactly in chunkOrder, so nothing overlaps,
+// nothing hides in gaps and every byte is hash-covered.
+func parseIndex(path string, r io.Reader, indexLen, fileLen int64) (*Index, error) {
 	bad := func(format string, a ...any) error {
 		return &IntegrityError{Path: path, Chunk: "index", Offset: HeaderSize, Reason: fmt.Sprintf(format, a...)}
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	ix := new(Index)
-	if err := dec.Decode(ix); err != nil {
+	ix, err := decodeIndex(r)
+	if err != nil {
 		return nil, bad("index is not valid: %v", err)
 	}
-	if dec.More() {
-		return nil, bad("trailing data after the index")
+	if err := checkIndex(ix); err != nil {
+		return nil, bad("%v", err)
 	}
-	if len(ix.Tensors) > MaxTensors {
-		return nil, bad("%d tensors, more than %d", len(ix.Tensors), MaxTensors)
-	}
-	names := make(map[string]bool, len(ix.Tensors))
-	for i := range ix.Tensors {
-		t := &ix.Tensors[i]
-		if err := checkEntry(t); err != nil {
-			return nil, bad("tensor %d (%q): %v", i, t.Name, err)
-		}
-		if names[t.Name] {
-			return nil, bad("tensor name %q appears twice", t.Name)
-		}
-		names[t.Name] = true
-	}
-	off := HeaderSize + int64(len(raw))
+	off := HeaderSize + indexLen
 	for _, s := range chunkOrder(ix.Tensors) {
 		r := ix.ref(s)
 		if r.Offset != off {

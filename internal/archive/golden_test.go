@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -17,15 +18,19 @@ import (
 	"github.com/seedlm/seedlm/internal/encoder"
 )
 
-// The v1 golden archive is what every later version must keep decoding to
-// exactly the same floats. Regenerate (only on a deliberate format change,
-// with a new file name for a new version):
+// The golden archives are what every later version must keep decoding to
+// exactly the same floats (golden-v1.expected.json, the same for every
+// version: the payloads did not change). golden-v1.seedlm is frozen; the
+// current version's file is regenerated (only on a deliberate format
+// change, under a new file name for a new version) with
 //
 //	go test ./internal/archive -run TestGolden -update
-var update = flag.Bool("update", false, "regenerate testdata/archive golden files")
+var update = flag.Bool("update", false, "regenerate the current version's golden archive in testdata/archive")
 
 var (
 	goldenPath     = filepath.Join("..", "..", "testdata", "archive", "golden-v1.seedlm")
+	goldenPaths    = []string{goldenPath, goldenCurrent}
+	goldenCurrent  = filepath.Join("..", "..", "testdata", "archive", fmt.Sprintf("golden-v%d.seedlm", Version))
 	goldenExpected = filepath.Join("..", "..", "testdata", "archive", "golden-v1.expected.json")
 )
 
@@ -121,29 +126,8 @@ func goldenDecode(t *testing.T, a *Archive) goldenValues {
 
 func TestGolden(t *testing.T) {
 	if *update {
-		if err := os.MkdirAll(filepath.Dir(goldenPath), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		os.Remove(goldenPath)
-		writeArchive(t, goldenPath, goldenHeader(), goldenTensors())
-	}
-	a, err := Open(goldenPath, OpenOptions{})
-	if err != nil {
-		t.Fatalf("open golden archive: %v", err)
-	}
-	defer a.Close()
-	if err := a.Verify(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	got := goldenDecode(t, a)
-	if *update {
-		b, err := json.MarshalIndent(got, "", "  ")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(goldenExpected, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		os.Remove(goldenCurrent)
+		writeArchive(t, goldenCurrent, goldenHeader(), goldenTensors())
 	}
 	var want goldenValues
 	b, err := os.ReadFile(goldenExpected)
@@ -153,6 +137,21 @@ func TestGolden(t *testing.T) {
 	if err := json.Unmarshal(b, &want); err != nil {
 		t.Fatal(err)
 	}
+	for _, path := range goldenPaths {
+		t.Run(filepath.Base(path), func(t *testing.T) { checkGolden(t, path, want) })
+	}
+}
+
+func checkGolden(t *testing.T, path string, want goldenValues) {
+	a, err := Open(path, OpenOptions{})
+	if err != nil {
+		t.Fatalf("open golden archive: %v", err)
+	}
+	defer a.Close()
+	if err := a.Verify(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := goldenDecode(t, a)
 	if len(got.Tensors) != len(want.Tensors) {
 		t.Fatalf("%d tensors, want %d", len(got.Tensors), len(want.Tensors))
 	}
@@ -217,9 +216,9 @@ func TestGoldenInputsMatch(t *testing.T) {
 	}
 }
 
-// TestGoldenRewrite: writing the golden archive's own layers again gives
-// the same bytes, so the writer's encoding (layout, index JSON, header)
-// stays stable independently of the encoder.
+// TestGoldenRewrite: writing the v1 golden archive's own layers again gives
+// the current version's golden bytes, so the writer's encoding (layout,
+// index JSON, header) stays stable independently of the encoder.
 func TestGoldenRewrite(t *testing.T) {
 	a, err := Open(goldenPath, OpenOptions{})
 	if err != nil {
@@ -263,7 +262,7 @@ func TestGoldenRewrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(out)
-	want, _ := os.ReadFile(goldenPath)
+	want, _ := os.ReadFile(goldenCurrent)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("rewritten golden archive differs (%d vs %d bytes)", len(got), len(want))
 	}

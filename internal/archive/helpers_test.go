@@ -91,10 +91,25 @@ func encodeAll(t testing.TB, ts []*testTensor) {
 	}
 }
 
+// writeArchive writes ts as compress does: with a plan (one pass).
 func writeArchive(t testing.TB, path string, h Header, ts []*testTensor) {
 	t.Helper()
+	writeArchiveWith(t, path, h, ts, CreateOptions{Plan: planOf(ts)})
+}
+
+// planOf declares ts for CreateOptions.Plan.
+func planOf(ts []*testTensor) []PlannedTensor {
+	plan := []PlannedTensor{}
+	for _, tt := range ts {
+		plan = append(plan, PlannedTensor{Info: tt.info, Rule: tt.rule, Layers: tt.layers})
+	}
+	return plan
+}
+
+func writeArchiveWith(t testing.TB, path string, h Header, ts []*testTensor, opt CreateOptions) {
+	t.Helper()
 	encodeAll(t, ts)
-	w, err := Create(path, h)
+	w, err := CreateWith(path, h, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

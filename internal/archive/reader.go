@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -9,8 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/seedlm/seedlm/internal/encoder"
 )
 
 // OpenOptions control how Open treats the file.
@@ -24,16 +23,15 @@ type OpenOptions struct {
 
 // Archive is an opened archive. Its methods are safe for concurrent use.
 type Archive struct {
-	f        io.ReaderAt
-	closer   io.Closer // nil for OpenReader
-	path     string
-	size     int64 // bytes on disk
-	hdr      *fixedHeader
-	indexRaw []byte
-	idx      *Index
-	byName   map[string]int
-	avail    []int // per tensor: complete leading layers (1 for a complete passthrough)
-	missing  []ChunkID
+	f       io.ReaderAt
+	closer  io.Closer // nil for OpenReader
+	path    string
+	size    int64 // bytes on disk
+	hdr     *fixedHeader
+	idx     *Index
+	byName  map[string]int
+	avail   []int // per tensor: complete leading layers (1 for a complete passthrough)
+	missing []ChunkID
 }
 
 // Open reads and validates the header and index. Every size is checked
@@ -90,18 +88,29 @@ func OpenReader(f io.ReaderAt, size int64, name string, opt OpenOptions) (*Archi
 	}
 	// A short file with a complete index is judged after the index is
 	// validated, so the error can name the first chunk the cut hits.
-	raw := make([]byte, h.indexLen)
-	if err := readFull(f, raw, HeaderSize); err != nil {
+	//
+	// The index is read twice, in small pieces: once to check its hash
+	// before anything parses it, once to parse it (hashed again, in case
+	// the file changed in between). Memory is that of the parsed entries,
+	// never a copy of the index text.
+	if sum, err := sectionSum(f, HeaderSize, int64(h.indexLen)); err != nil {
 		return nil, fmt.Errorf("archive: read index of %s: %w", path, err)
-	}
-	if sha256.Sum256(raw) != h.indexHash {
+	} else if sum != h.indexHash {
 		return nil, &IntegrityError{Path: path, Chunk: "index", Offset: HeaderSize, Reason: "SHA-256 mismatch (index or header corrupt)"}
 	}
-	idx, err := parseIndex(path, raw, fileLen)
+	sum := sha256.New()
+	sr := io.TeeReader(io.NewSectionReader(f, HeaderSize, int64(h.indexLen)), sum)
+	idx, err := parseIndex(path, bufio.NewReaderSize(sr, 64<<10), int64(h.indexLen), fileLen)
 	if err != nil {
 		return nil, err
 	}
-	a := &Archive{f: f, path: path, size: size, hdr: h, indexRaw: raw, idx: idx, byName: make(map[string]int, len(idx.Tensors)), avail: make([]int, len(idx.Tensors))}
+	if _, err := io.Copy(sum, sr); err != nil { // what the parser did not need
+		return nil, fmt.Errorf("archive: read index of %s: %w", path, err)
+	}
+	if [32]byte(sum.Sum(nil)) != h.indexHash {
+		return nil, &IntegrityError{Path: path, Chunk: "index", Offset: HeaderSize, Reason: "the index changed while it was read"}
+	}
+	a := &Archive{f: f, path: path, size: size, hdr: h, idx: idx, byName: make(map[string]int, len(idx.Tensors)), avail: make([]int, len(idx.Tensors))}
 	for i := range idx.Tensors {
 		a.byName[idx.Tensors[i].Name] = i
 	}
@@ -130,6 +139,22 @@ func OpenReader(f io.ReaderAt, size int64, name string, opt OpenOptions) (*Archi
 			Reason: fmt.Sprintf("file is %d bytes, the header says %d", size, fileLen)}
 	}
 	return a, nil
+}
+
+// sectionSum is the SHA-256 of n bytes of r at off, read in small pieces;
+// a short read is io.ErrUnexpectedEOF.
+func sectionSum(r io.ReaderAt, off, n int64) ([32]byte, error) {
+	var out [32]byte
+	h := sha256.New()
+	got, err := io.CopyBuffer(h, io.NewSectionReader(r, off, n), make([]byte, 64<<10))
+	if err == nil && got != n {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		return out, err
+	}
+	copy(out[:], h.Sum(nil))
+	return out, nil
 }
 
 // readFull fills b from off. io.ReaderAt may report io.EOF along with a
@@ -165,7 +190,7 @@ func (a *Archive) FullSize() int64 { return int64(a.hdr.fileLen) }
 
 // IndexBytes is the length of the encoded index; header and index together
 // (HeaderSize + IndexBytes) are the archive's overhead beyond its chunks.
-func (a *Archive) IndexBytes() int64 { return int64(len(a.indexRaw)) }
+func (a *Archive) IndexBytes() int64 { return int64(a.hdr.indexLen) }
 
 // BaseBytes is the smallest prefix of the file that decodes: header, index
 // and every base chunk (passthrough and layer 0).
@@ -237,64 +262,28 @@ func (a *Archive) ReadPassthrough(name string) ([]byte, error) {
 	return a.readChunk(t, -1, t.Raw)
 }
 
-// DecodeTensor reconstructs a coded tensor as float32 (row-major, the
-// source's shape) from its first `layers` layers, summed in layer order;
-// 0 means every layer the file holds. In a partial file a request beyond
-// the complete layers is clamped to them (see AvailableLayers); asking for
-// more layers than the archive has is an error. Every chunk read is
-// hash-checked before it is decoded.
-func (a *Archive) DecodeTensor(name string, layers int) ([]float32, error) {
-	i, ok := a.byName[name]
-	if !ok {
-		return nil, fmt.Errorf("archive: no tensor %q in %s", name, a.path)
-	}
-	t := &a.idx.Tensors[i]
-	if t.Passthrough {
-		return nil, fmt.Errorf("archive: tensor %q is stored losslessly; hint: use ReadPassthrough", name)
-	}
-	if layers < 0 || layers > len(t.Layers) {
-		return nil, fmt.Errorf("archive: tensor %q has %d layers, %d requested; hint: ask for 1 to %d, or 0 for all", name, len(t.Layers), layers, len(t.Layers))
-	}
-	if layers == 0 || layers > a.avail[i] {
-		layers = a.avail[i]
-	}
-	n := t.Layers[0].N // checked: equals the shape's element count, ≤ MaxElements
-	if int64(int(n)) != n {
-		return nil, fmt.Errorf("archive: tensor %q has %d weights, too many for this platform", name, n)
-	}
-	out := make([]float32, n)
-	for k := 0; k < layers; k++ {
-		le := &t.Layers[k]
-		payload, err := a.readChunk(t, k, &le.Chunk)
-		if err != nil {
-			return nil, err
-		}
-		l := encoder.Layer{Params: le.Params, ExpBias: le.ExpBias, N: int(n), Payload: payload}
-		if err := l.Decode(out, k > 0); err != nil {
-			return nil, &IntegrityError{Path: a.path, Tensor: name, Chunk: chunkName(k), Offset: le.Chunk.Offset, Reason: "cannot decode: " + err.Error()}
-		}
-	}
-	return out, nil
-}
-
 // Verify checks the header, the index and every chunk the file holds
 // against their hashes and the layout. It returns the first failure as an
 // *IntegrityError (or ctx's error). For a partial file the missing chunks
 // are not errors; see Missing.
 func (a *Archive) Verify(ctx context.Context) error {
 	// Re-read header and index: the file may have changed since Open.
-	hb := make([]byte, HeaderSize+len(a.indexRaw))
-	if err := readFull(a.f, hb, 0); err != nil {
+	hb := make([]byte, HeaderSize)
+	err := readFull(a.f, hb, 0)
+	var sum [32]byte
+	if err == nil {
+		sum, err = sectionSum(a.f, HeaderSize, a.IndexBytes())
+	}
+	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
 			return &IntegrityError{Path: a.path, Chunk: "index", Offset: HeaderSize, Hint: hintTruncated, Err: ErrTruncated, Reason: "file ends inside the index"}
 		}
 		return fmt.Errorf("archive: read %s: %w", a.path, err)
 	}
-	want := a.hdr.marshal()
-	if !bytes.Equal(hb[:HeaderSize], want) {
+	if !bytes.Equal(hb, a.hdr.marshal()) {
 		return &IntegrityError{Path: a.path, Chunk: "header", Offset: 0, Reason: "header changed since the archive was opened"}
 	}
-	if sha256.Sum256(hb[HeaderSize:]) != a.hdr.indexHash {
+	if sum != a.hdr.indexHash {
 		return &IntegrityError{Path: a.path, Chunk: "index", Offset: HeaderSize, Reason: "SHA-256 mismatch"}
 	}
 	var one [1]byte
@@ -307,26 +296,34 @@ func (a *Archive) Verify(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		r := a.idx.ref(s)
-		t := &a.idx.Tensors[s.t]
-		if r.Offset+r.Length > a.size {
+		if r := a.idx.ref(s); r.Offset+r.Length > a.size {
 			break // partial file: the rest is reported by Missing
 		}
-		sum := sha256.New()
-		sr := io.NewSectionReader(a.f, r.Offset, r.Length)
-		n, err := io.CopyBuffer(sum, sr, buf)
-		if err == nil && n != r.Length {
-			err = io.ErrUnexpectedEOF
+		if err := a.verifyChunk(s, buf); err != nil {
+			return err
 		}
-		if err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Hint: hintTruncated, Err: ErrTruncated, Reason: "file ends inside the chunk"}
-			}
-			return fmt.Errorf("archive: read tensor %q chunk %q: %w", t.Name, chunkName(s.layer), err)
+	}
+	return nil
+}
+
+// verifyChunk hashes one complete chunk and compares.
+func (a *Archive) verifyChunk(s slot, buf []byte) error {
+	r := a.idx.ref(s)
+	t := &a.idx.Tensors[s.t]
+	sum := sha256.New()
+	sr := io.NewSectionReader(a.f, r.Offset, r.Length)
+	n, err := io.CopyBuffer(sum, sr, buf)
+	if err == nil && n != r.Length {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Hint: hintTruncated, Err: ErrTruncated, Reason: "file ends inside the chunk"}
 		}
-		if hex.EncodeToString(sum.Sum(nil)) != r.SHA256 {
-			return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Reason: "SHA-256 mismatch"}
-		}
+		return fmt.Errorf("archive: read tensor %q chunk %q: %w", t.Name, chunkName(s.layer), err)
+	}
+	if hex.EncodeToString(sum.Sum(nil)) != r.SHA256 {
+		return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Reason: "SHA-256 mismatch"}
 	}
 	return nil
 }

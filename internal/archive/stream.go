@@ -3,9 +3,9 @@ package archive
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 )
 
 // StreamOptions control Stream.
@@ -43,6 +43,10 @@ type StreamReport struct {
 	Norm2                     float64
 	SqErrBefore, SqErrAfter   float64
 	RelErrBefore, RelErrAfter float64
+	// SourceDamage lists the source's chunks that the output leaves out
+	// and that fail their hash check: the output is intact (every chunk it
+	// holds was checked while copied), but the source is damaged.
+	SourceDamage []*IntegrityError
 }
 
 // BudgetError is Stream's refusal of a budget below the smallest possible
@@ -93,16 +97,10 @@ func StreamWith(ctx context.Context, src, dst string, maxBytes int64, opt Stream
 	ix, size := pl.ix, pl.size
 	ts, avail := a.idx.Tensors, a.avail
 
-	var temps []string
-	defer func() {
-		for _, p := range temps {
-			os.Remove(p)
-		}
-	}()
 	srcAt := func(s slot) (io.ReaderAt, int64) { return a.f, a.idx.ref(s).Offset }
 	// A chunk whose bytes do not match the source index is reported as an
 	// integrity error of the source.
-	if err := assemble(dst, ix, CreateOptions{Overwrite: opt.Overwrite, Inputs: []string{src}}, &temps, srcAt, ctx.Err); err != nil {
+	if err := assemble(dst, ix, CreateOptions{Overwrite: opt.Overwrite, Inputs: []string{src}}, srcAt, ctx.Err); err != nil {
 		if ctx.Err() == nil {
 			if verr := a.Verify(ctx); verr != nil {
 				return nil, verr
@@ -112,6 +110,25 @@ func StreamWith(ctx context.Context, src, dst string, maxBytes int64, opt Stream
 	}
 
 	rep := &StreamReport{Bytes: size, MaxBytes: maxBytes, MinBytes: pl.minBytes, FullBytes: pl.fullBytes}
+	// The chunks left out were never read; check them too, so a damaged
+	// source does not pass unnoticed just because the budget skipped the
+	// bad part.
+	buf := make([]byte, 64<<10)
+	for _, s := range chunkOrder(ts) {
+		if s.layer < len(ix.Tensors[s.t].Layers) || s.layer >= avail[s.t] {
+			continue // copied (and checked), or not in a partial source
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := a.verifyChunk(s, buf); err != nil {
+			var ie *IntegrityError
+			if !errors.As(err, &ie) {
+				return nil, err
+			}
+			rep.SourceDamage = append(rep.SourceDamage, ie)
+		}
+	}
 	for i := range ts {
 		t := &ts[i]
 		o := &ix.Tensors[i]

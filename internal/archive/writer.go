@@ -11,9 +11,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/seedlm/seedlm/internal/encoder"
+	"github.com/seedlm/seedlm/internal/safetensors"
+	"github.com/seedlm/seedlm/internal/tempfile"
 )
 
 // CreateOptions control how an archive is written.
@@ -24,33 +28,73 @@ type CreateOptions struct {
 	// Inputs are paths the output must never replace, even with Overwrite
 	// (the checkpoint being compressed, all its shards).
 	Inputs []string
+	// Plan declares every tensor the archive will hold, in index order,
+	// before any is added. Every chunk's length follows from it (coded:
+	// Params.PayloadBytes; passthrough: the dtype's size × elements) and
+	// the index gets a reserved length (docs/FORMAT.md section 1.3), so the
+	// whole layout is known up front: CreateWith checks that the file
+	// system has room for the archive, and every Add writes its chunks
+	// straight into the final temp file at their offsets. One pass, one
+	// archive-sized file on disk. Without a Plan, chunks go to spill files
+	// in add order and Commit copies them into the final file, which needs
+	// twice the space.
+	Plan []PlannedTensor
 }
 
-// Writer assembles an archive. Base chunks (raw bytes and layer 0) go to one
-// spill file and each enhancement layer k to its own, all beside the output,
-// so memory stays bounded by one tensor; Commit then writes header, index and
-// the spills in layout order to a temp file and renames it into place.
-// Nothing appears at the output path before Commit succeeds.
+// PlannedTensor declares one tensor of a planned archive.
+type PlannedTensor struct {
+	Info Info
+	Rule string
+	// Layers is a coded tensor's codec, base layer first; empty for a
+	// tensor stored exactly (passthrough).
+	Layers []encoder.Params
+}
+
+// Writer assembles an archive; nothing appears at the output path before
+// Commit succeeds.
+//
+// With CreateOptions.Plan (what compress uses) the layout is fixed at
+// Create and each Add writes its chunks in place in one temp file beside
+// the output; Commit writes header and index at its start, fsyncs and
+// renames it. A tensor added differently from its plan (stored exactly
+// instead of coded, another rule or codec) is allowed: its chunks go to a
+// spill file, and Commit lays the archive out again and copies every chunk
+// into a new final file (as without a plan). Without a plan every chunk
+// goes to the spill file as it is added, and Commit copies them in layout
+// order. Memory stays bounded by one tensor either way.
 //
 // Any error is final: the Writer removes its temp files and every later call
-// returns the error. A Writer is safe for concurrent use; tensors are laid
-// out in the order their Add calls complete.
+// returns the error. A Writer is safe for concurrent use; without a plan,
+// tensors are laid out in the order their Add calls complete.
 type Writer struct {
-	mu     sync.Mutex
-	out    string
-	opt    CreateOptions
-	idx    Index
-	names  map[string]bool
-	spills []*spillFile // spills[k] holds layer-k chunks (k=0 also raw chunks)
-	temps  []string     // every temp file created, removed by cleanup
-	err    error        // sticky
-	done   bool
+	mu    sync.Mutex
+	out   string
+	opt   CreateOptions
+	idx   Index
+	names map[string]bool
+	locs  [][]chunkLoc     // per entry: where its chunks' bytes are (raw, or one per layer)
+	temps []*tempfile.File // every temp file created, removed by cleanup
+	err   error            // sticky
+	done  bool
+
+	spill     *tempfile.File
+	spillW    *bufio.Writer
+	spillSize int64
+
+	// Planned writing.
+	planned  bool
+	pos      map[string]int // tensor name → index entry
+	added    []bool
+	deviated bool // some tensor was added differently from its plan
+	final    *tempfile.File
+	reserve  int64 // index bytes
+	fileLen  int64
 }
 
-type spillFile struct {
-	f    *os.File
-	w    *bufio.Writer
-	size int64
+// chunkLoc is where a chunk's bytes are before Commit.
+type chunkLoc struct {
+	f   *tempfile.File
+	off int64
 }
 
 // Create starts an archive at out with default options.
@@ -58,16 +102,78 @@ func Create(out string, h Header) (*Writer, error) { return CreateWith(out, h, C
 
 // CreateWith starts an archive at out. It fails early, before any encoding
 // work, if out exists (without Overwrite), is an input, or its folder is not
-// writable.
+// writable; with a Plan also if the plan is invalid or the file system has
+// no room for the archive.
 func CreateWith(out string, h Header, opt CreateOptions) (*Writer, error) {
 	if err := checkOutput(out, opt.Overwrite, opt.Inputs); err != nil {
 		return nil, err
 	}
 	w := &Writer{out: out, opt: opt, idx: Index{Header: cloneHeader(h)}, names: map[string]bool{}}
-	if _, err := w.spill(0); err != nil {
-		return nil, err
+	if opt.Plan != nil {
+		if err := w.startPlanned(); err != nil {
+			w.cleanup()
+			return nil, err
+		}
 	}
 	return w, nil
+}
+
+// zeroHash stands in for a chunk's hash until its bytes are written.
+var zeroHash = strings.Repeat("0", 2*sha256.Size)
+
+// startPlanned lays out the planned index and creates the final temp file.
+func (w *Writer) startPlanned() error {
+	w.planned = true
+	w.pos = make(map[string]int, len(w.opt.Plan))
+	for _, p := range w.opt.Plan {
+		t, n, err := w.newEntry(p.Info, p.Rule)
+		if err != nil {
+			return err
+		}
+		if len(p.Layers) == 0 {
+			size, err := safetensors.ByteLen(t.DType, t.Shape)
+			if err != nil {
+				return fmt.Errorf("archive: tensor %q: %w", t.Name, err)
+			}
+			t.Passthrough = true
+			t.Raw = &ChunkRef{Length: size, SHA256: zeroHash}
+		} else {
+			for k, lp := range p.Layers {
+				if err := lp.Validate(); err != nil {
+					return fmt.Errorf("archive: tensor %q layer %d: %w", t.Name, k, err)
+				}
+				t.Layers = append(t.Layers, LayerEntry{Params: lp, N: n, Chunk: ChunkRef{Length: payloadBytes(lp, n), SHA256: zeroHash}})
+			}
+		}
+		w.names[t.Name] = true
+		w.pos[t.Name] = len(w.idx.Tensors)
+		w.idx.Tensors = append(w.idx.Tensors, t)
+	}
+	w.added = make([]bool, len(w.idx.Tensors))
+	w.locs = make([][]chunkLoc, len(w.idx.Tensors))
+	if err := checkIndex(&w.idx); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	var err error
+	if w.reserve, w.fileLen, err = planLayout(&w.idx); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	if err := checkFreeSpace(w.out, w.fileLen); err != nil {
+		return err
+	}
+	w.final, err = w.temp()
+	return err
+}
+
+// checkFreeSpace refuses to start writing need bytes beside out when the
+// file system reports less free space.
+func checkFreeSpace(out string, need int64) error {
+	dir := filepath.Dir(out)
+	free, ok := tempfile.FreeBytes(dir)
+	if !ok || free >= need {
+		return nil
+	}
+	return fmt.Errorf("archive: not enough free space for %s: the archive needs %d bytes, %s has %d bytes free; hint: free some space or write the archive to another file system", out, need, dir, free)
 }
 
 func cloneHeader(h Header) Header {
@@ -119,26 +225,30 @@ func checkOutput(out string, overwrite bool, inputs []string) error {
 	return nil
 }
 
-// tempBeside creates a temp file in out's folder (so the final rename stays
-// on one file system) and registers it for cleanup.
-func tempBeside(out, tag string, temps *[]string) (*os.File, error) {
-	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+"."+tag+".tmp-*")
+// temp creates a temp file beside the output and registers it for
+// cleanup.
+func (w *Writer) temp() (*tempfile.File, error) {
+	f, err := createTemp(w.out)
 	if err != nil {
-		return nil, fmt.Errorf("archive: create temp file beside %s: %w; hint: check that the folder is writable and has free space", out, err)
+		return nil, err
 	}
-	*temps = append(*temps, f.Name())
+	w.temps = append(w.temps, f)
 	return f, nil
 }
 
-func (w *Writer) spill(k int) (*spillFile, error) {
-	for len(w.spills) <= k {
-		f, err := tempBeside(w.out, fmt.Sprintf("layer%d", len(w.spills)), &w.temps)
-		if err != nil {
-			return nil, err
-		}
-		w.spills = append(w.spills, &spillFile{f: f, w: bufio.NewWriterSize(f, 1<<20)})
+// createTemp creates a temp file beside out, mode 0644: an archive is as
+// shareable as the checkpoint it came from (CreateTemp makes 0600).
+func createTemp(out string) (*tempfile.File, error) {
+	f, err := tempfile.Create(out)
+	if err != nil {
+		return nil, fmt.Errorf("archive: create temp file beside %s: %w; hint: check that the folder is writable and has free space", out, err)
 	}
-	return w.spills[k], nil
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("archive: chmod %s: %w", f.Name(), err)
+	}
+	return f, nil
 }
 
 // fail records err, removes every temp file and returns err.
@@ -151,12 +261,10 @@ func (w *Writer) fail(err error) error {
 }
 
 func (w *Writer) cleanup() {
-	for _, s := range w.spills {
-		s.f.Close()
-	}
-	w.spills = nil
-	for _, p := range w.temps {
-		os.Remove(p)
+	w.spill, w.spillW, w.final = nil, nil, nil
+	for _, f := range w.temps {
+		f.Close()
+		os.Remove(f.Name())
 	}
 	w.temps = nil
 }
@@ -171,18 +279,21 @@ func (w *Writer) usable() error {
 	return nil
 }
 
-// write appends a chunk to spill k and returns its reference (offset 0:
-// Commit assigns offsets).
-func (w *Writer) write(k int, b []byte) (ChunkRef, error) {
-	s, err := w.spill(k)
-	if err != nil {
-		return ChunkRef{}, err
+// appendSpill writes a chunk at the end of the spill file.
+func (w *Writer) appendSpill(b []byte) (chunkLoc, error) {
+	if w.spill == nil {
+		f, err := w.temp()
+		if err != nil {
+			return chunkLoc{}, err
+		}
+		w.spill, w.spillW = f, bufio.NewWriterSize(f, 1<<20)
 	}
-	if _, err := s.w.Write(b); err != nil {
-		return ChunkRef{}, fmt.Errorf("archive: write temp file: %w; hint: check free disk space", err)
+	loc := chunkLoc{w.spill, w.spillSize}
+	if _, err := w.spillW.Write(b); err != nil {
+		return loc, fmt.Errorf("archive: write temp file: %w; hint: check free disk space", err)
 	}
-	s.size += int64(len(b))
-	return ChunkRef{Length: int64(len(b)), SHA256: hexSum(b)}, nil
+	w.spillSize += int64(len(b))
+	return loc, nil
 }
 
 func (w *Writer) newEntry(info Info, rule string) (TensorEntry, int64, error) {
@@ -214,22 +325,13 @@ func (w *Writer) AddPassthroughRule(info Info, rule string, raw []byte) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	t, _, err := w.newEntry(info, rule)
+	t, _, err := w.entryFor(info, rule)
 	if err != nil {
 		return w.fail(err)
 	}
 	t.Passthrough = true
-	ref, err := w.write(0, raw)
-	if err != nil {
-		return w.fail(err)
-	}
-	t.Raw = &ref
-	if err := checkEntry(&t); err != nil {
-		return w.fail(fmt.Errorf("archive: tensor %q: %w", info.Name, err))
-	}
-	w.names[t.Name] = true
-	w.idx.Tensors = append(w.idx.Tensors, t)
-	return nil
+	t.Raw = &ChunkRef{Length: int64(len(raw)), SHA256: hexSum(raw)}
+	return w.add(&t, [][]byte{raw})
 }
 
 // AddCoded stores every layer of res for a tensor, with the measured
@@ -240,7 +342,7 @@ func (w *Writer) AddCoded(info Info, rule string, res *encoder.Result) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	t, n, err := w.newEntry(info, rule)
+	t, n, err := w.entryFor(info, rule)
 	if err != nil {
 		return w.fail(err)
 	}
@@ -251,6 +353,7 @@ func (w *Writer) AddCoded(info Info, rule string, res *encoder.Result) error {
 		return w.fail(fmt.Errorf("archive: tensor %q: ‖w‖² is %v", info.Name, res.Norm2))
 	}
 	t.Norm2 = res.Norm2
+	payloads := make([][]byte, len(res.Layers))
 	for k, l := range res.Layers {
 		if l == nil {
 			return w.fail(fmt.Errorf("archive: tensor %q: layer %d is nil", info.Name, k))
@@ -261,51 +364,183 @@ func (w *Writer) AddCoded(info Info, rule string, res *encoder.Result) error {
 		if int64(l.N) != n {
 			return w.fail(fmt.Errorf("archive: tensor %q layer %d codes %d weights, the shape %v has %d", info.Name, k, l.N, info.Shape, n))
 		}
-		ref, err := w.write(k, l.Payload)
+		payloads[k] = l.Payload
+		t.Layers = append(t.Layers, LayerEntry{Params: l.Params, ExpBias: l.ExpBias, N: n, SqErr: res.SqErr[k],
+			Chunk: ChunkRef{Length: int64(len(l.Payload)), SHA256: hexSum(l.Payload)}})
+	}
+	return w.add(&t, payloads)
+}
+
+// entryFor starts the entry of a tensor being added: a new one, or (with a
+// plan) one that must have the planned name, dtype, shape and shard.
+func (w *Writer) entryFor(info Info, rule string) (TensorEntry, int64, error) {
+	if !w.planned {
+		return w.newEntry(info, rule)
+	}
+	i, ok := w.pos[info.Name]
+	if !ok {
+		return TensorEntry{}, 0, fmt.Errorf("archive: tensor %q is not in the plan", info.Name)
+	}
+	if w.added[i] {
+		return TensorEntry{}, 0, fmt.Errorf("archive: tensor %q added twice", info.Name)
+	}
+	p := &w.idx.Tensors[i]
+	if p.DType != info.DType || !slices.Equal(p.Shape, info.Shape) || p.Shard != info.Shard {
+		return TensorEntry{}, 0, fmt.Errorf("archive: tensor %q is %s %v (shard %q), its plan says %s %v (shard %q)",
+			info.Name, info.DType, info.Shape, info.Shard, p.DType, p.Shape, p.Shard)
+	}
+	t := TensorEntry{Name: p.Name, DType: p.DType, Shape: p.Shape, Shard: p.Shard, Rule: rule}
+	return t, t.NumElements(), nil
+}
+
+// add checks a complete entry and writes its chunks: in place if it
+// matches its plan, else to the spill file.
+func (w *Writer) add(t *TensorEntry, payloads [][]byte) error {
+	if err := checkEntry(t); err != nil {
+		return w.fail(fmt.Errorf("archive: tensor %q: %w", t.Name, err))
+	}
+	refs := []*ChunkRef{t.Raw}
+	if !t.Passthrough {
+		refs = refs[:0]
+		for k := range t.Layers {
+			refs = append(refs, &t.Layers[k].Chunk)
+		}
+	}
+	locs := make([]chunkLoc, len(refs))
+	i := len(w.idx.Tensors)
+	inPlace := false
+	if w.planned {
+		i = w.pos[t.Name]
+		inPlace = sameLayout(t, &w.idx.Tensors[i])
+		w.deviated = w.deviated || !inPlace
+	}
+	for k, r := range refs {
+		var err error
+		if inPlace {
+			old := w.idx.Tensors[i].Raw
+			if !t.Passthrough {
+				old = &w.idx.Tensors[i].Layers[k].Chunk
+			}
+			r.Offset = old.Offset
+			locs[k] = chunkLoc{w.final, r.Offset}
+			if _, err = w.final.WriteAt(payloads[k], r.Offset); err != nil {
+				err = fmt.Errorf("archive: write %s: %w; hint: check free disk space", w.final.Name(), err)
+			}
+		} else {
+			locs[k], err = w.appendSpill(payloads[k])
+		}
 		if err != nil {
 			return w.fail(err)
 		}
-		t.Layers = append(t.Layers, LayerEntry{Params: l.Params, ExpBias: l.ExpBias, N: n, Chunk: ref, SqErr: res.SqErr[k]})
 	}
-	if err := checkEntry(&t); err != nil {
-		return w.fail(fmt.Errorf("archive: tensor %q: %w", info.Name, err))
+	if w.planned {
+		w.idx.Tensors[i] = *t
+		w.locs[i] = locs
+		w.added[i] = true
+		return nil
 	}
 	w.names[t.Name] = true
-	w.idx.Tensors = append(w.idx.Tensors, t)
+	w.idx.Tensors = append(w.idx.Tensors, *t)
+	w.locs = append(w.locs, locs)
 	return nil
 }
 
-// Commit writes the archive: header, index and the spilled chunks in layout
-// order (each re-hashed as it is copied), fsyncs, and renames the file into
-// place. On any error nothing is left behind.
+// sameLayout reports whether an added entry takes exactly the index text
+// and chunk lengths its plan reserved (values the reserve allows for, such
+// as errors and hashes, may differ).
+func sameLayout(t, p *TensorEntry) bool {
+	if t.Passthrough != p.Passthrough || t.Rule != p.Rule || len(t.Layers) != len(p.Layers) {
+		return false
+	}
+	if t.Passthrough {
+		return t.Raw.Length == p.Raw.Length
+	}
+	for k := range t.Layers {
+		if t.Layers[k].Params != p.Layers[k].Params || t.Layers[k].Chunk.Length != p.Layers[k].Chunk.Length {
+			return false
+		}
+	}
+	return true
+}
+
+// Commit finishes the archive, fsyncs it and renames it into place. On any
+// error nothing is left behind.
 func (w *Writer) Commit() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.usable(); err != nil {
 		return err
 	}
-	for _, s := range w.spills {
-		if err := s.w.Flush(); err != nil {
-			return w.fail(fmt.Errorf("archive: write temp file: %w; hint: check free disk space", err))
-		}
+	var err error
+	if w.planned && !w.deviated {
+		err = w.commitPlanned()
+	} else {
+		err = w.commitCopy()
 	}
-	// Spill k holds the layer-k chunks in tensor order, which is exactly
-	// the order layout visits them, so a running offset per spill finds
-	// each chunk.
-	pos := make([]int64, len(w.spills))
-	src := func(s slot) (io.ReaderAt, int64) {
-		k := max(s.layer, 0)
-		off := pos[k]
-		pos[k] += w.idx.ref(s).Length
-		return w.spills[k].f, off
-	}
-	err := assemble(w.out, &w.idx, w.opt, &w.temps, src, nil)
 	if err != nil {
 		return w.fail(err)
+	}
+	if w.final != nil && !w.deviated {
+		// Its name is the output's now: cleanup must not remove it.
+		w.temps = slices.DeleteFunc(w.temps, func(f *tempfile.File) bool { return f == w.final })
 	}
 	w.done = true
 	w.cleanup()
 	return nil
+}
+
+// notAdded names a planned tensor that was never added.
+func (w *Writer) notAdded() error {
+	for i, ok := range w.added {
+		if !ok {
+			return fmt.Errorf("archive: tensor %q is in the plan but was never added", w.idx.Tensors[i].Name)
+		}
+	}
+	return nil
+}
+
+// commitPlanned writes header and index in front of the chunks.
+func (w *Writer) commitPlanned() error {
+	if err := w.notAdded(); err != nil {
+		return err
+	}
+	if err := checkIndex(&w.idx); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	ib, err := encodeIndex(&w.idx, w.reserve)
+	if err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
+	h := fixedHeader{version: Version, indexLen: uint64(len(ib)), fileLen: uint64(w.fileLen), indexHash: sha256.Sum256(ib)}
+	f := w.final
+	if _, err := f.WriteAt(append(h.marshal(), ib...), 0); err != nil {
+		return fmt.Errorf("archive: write %s: %w; hint: check free disk space", f.Name(), err)
+	}
+	// Empty trailing chunks write nothing: the length comes from the layout.
+	if err := f.Truncate(w.fileLen); err != nil {
+		return fmt.Errorf("archive: write %s: %w", f.Name(), err)
+	}
+	return finish(f, w.out, w.fileLen, w.opt)
+}
+
+// commitCopy lays the archive out and copies every chunk from where it was
+// put (spill file, or in place in a plan that had to change).
+func (w *Writer) commitCopy() error {
+	if w.planned {
+		if err := w.notAdded(); err != nil {
+			return err
+		}
+	}
+	if w.spillW != nil {
+		if err := w.spillW.Flush(); err != nil {
+			return fmt.Errorf("archive: write temp file: %w; hint: check free disk space", err)
+		}
+	}
+	src := func(s slot) (io.ReaderAt, int64) {
+		l := w.locs[s.t][max(s.layer, 0)]
+		return l.f, l.off
+	}
+	return assemble(w.out, &w.idx, w.opt, src, nil)
 }
 
 // Abort removes every temp file. It is safe to call more than once and
@@ -322,23 +557,29 @@ func (w *Writer) Abort() error {
 // beside out, fsyncs it and publishes it at out. src gives, per chunk in
 // layout order, where to read its bytes; every chunk is re-hashed while
 // copied and must match its recorded hash. check, if set, is called between
-// chunks (context cancellation).
-func assemble(out string, idx *Index, opt CreateOptions, temps *[]string, src func(slot) (io.ReaderAt, int64), check func() error) error {
+// chunks (context cancellation). The temp file is removed on any error.
+func assemble(out string, idx *Index, opt CreateOptions, src func(slot) (io.ReaderAt, int64), check func() error) (err error) {
+	if err := checkIndex(idx); err != nil {
+		return fmt.Errorf("archive: %w", err)
+	}
 	ib, fileLen, err := layout(idx)
 	if err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
+	if err := checkFreeSpace(out, fileLen); err != nil {
+		return err
+	}
 	h := fixedHeader{version: Version, indexLen: uint64(len(ib)), fileLen: uint64(fileLen), indexHash: sha256.Sum256(ib)}
-	f, err := tempBeside(out, "final", temps)
+	f, err := createTemp(out)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	// CreateTemp makes the file 0600; an archive is as shareable as the
-	// checkpoint it came from.
-	if err := f.Chmod(0o644); err != nil {
-		return fmt.Errorf("archive: chmod %s: %w", f.Name(), err)
-	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
 	bw := bufio.NewWriterSize(f, 1<<20)
 	bw.Write(h.marshal())
 	bw.Write(ib)
@@ -367,6 +608,12 @@ func assemble(out string, idx *Index, opt CreateOptions, temps *[]string, src fu
 	if err := bw.Flush(); err != nil {
 		return fmt.Errorf("archive: write %s: %w; hint: check free disk space", f.Name(), err)
 	}
+	return finish(f, out, fileLen, opt)
+}
+
+// finish checks the temp file's size, fsyncs and closes it, and publishes
+// it at out. The caller removes the temp file if it fails.
+func finish(f *tempfile.File, out string, fileLen int64, opt CreateOptions) error {
 	if fi, err := f.Stat(); err != nil || fi.Size() != fileLen {
 		return fmt.Errorf("archive: temp file %s has the wrong size (want %d bytes): %v", f.Name(), fileLen, err)
 	}
@@ -376,18 +623,7 @@ func assemble(out string, idx *Index, opt CreateOptions, temps *[]string, src fu
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("archive: close %s: %w", f.Name(), err)
 	}
-	if err := publish(f.Name(), out, opt); err != nil {
-		return err
-	}
-	// The temp name is gone now; drop it so cleanup cannot touch a file
-	// someone else later creates under that name.
-	for i, p := range *temps {
-		if p == f.Name() {
-			*temps = append((*temps)[:i], (*temps)[i+1:]...)
-			break
-		}
-	}
-	return nil
+	return publish(f.Name(), out, opt)
 }
 
 // publish moves the finished temp file to out. Without Overwrite it links

@@ -109,7 +109,7 @@ func writeShardedFrom(t *testing.T, src, dir string) {
 	sw, err := safetensors.NewShardedWriter(dir, []safetensors.Shard{
 		{Name: "model-00001-of-00002.safetensors", Tensors: a, Metadata: map[string]string{"part": "1"}},
 		{Name: "model-00002-of-00002.safetensors", Tensors: b, Metadata: map[string]string{"part": "2"}},
-	})
+	}, safetensors.ShardedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +220,7 @@ func TestShardLayoutMirrors(t *testing.T) {
 	if len(layout) != 2 || layout[1].Metadata["part"] != "2" {
 		t.Fatalf("layout %+v", layout)
 	}
-	sw, err := safetensors.NewShardedWriter(out, layout)
+	sw, err := safetensors.NewShardedWriter(out, layout, safetensors.ShardedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

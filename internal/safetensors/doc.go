@@ -30,11 +30,12 @@
 // holding exactly one; every shard in weight_map must exist in the index's
 // folder and every tensor must be in exactly the shard the index names.
 //
-// Writing: NewWriter streams a file (header first, then WriteTensor in the
-// declared order, size-checked) into a temp file in the target folder that
-// Commit syncs and renames into place; Abort removes it. The header is padded
+// Writing: NewWriter streams a file (header first, then WriteTensor or
+// WriteTensorFunc in the declared order, size-checked) into a temp file in
+// the target folder that Commit syncs and renames into place; Abort removes
+// it. NewStreamWriter writes to any io.Writer (stdout). The header is padded
 // with spaces to a multiple of 8 bytes, like the reference writer. Callers
 // must not write over their input: CheckNotInput and SameFile tell.
-// NewShardedWriter writes several shards plus model.safetensors.index.json
-// (weight_map and metadata.total_size) the same way.
+// NewShardedWriter writes several shards plus the index (weight_map and
+// metadata.total_size) into a temp folder that Commit renames into place.
 package safetensors

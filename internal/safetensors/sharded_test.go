@@ -11,7 +11,7 @@ import (
 // writeSharded writes two shards and an index into a new folder.
 func writeSharded(t *testing.T) (string, map[string][]byte) {
 	t.Helper()
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "model")
 	shards := []Shard{
 		{Name: "model-00001-of-00002.safetensors", Metadata: map[string]string{"format": "pt"},
 			Tensors: []TensorHeader{{"x.w", "F32", []int64{2, 2}}, {"x.b", "BF16", []int64{2}}}},
@@ -22,7 +22,7 @@ func writeSharded(t *testing.T) (string, map[string][]byte) {
 		"x.w": {0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64, 0, 0, 128, 64},
 		"x.b": {0x80, 0x3f, 0x80, 0xbf}, "a.w": {7, 0, 0, 0, 0, 0, 0, 0}, "e": {},
 	}
-	sw, err := NewShardedWriter(dir, shards)
+	sw, err := NewShardedWriter(dir, shards, ShardedOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

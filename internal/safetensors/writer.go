@@ -6,18 +6,22 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"unicode/utf8"
+
+	"github.com/seedlm/seedlm/internal/tempfile"
 )
 
 // Writer streams a safetensors file: the header is written first (from the
 // declared tensors), then each tensor's bytes in the declared order. Nothing
 // appears at the target path until Commit renames the finished temp file
 // into place, so a failed or aborted write never leaves a partial model.
+// (NewStreamWriter writes to an io.Writer instead, e.g. stdout.)
 type Writer struct {
 	path    string
-	tmp     *os.File
+	tmp     *tempfile.File // nil for a stream writer
 	buf     *bufio.Writer
 	tensors []TensorHeader
 	sizes   []int64
@@ -39,25 +43,60 @@ func NewWriter(path string, tensors []TensorHeader, metadata map[string]string) 
 		return nil, &Error{File: path, Msg: "refusing to overwrite a file that is open as an input",
 			Hint: "write to a different path"}
 	}
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	tmp, err := tempfile.Create(path)
 	if err != nil {
 		return nil, &Error{File: path, Msg: "cannot create temp file in the output folder", Err: err}
 	}
 	// CreateTemp makes 0600 files; a model should get the usual 0644.
 	tmp.Chmod(0o644)
 	w := &Writer{path: path, tmp: tmp, buf: bufio.NewWriterSize(tmp, 1<<20), tensors: tensors, sizes: sizes}
+	if err := w.writeHeader(hdr); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	return w, nil
+}
+
+// NewStreamWriter writes the file to out as it goes (nothing to rename,
+// so nothing to undo: Abort only stops it). name is used in errors.
+func NewStreamWriter(out io.Writer, name string, tensors []TensorHeader, metadata map[string]string) (*Writer, error) {
+	hdr, sizes, err := EncodeHeader(name, tensors, metadata)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{path: name, buf: bufio.NewWriterSize(out, 1<<20), tensors: tensors, sizes: sizes}
+	if err := w.writeHeader(hdr); err != nil {
+		w.done = true
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *Writer) writeHeader(hdr []byte) error {
 	var n [8]byte
 	binary.LittleEndian.PutUint64(n[:], uint64(len(hdr)))
 	w.buf.Write(n[:])
 	if _, err := w.buf.Write(hdr); err != nil {
-		w.Abort()
-		return nil, &Error{File: path, Msg: "writing header", Err: err}
+		return &Error{File: w.path, Msg: "writing header", Err: err}
 	}
-	return w, nil
+	return nil
+}
+
+// FileSize is the size of the file NewWriter would write for tensors and
+// metadata: the 8-byte length, the header and every tensor's bytes.
+func FileSize(tensors []TensorHeader, metadata map[string]string) (int64, error) {
+	hdr, sizes, err := EncodeHeader("", tensors, metadata)
+	if err != nil {
+		return 0, err
+	}
+	n := 8 + int64(len(hdr))
+	for _, s := range sizes {
+		if n+s < n {
+			return 0, fmt.Errorf("file size overflows 64 bits")
+		}
+		n += s
+	}
+	return n, nil
 }
 
 // EncodeHeader builds the JSON header (padded with spaces to a multiple of 8
@@ -136,6 +175,23 @@ func marshalJSON(v any) ([]byte, error) {
 // WriteTensor appends the next tensor's bytes. Tensors must come in the
 // declared order with exactly their declared length.
 func (w *Writer) WriteTensor(name string, data []byte) error {
+	if !w.done && w.next < len(w.tensors) && name == w.tensors[w.next].Name && int64(len(data)) != w.sizes[w.next] {
+		want := w.tensors[w.next]
+		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("got %d bytes, but %s %s is %d bytes", len(data), want.DType, ShapeString(want.Shape), w.sizes[w.next])}
+	}
+	return w.WriteTensorFunc(name, func(out io.Writer) error {
+		_, err := out.Write(data)
+		return err
+	})
+}
+
+// WriteTensorFunc appends the next tensor's bytes as fill writes them to
+// out, in as many pieces as it likes (so a large tensor never has to be in
+// memory at once). Tensors must come in the declared order, and fill must
+// write exactly the declared length: a byte more is refused as it comes, a
+// byte less when fill returns. Any error aborts the writer (the file would
+// be missing bytes).
+func (w *Writer) WriteTensorFunc(name string, fill func(out io.Writer) error) error {
 	if w.done {
 		return &Error{File: w.path, Tensor: name, Msg: "writer is already committed or aborted"}
 	}
@@ -146,18 +202,43 @@ func (w *Writer) WriteTensor(name string, data []byte) error {
 	if name != want.Name {
 		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("written out of order: expected %s next", quote(want.Name))}
 	}
-	if int64(len(data)) != w.sizes[w.next] {
-		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("got %d bytes, but %s %s is %d bytes", len(data), want.DType, ShapeString(want.Shape), w.sizes[w.next])}
+	tw := &tensorWriter{w: w.buf, left: w.sizes[w.next]}
+	if err := fill(tw); err != nil {
+		w.Abort()
+		if tw.err != nil {
+			return &Error{File: w.path, Tensor: name, Msg: "write failed", Err: tw.err}
+		}
+		return err
 	}
-	if _, err := w.buf.Write(data); err != nil {
-		return &Error{File: w.path, Tensor: name, Msg: "write failed", Err: err}
+	if tw.left != 0 {
+		w.Abort()
+		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("got %d bytes, but %s %s is %d bytes", w.sizes[w.next]-tw.left, want.DType, ShapeString(want.Shape), w.sizes[w.next])}
 	}
 	w.next++
 	return nil
 }
 
+// tensorWriter passes at most left bytes on to w.
+type tensorWriter struct {
+	w    io.Writer
+	left int64
+	err  error // from w
+}
+
+func (t *tensorWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > t.left {
+		return 0, fmt.Errorf("tensor data is longer than its declared size")
+	}
+	n, err := t.w.Write(p)
+	t.left -= int64(n)
+	if err != nil {
+		t.err = err
+	}
+	return n, err
+}
+
 // Commit checks every tensor was written, syncs the temp file to disk and
-// renames it over the target path.
+// renames it over the target path (a stream writer flushes).
 func (w *Writer) Commit() error {
 	if w.done {
 		return &Error{File: w.path, Msg: "writer is already committed or aborted"}
@@ -173,6 +254,10 @@ func (w *Writer) Commit() error {
 	}
 	if err := w.buf.Flush(); err != nil {
 		return fail("write failed", err)
+	}
+	if w.tmp == nil {
+		w.done = true
+		return nil
 	}
 	if err := w.tmp.Sync(); err != nil {
 		return fail("fsync failed", err)
@@ -195,8 +280,10 @@ func (w *Writer) Abort() {
 		return
 	}
 	w.done = true
-	w.tmp.Close()
-	os.Remove(w.tmp.Name())
+	if w.tmp != nil {
+		w.tmp.Close()
+		os.Remove(w.tmp.Name())
+	}
 }
 
 // syncDir makes the rename durable; failure is not fatal (some filesystems

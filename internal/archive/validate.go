@@ -1,0 +1,159 @@
+package archive
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/seedlm/seedlm/internal/safetensors"
+)
+
+// The checks here are the one definition of a valid index: Open runs them
+// on every archive it reads (so verify, inspect, decompress and stream
+// refuse the same files), and the Writer runs them before it commits (so
+// seedlm never writes an archive it would refuse). They cover what a
+// decompressor derives from the index: tensor names and dtypes it writes
+// into safetensors headers, and the file names of a sharded model's folder.
+
+// Source formats an archive may record (Header.SourceFormat).
+const (
+	FormatSafetensors        = "safetensors"
+	FormatSafetensorsSharded = "safetensors-sharded"
+	FormatTorch              = "torch"
+)
+
+// DefaultShardIndex is the index file name of a rebuilt sharded model when
+// the archive does not record the source's.
+const DefaultShardIndex = "model.safetensors.index.json"
+
+// codedDTypes are the dtypes a coded tensor may have: the float types the
+// decoder's output can be written back as (presets.PassthroughReason stores
+// every other dtype exactly).
+var codedDTypes = map[string]bool{"F64": true, "F32": true, "F16": true, "BF16": true, "F8_E4M3": true, "F8_E5M2": true}
+
+// CodedDType reports whether a tensor of this dtype may be coded.
+func CodedDType(dtype string) bool { return codedDTypes[dtype] }
+
+// maxFileName is the longest shard or index file name accepted (the usual
+// file-system limit on one path component).
+const maxFileName = 255
+
+// SourceIndex is the file name decompress gives a rebuilt sharded model's
+// index: the source's, as compress recorded it, else DefaultShardIndex.
+// An opened archive's name passed checkIndex.
+func (h *Header) SourceIndex() string {
+	if s := h.Settings["source_index"]; s != "" {
+		return s
+	}
+	return DefaultShardIndex
+}
+
+// checkFileName accepts a plain file name that a folder can hold next to
+// others without surprises: no separators, not "." or "..", not hidden (the
+// writers' temp files start with "."), no control characters.
+func checkFileName(what, name, suffix string) error {
+	switch {
+	case name == "" || len(name) > maxFileName:
+		return fmt.Errorf("%s %q is empty or longer than %d bytes", what, name, maxFileName)
+	case strings.ContainsAny(name, `/\:`) || name == "." || name == "..":
+		return fmt.Errorf("%s %q is not a plain file name (it holds a path separator or is . or ..)", what, name)
+	case strings.HasPrefix(name, "."):
+		return fmt.Errorf("%s %q is a hidden file name", what, name)
+	case strings.IndexFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+		return fmt.Errorf("%s %q holds a control character", what, name)
+	case !strings.HasSuffix(name, suffix) || name == suffix:
+		return fmt.Errorf("%s %q does not end in %s", what, name, suffix)
+	}
+	return nil
+}
+
+// checkHeader validates the archive-wide fields.
+func checkHeader(h *Header) error {
+	switch h.SourceFormat {
+	case FormatSafetensors, FormatSafetensorsSharded, FormatTorch:
+	default:
+		return fmt.Errorf("source_format %q is not one of %s, %s, %s", h.SourceFormat, FormatSafetensors, FormatSafetensorsSharded, FormatTorch)
+	}
+	if h.SourceBytes < 0 {
+		return fmt.Errorf("source_bytes %d is negative", h.SourceBytes)
+	}
+	if s, ok := h.Settings["source_index"]; ok {
+		if h.SourceFormat != FormatSafetensorsSharded {
+			return fmt.Errorf("source_index %q in an archive of a %s source (only sharded sources have one)", s, h.SourceFormat)
+		}
+		if err := checkFileName("source_index", s, ".json"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkIndex validates a whole index: the header, every entry on its own
+// (checkEntry) and what only the entries together show: unique names,
+// shard names that cannot collide with each other or with the index file,
+// and the total size.
+func checkIndex(ix *Index) error {
+	if err := checkHeader(&ix.Header); err != nil {
+		return err
+	}
+	if len(ix.Tensors) > MaxTensors {
+		return fmt.Errorf("%d tensors, more than %d", len(ix.Tensors), MaxTensors)
+	}
+	names := make(map[string]bool, len(ix.Tensors))
+	shards := map[string]string{} // lower case → as written
+	sharded := ix.Header.SourceFormat == FormatSafetensorsSharded
+	indexName := ix.Header.SourceIndex()
+	var total int64
+	for i := range ix.Tensors {
+		t := &ix.Tensors[i]
+		if err := checkEntry(t); err != nil {
+			return fmt.Errorf("tensor %d (%q): %w", i, t.Name, err)
+		}
+		if names[t.Name] {
+			return fmt.Errorf("tensor name %q appears twice", t.Name)
+		}
+		names[t.Name] = true
+		total += t.NumElements() // each ≤ MaxElements: no overflow before the check
+		if total > MaxTotalElements {
+			return fmt.Errorf("the tensors hold more than %d weights in all", int64(MaxTotalElements))
+		}
+		if !sharded {
+			if t.Shard != "" {
+				return fmt.Errorf("tensor %q names shard %q, but the source (%s) is not sharded", t.Name, t.Shard, ix.Header.SourceFormat)
+			}
+			continue
+		}
+		if err := checkFileName("tensor "+fmt.Sprintf("%q", t.Name)+" shard", t.Shard, ".safetensors"); err != nil {
+			return err
+		}
+		low := strings.ToLower(t.Shard)
+		if prev, ok := shards[low]; ok && prev != t.Shard {
+			return fmt.Errorf("shards %q and %q differ only in case (they would overwrite each other on many file systems)", prev, t.Shard)
+		}
+		shards[low] = t.Shard
+		if strings.EqualFold(t.Shard, indexName) {
+			return fmt.Errorf("shard %q has the name of the index file %q", t.Shard, indexName)
+		}
+	}
+	return nil
+}
+
+// checkDType validates a tensor's dtype against its storage.
+func checkDType(t *TensorEntry, n int64) error {
+	if _, ok := safetensors.DTypeBits(t.DType); !ok {
+		return fmt.Errorf("dtype %q is not a safetensors dtype", t.DType)
+	}
+	if !t.Passthrough {
+		if !codedDTypes[t.DType] {
+			return fmt.Errorf("coded tensor has dtype %s; only float tensors (F64, F32, F16, BF16, F8_E4M3, F8_E5M2) are coded", t.DType)
+		}
+		return nil
+	}
+	want, err := safetensors.ByteLen(t.DType, t.Shape)
+	if err != nil {
+		return err
+	}
+	if t.Raw != nil && t.Raw.Length != want {
+		return fmt.Errorf("raw chunk is %d bytes, want %d (%d elements of %s)", t.Raw.Length, want, n, t.DType)
+	}
+	return nil
+}
