@@ -40,9 +40,10 @@ func (r realArchiveWriter) Commit() error { return r.w.Commit() }
 func (r realArchiveWriter) Abort() error  { return r.w.Abort() }
 
 // createArchive starts an archive at out (a temp file beside it until
-// Commit). overwrite allows replacing an existing out.
-func createArchive(out string, h archive.Header, overwrite bool, inputs []string) (archiveWriter, error) {
-	w, err := archive.CreateWith(out, h, archive.CreateOptions{Overwrite: overwrite, Inputs: inputs})
+// Commit). overwrite allows replacing an existing out; plan lays the
+// archive out up front so it is written in one pass.
+func createArchive(out string, h archive.Header, overwrite bool, inputs []string, plan []archive.PlannedTensor) (archiveWriter, error) {
+	w, err := archive.CreateWith(out, h, archive.CreateOptions{Overwrite: overwrite, Inputs: inputs, Plan: plan})
 	if err != nil {
 		return nil, err
 	}
@@ -53,8 +54,9 @@ func createArchive(out string, h archive.Header, overwrite bool, inputs []string
 type archiveReader interface {
 	Index() *archive.Index
 	Verify(ctx context.Context) error
-	DecodeTensor(name string, layers int) ([]float32, error)
-	ReadPassthrough(name string) ([]byte, error)
+	// The weights (bytes) in bounded slices, in order.
+	DecodeTensorTo(name string, layers int, emit func([]float32) error) error
+	ReadPassthroughTo(name string, emit func([]byte) error) error
 	// Partial files (opened with allowPartial): the chunks the file lacks
 	// or holds only in part, and each tensor's complete leading layers.
 	Missing() []archive.ChunkID
@@ -142,40 +144,6 @@ func isIntegrityError(err error) bool {
 	var ie *archive.IntegrityError
 	return errors.As(err, &ie)
 }
-
-// tensorWriter writes a safetensors file (or a sharded folder) tensor by
-// tensor; nothing appears at the output path before Commit.
-type tensorWriter interface {
-	WriteTensor(name string, data []byte) error
-	Commit() error
-	Abort() error
-}
-
-// outTensor is one tensor of the file decompress writes.
-type outTensor struct {
-	Name  string
-	DType string
-	Shape []int64
-	Shard string
-}
-
-func createSafetensors(out string, ts []outTensor, meta map[string]string) (tensorWriter, error) {
-	hs := make([]safetensors.TensorHeader, len(ts))
-	for i, t := range ts {
-		hs[i] = safetensors.TensorHeader{Name: t.Name, DType: t.DType, Shape: t.Shape}
-	}
-	w, err := safetensors.NewWriter(out, hs, meta)
-	if err != nil {
-		return nil, err
-	}
-	return stWriter{w}, nil
-}
-
-type stWriter struct{ w *safetensors.Writer }
-
-func (s stWriter) WriteTensor(name string, data []byte) error { return s.w.WriteTensor(name, data) }
-func (s stWriter) Commit() error                              { return s.w.Commit() }
-func (s stWriter) Abort() error                               { s.w.Abort(); return nil }
 
 // sameFile reports whether a and b name the same existing file.
 func sameFile(a, b string) bool { return safetensors.SameFile(a, b) }

@@ -197,6 +197,7 @@ func runCompress(ctx context.Context, o *compressOptions, args []string, stdout,
 	if err := checkOutput(out, input, o.Force); err != nil {
 		return err
 	}
+	sweepTemps(out, stderr)
 	srcBytes, err := inputBytes(src)
 	if err != nil {
 		return err
@@ -214,7 +215,7 @@ func runCompress(ctx context.Context, o *compressOptions, args []string, stdout,
 			hdr.Settings["source_index"] = name
 		}
 	}
-	w, err := createArchive(out, hdr, o.Force, inputFiles(src))
+	w, err := createArchive(out, hdr, o.Force, inputFiles(src), plannedTensors(infos, plans))
 	if err != nil {
 		return err
 	}
@@ -604,23 +605,7 @@ func checkOutput(out, input string, force bool) error {
 // directory, an existing file only with --force. inputIs names the input in
 // the error; sameHint and dirHint are the hints for those two cases.
 func checkOutputPath(out, input string, force bool, inputIs, sameHint, dirHint string) error {
-	absOut, _ := filepath.Abs(out)
-	absIn, _ := filepath.Abs(input)
-	if absOut == absIn || sameFile(out, input) {
-		return withHint(usagef("output %s is %s", out, inputIs), "%s", sameHint)
-	}
-	st, err := os.Stat(out)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return err
-	case st.IsDir():
-		return withHint(fmt.Errorf("output %s is a directory", out), "%s", dirHint)
-	case !force:
-		return withHint(fmt.Errorf("output %s already exists", out), "use --force to replace it, or -o to choose another name")
-	}
-	return nil
+	return checkOutputFile(out, input, force, inputIs, sameHint, dirHint)
 }
 
 // sourceFiles lists the input's shard base names in order.

@@ -2,17 +2,18 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/seedlm/seedlm/internal/archive"
+	"github.com/seedlm/seedlm/internal/safetensors"
 )
 
 // decompressOptions are decompress's resolved settings.
@@ -32,10 +33,10 @@ type decompressOptions struct {
 }
 
 func (o *decompressOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVarP(&o.Output, "output", "o", "", "file (or folder, for a sharded model) to write (default: ARCHIVE without .seedlm, plus .safetensors)")
+	fs.StringVarP(&o.Output, "output", "o", "", "file (or folder, for a sharded model) to write; - writes a single-file model to standard output (default: ARCHIVE without .seedlm, plus .safetensors)")
 	fs.IntVar(&o.Layers, "layers", 0, "decode at most N progressive layers per tensor (0: all)")
-	fs.String(flagName(keyDType), "source", "dtype of coded tensors: source, f32, f16 or bf16 (exactly stored tensors are always byte-exact)")
-	fs.BoolVar(&o.Force, "force", false, "replace an existing output (never the archive)")
+	fs.String(flagName(keyDType), "source", "dtype of every float tensor: source, f32, f16 or bf16 (integer tensors, and float tensors with source, are written as stored; exactly stored tensors stay byte-exact)")
+	fs.BoolVar(&o.Force, "force", false, "replace an existing output file (or folder of safetensors files); never the archive, never a link, device or other special file")
 	fs.BoolP(flagName(keyQuiet), "q", false, "no progress bar and no summary")
 	fs.BoolVar(&o.JSON, "json", false, "print the summary as one JSON object on stdout")
 	fs.BoolVar(&o.AllowPartial, "allow-partial", false, "decode a partially downloaded archive (cut after its base layers) with the layers it holds completely; missing chunks are listed on stderr")
@@ -64,8 +65,15 @@ func newDecompressCmd(a *app) *cobra.Command {
 shapes, dtypes and metadata. Every hash is verified before anything is written.
 Coded tensors are decoded (lossy, as inspect reports) and rounded to the
 requested dtype (round to nearest even); exactly stored tensors come back
-byte for byte. A sharded source comes back as a folder with the same shards
-and index.
+byte for byte, unless --dtype converts them (every float tensor gets the
+requested dtype). Values beyond the range of the dtype (e.g. above 65504 for
+f16) become ±Inf and are counted in a warning. A sharded source comes back as
+a folder with the same shards and index. -o - writes a single-file model to
+standard output (the summary then goes to stderr).
+
+Memory stays bounded whatever the tensor sizes: tensors are decoded and
+written in slices of about a million weights. The output's size is checked
+against the free space of its folder before anything is written.
 
 --layers N decodes the base layer and N−1 enhancement layers of each tensor
 (fewer where a tensor has fewer). A truncated archive is an integrity failure
@@ -96,6 +104,19 @@ type decompressReport struct {
 	// RelErr is the coded tensors' relative weight error with the layers
 	// decoded (from the index, before dtype rounding).
 	RelErr float64 `json:"rel_err"`
+	// ConvertedTensors: exactly stored float tensors --dtype converted.
+	ConvertedTensors int `json:"converted_tensors"`
+	// FewerLayersTensors: coded tensors decoded with fewer layers than
+	// they were compressed with, for any of the reasons below.
+	// OmittedLayersTensors had layers left out by seedlm stream;
+	// LimitedTensors had layers missing from a partial file; the rest were
+	// limited by --layers.
+	FewerLayersTensors   int `json:"fewer_layers_tensors"`
+	OmittedLayersTensors int `json:"omitted_layers_tensors"`
+	// Overflow: weights beyond the output dtype's range, written as ±Inf
+	// (or, for F8_E4M3, saturated), per tensor.
+	OverflowWeights int64            `json:"overflow_weights"`
+	Overflow        []tensorOverflow `json:"overflow"`
 	// Partial: the archive file is incomplete (--allow-partial); the
 	// chunks it lacks are MissingChunks, and LimitedTensors coded tensors
 	// were decoded with fewer layers than requested.
@@ -104,6 +125,14 @@ type decompressReport struct {
 	FullBytes      int64          `json:"archive_full_bytes"` // complete archive
 	MissingChunks  []missingChunk `json:"missing_chunks"`
 	LimitedTensors int            `json:"limited_tensors"`
+}
+
+// tensorOverflow counts one tensor's weights beyond its output dtype.
+type tensorOverflow struct {
+	Tensor  string `json:"tensor"`
+	DType   string `json:"dtype"`
+	Weights int64  `json:"weights"`
+	Of      int64  `json:"of"`
 }
 
 // missingChunk is one chunk a partial archive lacks.
@@ -157,14 +186,8 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 	if o.Layers > maxLayers && maxLayers > 0 {
 		return withHint(usagef("--layers %d: %s has at most %d layer(s) per tensor", o.Layers, path, maxLayers), "omit --layers to decode every layer")
 	}
-	// Hashes first: nothing is written from a damaged archive.
-	if err := a.Verify(ctx); err != nil {
-		return err
-	}
-	warnMissing(stderr, path, a, "decoding with the complete layers only")
-
 	h := ix.Header
-	sharded := h.SourceFormat == "safetensors-sharded"
+	sharded := h.SourceFormat == archive.FormatSafetensorsSharded
 	out := o.Output
 	if out == "" {
 		out = defaultDecompressName(path, sharded)
@@ -172,35 +195,47 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 	if err := checkDecompressOutput(out, path, sharded, o.Force); err != nil {
 		return err
 	}
-	ts := make([]outTensor, len(ix.Tensors))
+	toStdout := out == stdoutName
+	report := stdout
+	if toStdout {
+		report = stderr // stdout carries the model
+	}
+
+	// The output: every float tensor in the requested dtype.
+	dtypes := make([]string, len(ix.Tensors))
 	var total int64
 	for i, t := range ix.Tensors {
-		dt := t.DType
-		if !t.Passthrough && o.DType != "" {
-			dt = o.DType
+		dtypes[i] = t.DType
+		if o.DType != "" && (!t.Passthrough || safetensors.CanFloat32(t.DType)) {
+			dtypes[i] = o.DType
 		}
-		ts[i] = outTensor{Name: t.Name, DType: dt, Shape: t.Shape, Shard: t.Shard}
 		if !t.Passthrough {
-			total += numElems(t.Shape)
+			total += t.NumElements()
 		}
 	}
 	meta := h.Metadata
-	if len(meta) == 0 && h.SourceFormat == "torch" {
+	if len(meta) == 0 && h.SourceFormat == archive.FormatTorch {
 		// transformers expects format=pt in safetensors metadata.
 		meta = map[string]string{"format": "pt"}
 	}
-	var w tensorWriter
-	var sw *shardedWriter
-	if sharded {
-		idx := h.Settings["source_index"]
-		if idx == "" || idx != filepath.Base(idx) {
-			idx = "model.safetensors.index.json"
+	layout := newOutputLayout(ix, dtypes, meta, sharded)
+	if !toStdout {
+		need, err := layout.size()
+		if err != nil {
+			return err
 		}
-		sw, err = newShardedWriter(out, ts, meta, idx, o.Force)
-		w = sw
-	} else {
-		w, err = createSafetensors(out, ts, meta)
+		if err := checkFreeSpace(out, need); err != nil {
+			return err
+		}
+		sweepTemps(out, stderr)
 	}
+	// Hashes first: nothing is written from a damaged archive.
+	if err := a.Verify(ctx); err != nil {
+		return err
+	}
+	warnMissing(stderr, path, a, "decoding with the complete layers only")
+
+	w, err := createOutput(out, layout, h.SourceIndex(), o.Force, stdout)
 	if err != nil {
 		return err
 	}
@@ -211,10 +246,10 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		}
 	}()
 
-	bar := newProgress(stderr, !o.Quiet && !o.JSON, total, "decompress")
+	bar := newProgress(stderr, !o.Quiet && !o.JSON && !toStdout, total, "decompress")
 	defer bar.Done()
 	rep := &decompressReport{Archive: path, Output: out, Sharded: sharded, Tensors: len(ix.Tensors), Layers: o.Layers, DType: orSource(o.DType),
-		ArchiveBytes: a.Size(), FullBytes: a.FullSize(), MissingChunks: missingChunks(a)}
+		ArchiveBytes: a.Size(), FullBytes: a.FullSize(), MissingChunks: missingChunks(a), Overflow: []tensorOverflow{}}
 	rep.Partial = len(rep.MissingChunks) > 0
 	var norm2, sqErr float64
 	var decodeTime time.Duration
@@ -223,10 +258,31 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var data []byte
+		dt := dtypes[i]
+		var over int64
 		if t.Passthrough {
-			if data, err = a.ReadPassthrough(t.Name); err != nil {
-				return err
+			err = w.WriteTensorFunc(t.Name, func(dst io.Writer) error {
+				if dt == t.DType {
+					return a.ReadPassthroughTo(t.Name, func(b []byte) error { _, err := dst.Write(b); return err })
+				}
+				var f32 []float32
+				return a.ReadPassthroughTo(t.Name, func(b []byte) error {
+					n, wide, err := convertRaw(t.DType, b, &f32)
+					if err != nil {
+						return fmt.Errorf("tensor %q: %w", t.Name, err)
+					}
+					over += wide
+					data, err := encodeFloats(dt, f32[:n])
+					if err != nil {
+						return fmt.Errorf("tensor %q: %w", t.Name, err)
+					}
+					over += countOverflow(dt, f32[:n], data)
+					_, err = dst.Write(data)
+					return err
+				})
+			})
+			if dt != t.DType {
+				rep.ConvertedTensors++
 			}
 		} else {
 			layers := len(t.Layers)
@@ -237,23 +293,38 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 				layers = avail // partial file: only complete layers
 				rep.LimitedTensors++
 			}
+			if layers < len(t.Layers)+t.OmittedLayers {
+				rep.FewerLayersTensors++
+			}
+			if t.OmittedLayers > 0 {
+				rep.OmittedLayersTensors++
+			}
 			norm2 += t.Norm2
 			sqErr += t.SqErrAt(layers - 1)
-			t0 := time.Now()
-			wts, err := a.DecodeTensor(t.Name, layers)
-			if err != nil {
-				return err
-			}
-			decodeTime += time.Since(t0)
-			decodedBytes += 4 * int64(len(wts))
-			if data, err = encodeFloats(ts[i].DType, wts); err != nil {
-				return fmt.Errorf("tensor %q: %w", t.Name, err)
-			}
-			bar.Add(int64(len(wts)))
+			err = w.WriteTensorFunc(t.Name, func(dst io.Writer) error {
+				t0 := time.Now()
+				return a.DecodeTensorTo(t.Name, layers, func(wts []float32) error {
+					decodeTime += time.Since(t0)
+					decodedBytes += 4 * int64(len(wts))
+					data, err := encodeFloats(dt, wts)
+					if err != nil {
+						return fmt.Errorf("tensor %q: %w", t.Name, err)
+					}
+					over += countOverflow(dt, wts, data)
+					bar.Add(int64(len(wts)))
+					_, err = dst.Write(data)
+					t0 = time.Now()
+					return err
+				})
+			})
 			rep.CodedTensors++
 		}
-		if err := w.WriteTensor(t.Name, data); err != nil {
+		if err != nil {
 			return err
+		}
+		if over > 0 {
+			rep.OverflowWeights += over
+			rep.Overflow = append(rep.Overflow, tensorOverflow{Tensor: t.Name, DType: dt, Weights: over, Of: t.NumElements()})
 		}
 		if o.afterTensor != nil {
 			o.afterTensor(i)
@@ -267,9 +338,14 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		return err
 	}
 	committed = true
-	if rep.OutputBytes, err = diskSize(out); err != nil {
+	if !toStdout {
+		if rep.OutputBytes, err = diskSize(out); err != nil {
+			return err
+		}
+	} else if rep.OutputBytes, err = layout.size(); err != nil {
 		return err
 	}
+	warnOverflow(stderr, rep.Overflow)
 	rep.RelErr = relErr(norm2, sqErr)
 	rep.WallSeconds = time.Since(start).Seconds()
 	rep.DecodeSeconds = decodeTime.Seconds()
@@ -277,29 +353,49 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		rep.DecodeMBps = float64(decodedBytes) / 1e6 / rep.DecodeSeconds
 	}
 	if o.JSON {
-		return writeJSON(stdout, rep)
+		return writeJSON(report, rep)
 	}
 	if !o.Quiet {
-		layers := "all layers"
-		if o.Layers > 0 {
-			layers = fmt.Sprintf("%d layer(s)", o.Layers)
-		}
-		if rep.Partial {
-			layers = "the complete layers"
-			if o.Layers > 0 {
-				layers = fmt.Sprintf("at most %d complete layer(s)", o.Layers)
-			}
-		}
-		fmt.Fprintf(stdout, "decompressed %s → %s\n", path, out)
-		fmt.Fprintf(stdout, "  %d tensors (%d decoded with %s, dtype %s; %d byte-exact), %s bytes on disk\n",
-			rep.Tensors, rep.CodedTensors, layers, rep.DType, rep.Tensors-rep.CodedTensors, commas(rep.OutputBytes))
-		if rep.Partial {
-			fmt.Fprintf(stdout, "  partial archive (%s of %s bytes): %d chunk(s) missing, %d tensor(s) decoded with fewer layers; relative error %.4f\n",
-				commas(rep.ArchiveBytes), commas(rep.FullBytes), len(rep.MissingChunks), rep.LimitedTensors, rep.RelErr)
-		}
-		fmt.Fprintf(stdout, "  %s wall, decode %.1f MB/s (float32 output)\n", fmtSeconds(rep.WallSeconds), rep.DecodeMBps)
+		rep.print(report, o.Layers)
 	}
 	return nil
+}
+
+func (rep *decompressReport) print(w io.Writer, layers int) {
+	exact := rep.Tensors - rep.CodedTensors
+	fmt.Fprintf(w, "decompressed %s → %s\n", rep.Archive, rep.Output)
+	conv := ""
+	if rep.ConvertedTensors > 0 {
+		conv = fmt.Sprintf(", %d of them converted to %s", rep.ConvertedTensors, rep.DType)
+	}
+	fmt.Fprintf(w, "  %d tensors (%d decoded, dtype %s; %d stored exactly%s), %s bytes on disk\n",
+		rep.Tensors, rep.CodedTensors, rep.DType, exact, conv, commas(rep.OutputBytes))
+	if rep.CodedTensors > 0 {
+		if rep.FewerLayersTensors == 0 {
+			fmt.Fprintf(w, "  layers       every decoded tensor has all the layers it was compressed with\n")
+		} else {
+			var why []string
+			if rep.OmittedLayersTensors > 0 {
+				why = append(why, fmt.Sprintf("%d had layers left out by seedlm stream", rep.OmittedLayersTensors))
+			}
+			if rep.LimitedTensors > 0 {
+				why = append(why, fmt.Sprintf("%d had layers missing from the partial file", rep.LimitedTensors))
+			}
+			if layers > 0 {
+				why = append(why, fmt.Sprintf("--layers %d", layers))
+			}
+			fmt.Fprintf(w, "  layers       %d of %d decoded tensors have fewer layers than they were compressed with (%s)\n",
+				rep.FewerLayersTensors, rep.CodedTensors, strings.Join(why, "; "))
+		}
+	}
+	if rep.Partial {
+		fmt.Fprintf(w, "  partial archive (%s of %s bytes): %d chunk(s) missing, %d tensor(s) decoded with fewer layers; relative error %.4f\n",
+			commas(rep.ArchiveBytes), commas(rep.FullBytes), len(rep.MissingChunks), rep.LimitedTensors, rep.RelErr)
+	}
+	if rep.OverflowWeights > 0 {
+		fmt.Fprintf(w, "  overflow     %s weight(s) in %d tensor(s) beyond the %s range, written as ±Inf (see the warnings)\n", commas(rep.OverflowWeights), len(rep.Overflow), rep.DType)
+	}
+	fmt.Fprintf(w, "  %s wall, decode %.1f MB/s (float32 output)\n", fmtSeconds(rep.WallSeconds), rep.DecodeMBps)
 }
 
 func orSource(dt string) string {
@@ -325,28 +421,6 @@ func defaultDecompressName(path string, sharded bool) string {
 		return base
 	}
 	return base + ".safetensors"
-}
-
-func checkDecompressOutput(out, archivePath string, sharded, force bool) error {
-	absOut, _ := filepath.Abs(out)
-	absIn, _ := filepath.Abs(archivePath)
-	if absOut == absIn || sameFile(out, archivePath) {
-		return withHint(usagef("output %s is the archive", out), "choose another output with -o")
-	}
-	st, err := os.Stat(out)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return err
-	case sharded:
-		return checkReplaceableDir(out, st, force)
-	case st.IsDir():
-		return withHint(fmt.Errorf("output %s is a directory", out), "name the output file with -o")
-	case !force:
-		return withHint(fmt.Errorf("output %s already exists", out), "use --force to replace it, or -o to choose another name")
-	}
-	return nil
 }
 
 // diskSize is the size of a file, or the total of a folder's files.

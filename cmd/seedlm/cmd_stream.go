@@ -112,6 +112,17 @@ type streamReport struct {
 	SNRAfterDB      *float64       `json:"snr_after_db"`
 	Tensors         []streamTensor `json:"tensors"`
 	WallSeconds     float64        `json:"wall_seconds"`
+	// SourceDamage: chunks of the source that fail their hash check and
+	// that the output leaves out (the output is intact).
+	SourceDamage []damagedChunk `json:"source_damage"`
+}
+
+// damagedChunk is a source chunk that failed its hash check.
+type damagedChunk struct {
+	Tensor string `json:"tensor"`
+	Chunk  string `json:"chunk"`
+	Offset int64  `json:"offset"`
+	Reason string `json:"reason"`
 }
 
 func runStream(ctx context.Context, o *streamOptions, args []string, stdout, stderr io.Writer) error {
@@ -133,6 +144,7 @@ func runStream(ctx context.Context, o *streamOptions, args []string, stdout, std
 	if err := checkStreamOutput(out, path, o.Force); err != nil {
 		return err
 	}
+	sweepTemps(out, stderr)
 
 	sr, err := streamArchive(ctx, path, out, o.MaxBytes, o.Force, o.AllowPartial)
 	if be, ok := budgetError(err); ok {
@@ -141,6 +153,14 @@ func runStream(ctx context.Context, o *streamOptions, args []string, stdout, std
 	if err != nil {
 		return err
 	}
+	damage := []damagedChunk{}
+	for _, ie := range sr.SourceDamage {
+		damage = append(damage, damagedChunk{Tensor: ie.Tensor, Chunk: ie.Chunk, Offset: ie.Offset, Reason: ie.Reason})
+		fmt.Fprintf(stderr, "seedlm: warning: the source %s is damaged: tensor %q, chunk %q at offset %d: %s\n", path, ie.Tensor, ie.Chunk, ie.Offset, ie.Reason)
+	}
+	if len(damage) > 0 {
+		fmt.Fprintf(stderr, "seedlm: warning: %s leaves out the damaged chunk(s) and is intact (every chunk it holds was checked); restore the source from a good copy\n", out)
+	}
 
 	// Per-tensor figures from the written archive's index.
 	a, err := openArchive(out, false)
@@ -148,7 +168,7 @@ func runStream(ctx context.Context, o *streamOptions, args []string, stdout, std
 		return fmt.Errorf("re-reading %s: %w", out, err)
 	}
 	defer a.Close()
-	rep := &streamReport{Archive: path, Output: out, MaxBytes: o.MaxBytes, OutputBytes: a.Size(),
+	rep := &streamReport{Archive: path, Output: out, MaxBytes: o.MaxBytes, OutputBytes: a.Size(), SourceDamage: damage,
 		MinBytes: sr.MinBytes, FullBytes: sr.FullBytes, SourceBytes: srcSize, SourcePartial: partial,
 		LayersIncluded: sr.LayersIncluded, LayersAvailable: sr.LayersAvailable,
 		RelErrBefore: sr.RelErrBefore, RelErrAfter: sr.RelErrAfter,

@@ -311,11 +311,31 @@ func compareCheckpoints(origPath, outPath string, maxRel float64, wantDT, archiv
 		}
 		passthrough := exact(x)
 		dt := x.DType
-		if !passthrough && wantDT != "" {
-			dt = wantDT
+		if wantDT != "" && (!passthrough || safetensors.CanFloat32(x.DType)) {
+			dt = wantDT // --dtype converts every float tensor
 		}
 		if y.DType != dt {
 			return "", fmt.Errorf("tensor %s: dtype %s, want %s", x.Name, y.DType, dt)
+		}
+		if passthrough && dt != x.DType {
+			// Converted: exact when widening, one rounding when narrowing.
+			fa, err := a.ReadFloat32(x.Name)
+			if err != nil {
+				return "", err
+			}
+			fb, err := b.ReadFloat32(x.Name)
+			if err != nil {
+				return "", err
+			}
+			widen := dt == "F32" || (dt == "BF16" && x.DType == "BF16") || (dt == "F16" && x.DType == "F16")
+			for k := range fa {
+				d := math.Abs(float64(fa[k]) - float64(fb[k]))
+				if (widen && d != 0) || d > math.Abs(float64(fa[k]))/256+1e-7 {
+					return "", fmt.Errorf("tensor %s, converted %s → %s: element %d is %v, want ≈%v", x.Name, x.DType, dt, k, fb[k], fa[k])
+				}
+			}
+			report = append(report, fmt.Sprintf("%s converted %s → %s", x.Name, x.DType, dt))
+			continue
 		}
 		if passthrough {
 			ra, err := a.ReadRaw(x.Name)

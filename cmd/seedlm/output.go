@@ -1,161 +1,289 @@
 package main
 
+// Where commands write: the one rule for an output path (compress's and
+// stream's archive, decompress's file or folder), the sweep of temp files a
+// killed run left beside it, the free-space check, and decompress's writer
+// (one file, stdout, or a sharded folder through safetensors.ShardedWriter).
+
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/seedlm/seedlm/internal/archive"
+	"github.com/seedlm/seedlm/internal/checkpoint"
+	"github.com/seedlm/seedlm/internal/presets"
 	"github.com/seedlm/seedlm/internal/safetensors"
+	"github.com/seedlm/seedlm/internal/tempfile"
 )
 
-// shardedWriter writes a sharded safetensors folder (one file per shard and
-// the index) into a temporary folder beside out, renamed into place by
-// Commit. It mirrors the source's shard layout.
-type shardedWriter struct {
-	out, tmp  string
-	indexName string
-	force     bool
-	order     []string
-	shards    map[string]tensorWriter
-	where     map[string]string // tensor → shard
-	totalSize int64
-	meta      map[string]string
-	done      bool
+// stdoutName is the output name that means standard output.
+const stdoutName = "-"
+
+// checkOutputFile is the rule for an output file, checked before any work:
+//   - "-" is refused: commands that can write to stdout handle it first;
+//   - never the input or any file of it (a sharded model's shards and
+//     index), whatever --force says (exit 2);
+//   - an existing path must be a regular file: a folder, symbolic link,
+//     device, FIFO or socket is never replaced, even with --force;
+//   - an existing file is replaced only with --force;
+//   - the folder it goes in must exist.
+//
+// inputIs names the input in the error; sameHint and dirHint are the hints
+// for those two cases.
+func checkOutputFile(out, input string, force bool, inputIs, sameHint, dirHint string) error {
+	if out == stdoutName {
+		return withHint(usagef("-o -: this command cannot write to standard output"),
+			"an archive is written to a temporary file and renamed into place when complete; name a file with -o")
+	}
+	if isInput(out, input) {
+		return withHint(usagef("output %s is %s", out, inputIs), "%s", sameHint)
+	}
+	st, err := os.Lstat(out)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return checkOutputFolder(out)
+	case err != nil:
+		return err
+	case st.Mode()&fs.ModeSymlink != 0:
+		return withHint(fmt.Errorf("output %s is a symbolic link; refusing to replace it, even with --force", out),
+			"name a regular file with -o (or remove the link yourself if you mean to replace it)")
+	case st.IsDir():
+		return withHint(fmt.Errorf("output %s is a directory", out), "%s", dirHint)
+	case !st.Mode().IsRegular():
+		return withHint(fmt.Errorf("output %s is not a regular file (%s); refusing to replace it, even with --force", out, st.Mode().Type()),
+			"name a regular file with -o")
+	case !force:
+		return withHint(fmt.Errorf("output %s already exists", out), "use --force to replace it, or -o to choose another name")
+	}
+	return nil
 }
 
-func newShardedWriter(out string, ts []outTensor, meta map[string]string, indexName string, force bool) (_ *shardedWriter, err error) {
-	dir, base := filepath.Split(filepath.Clean(out))
-	if dir == "" {
-		dir = "."
+// checkOutputFolder requires the folder an output goes in to exist (a
+// trailing slash names the folder itself).
+func checkOutputFolder(out string) error {
+	dir := filepath.Dir(out)
+	if strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator)) {
+		dir = filepath.Clean(out)
 	}
-	tmp, err := os.MkdirTemp(dir, "."+base+".tmp-")
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return withHint(fmt.Errorf("output folder %s does not exist", dir), "create it first (mkdir -p %s), or choose another output with -o", dir)
+	}
+	return nil
+}
+
+// isInput reports whether out is input or one of its files.
+func isInput(out, input string) bool {
+	absOut, _ := filepath.Abs(out)
+	for _, in := range inputPaths(input) {
+		absIn, _ := filepath.Abs(in)
+		if absOut == absIn || sameFile(out, in) {
+			return true
+		}
+	}
+	return false
+}
+
+// inputPaths lists the files an input consists of: itself, and for a
+// sharded model (its folder or index) the index and every shard it names.
+// Unreadable parts are left out (opening the input reports them).
+func inputPaths(input string) []string {
+	paths := []string{input}
+	idx := input
+	if st, err := os.Stat(input); err == nil && st.IsDir() {
+		p, err := safetensors.FindIndex(input)
+		if err != nil {
+			return paths
+		}
+		idx = p
+		paths = append(paths, idx)
+	} else if !strings.HasSuffix(input, ".json") {
+		return paths
+	}
+	ix, err := safetensors.ReadIndex(idx)
 	if err != nil {
-		return nil, err
+		return paths
 	}
-	w := &shardedWriter{out: out, tmp: tmp, indexName: indexName, force: force,
-		shards: map[string]tensorWriter{}, where: map[string]string{}, meta: meta}
-	defer func() {
-		if err != nil {
-			w.Abort()
+	seen := map[string]bool{}
+	for _, shard := range ix.WeightMap {
+		if !seen[shard] {
+			seen[shard] = true
+			paths = append(paths, filepath.Join(filepath.Dir(idx), shard))
 		}
-	}()
-	byShard := map[string][]outTensor{}
-	for _, t := range ts {
-		if t.Shard == "" || t.Shard != filepath.Base(t.Shard) || strings.HasPrefix(t.Shard, ".") {
-			return nil, fmt.Errorf("tensor %q: archive names an invalid shard file %q", t.Name, t.Shard)
-		}
-		if _, ok := byShard[t.Shard]; !ok {
-			w.order = append(w.order, t.Shard)
-		}
-		byShard[t.Shard] = append(byShard[t.Shard], t)
-		w.where[t.Name] = t.Shard
-		n, err := safetensors.ByteLen(t.DType, t.Shape)
-		if err != nil {
-			return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
-		}
-		w.totalSize += n
 	}
-	for _, s := range w.order {
-		sw, err := createSafetensors(filepath.Join(tmp, s), byShard[s], meta)
+	return paths
+}
+
+// sweepTemps removes the temp files that interrupted seedlm runs left in
+// out's folder (when provably abandoned: see package tempfile) and reports
+// on stderr what it removed and what looks abandoned but stays.
+func sweepTemps(out string, stderr io.Writer) {
+	if out == stdoutName {
+		return
+	}
+	left, err := tempfile.Sweep(filepath.Dir(filepath.Clean(out)), time.Now())
+	if err != nil {
+		return // the command's own output check reports an unusable folder
+	}
+	for _, l := range left {
+		fmt.Fprintf(stderr, "seedlm: note: %s\n", l)
+	}
+}
+
+// plannedTensors declares compress's tensors to the archive writer, so it
+// lays the archive out before encoding and writes it in one pass.
+func plannedTensors(infos []checkpoint.TensorInfo, plans []presets.TensorPlan) []archive.PlannedTensor {
+	out := make([]archive.PlannedTensor, len(infos))
+	for i, t := range infos {
+		out[i] = archive.PlannedTensor{Info: t, Rule: plans[i].Rule}
+		if !plans[i].Passthrough {
+			out[i].Layers = plans[i].Layers
+		}
+	}
+	return out
+}
+
+// checkFreeSpace refuses to write need bytes into out's folder when its
+// file system has less free.
+func checkFreeSpace(out string, need int64) error {
+	dir := filepath.Dir(filepath.Clean(out))
+	free, ok := tempfile.FreeBytes(dir)
+	if !ok || free >= need {
+		return nil
+	}
+	return withHint(fmt.Errorf("not enough free space for %s: it needs %s bytes, %s has %s bytes free", out, commas(need), dir, commas(free)),
+		"free some space, or write to another file system with -o")
+}
+
+// outputWriter writes decompress's output tensor by tensor: one
+// safetensors file, stdout, or a sharded folder. Nothing appears at the
+// output path before Commit (stdout excepted).
+type outputWriter interface {
+	WriteTensorFunc(name string, fill func(io.Writer) error) error
+	Commit() error
+	Abort()
+}
+
+// outputLayout is what decompress writes: the tensors (dtype as written),
+// grouped by shard for a sharded model.
+type outputLayout struct {
+	tensors []safetensors.TensorHeader
+	meta    map[string]string
+	shards  []safetensors.Shard // nil: one file
+}
+
+// size is the bytes the output takes on disk (a sharded model's index not
+// counted).
+func (l *outputLayout) size() (int64, error) {
+	if l.shards != nil {
+		return safetensors.ShardedFileSize(l.shards)
+	}
+	return safetensors.FileSize(l.tensors, l.meta)
+}
+
+// newOutputLayout groups tensors by shard (in first-seen order) when the
+// archive came from a sharded model.
+func newOutputLayout(ix *archive.Index, dtypes []string, meta map[string]string, sharded bool) *outputLayout {
+	l := &outputLayout{meta: meta}
+	pos := map[string]int{}
+	for i, t := range ix.Tensors {
+		h := safetensors.TensorHeader{Name: t.Name, DType: dtypes[i], Shape: t.Shape}
+		l.tensors = append(l.tensors, h)
+		if !sharded {
+			continue
+		}
+		j, ok := pos[t.Shard]
+		if !ok {
+			j = len(l.shards)
+			pos[t.Shard] = j
+			l.shards = append(l.shards, safetensors.Shard{Name: t.Shard, Metadata: meta})
+		}
+		l.shards[j].Tensors = append(l.shards[j].Tensors, h)
+	}
+	return l
+}
+
+// createOutput starts decompress's writer.
+func createOutput(out string, l *outputLayout, indexName string, force bool, stdout io.Writer) (outputWriter, error) {
+	switch {
+	case out == stdoutName:
+		w, err := safetensors.NewStreamWriter(stdout, "standard output", l.tensors, l.meta)
 		if err != nil {
 			return nil, err
 		}
-		w.shards[s] = sw
-	}
-	return w, nil
-}
-
-func (w *shardedWriter) WriteTensor(name string, data []byte) error {
-	s, ok := w.where[name]
-	if !ok {
-		return fmt.Errorf("tensor %q is not in the output plan", name)
-	}
-	return w.shards[s].WriteTensor(name, data)
-}
-
-func (w *shardedWriter) Commit() error {
-	for _, s := range w.order {
-		if err := w.shards[s].Commit(); err != nil {
-			w.Abort()
-			return err
+		return fileWriter{w}, nil
+	case l.shards != nil:
+		w, err := safetensors.NewShardedWriter(out, l.shards, safetensors.ShardedOptions{IndexName: indexName, Overwrite: force})
+		if err != nil {
+			return nil, replaceHint(err)
 		}
+		return shardedWriter{w}, nil
 	}
-	ix := struct {
-		Metadata  map[string]any    `json:"metadata"`
-		WeightMap map[string]string `json:"weight_map"`
-	}{Metadata: map[string]any{"total_size": w.totalSize}, WeightMap: w.where}
-	b, err := json.MarshalIndent(ix, "", "  ")
+	w, err := safetensors.NewWriter(out, l.tensors, l.meta)
 	if err != nil {
-		w.Abort()
-		return err
+		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(w.tmp, w.indexName), append(b, '\n'), 0o644); err != nil {
-		w.Abort()
-		return err
-	}
-	if err := replaceDir(w.tmp, w.out, w.force); err != nil {
-		w.Abort()
-		return err
-	}
-	w.done = true
-	return nil
+	return fileWriter{w}, nil
 }
 
-func (w *shardedWriter) Abort() error {
-	if w.done {
+type fileWriter struct{ *safetensors.Writer }
+
+type shardedWriter struct{ *safetensors.ShardedWriter }
+
+func (w shardedWriter) Commit() error { return replaceHint(w.ShardedWriter.Commit()) }
+
+// replaceHint adds the CLI's hints to a refusal to replace an output
+// folder.
+func replaceHint(err error) error {
+	var re *safetensors.ReplaceError
+	switch {
+	case !errors.As(err, &re):
+		return err
+	case re.NeedsOverwrite:
+		return withHint(err, "use --force to replace it, or -o to choose another name")
+	default:
+		return withHint(err, "choose an empty or new folder with -o")
+	}
+}
+
+// checkDecompressOutput is checkOutputFile for decompress: a single file
+// may go to stdout; a sharded model goes to a folder that is missing,
+// empty or (with --force) holds only safetensors files.
+func checkDecompressOutput(out, archivePath string, sharded, force bool) error {
+	if out == stdoutName {
+		if sharded {
+			return withHint(usagef("-o -: the archive holds a sharded model, which is written as a folder, not to standard output"),
+				"name the output folder with -o")
+		}
 		return nil
 	}
-	for _, s := range w.shards {
-		s.Abort()
+	if !sharded {
+		return checkOutputFile(out, archivePath, force, "the archive", "choose another output with -o", "name the output file with -o")
 	}
-	w.done = true
-	return os.RemoveAll(w.tmp)
-}
-
-// replaceDir renames tmp to out. An existing out is replaced only with
-// force, and only if it holds nothing but safetensors shards and index files
-// (so a model folder with configs and tokenizers is never deleted).
-func replaceDir(tmp, out string, force bool) error {
-	st, err := os.Stat(out)
-	if errors.Is(err, fs.ErrNotExist) {
-		return os.Rename(tmp, out)
+	if isInput(out, archivePath) {
+		return withHint(usagef("output %s is the archive", out), "choose another output with -o")
 	}
-	if err != nil {
-		return err
+	if err := safetensors.CheckReplaceable(out, force); err != nil {
+		return replaceHint(err)
 	}
-	if err := checkReplaceableDir(out, st, force); err != nil {
-		return err
-	}
-	if err := os.RemoveAll(out); err != nil {
-		return err
-	}
-	return os.Rename(tmp, out)
-}
-
-func checkReplaceableDir(out string, st fs.FileInfo, force bool) error {
-	if !st.IsDir() {
-		if !force {
-			return withHint(fmt.Errorf("output %s already exists", out), "use --force to replace it, or -o to choose another name")
-		}
-		return withHint(fmt.Errorf("output %s exists and is not a folder; a sharded model decompresses to a folder", out), "choose another output with -o")
-	}
-	ents, err := os.ReadDir(out)
-	if err != nil {
-		return err
-	}
-	if len(ents) > 0 && !force {
-		return withHint(fmt.Errorf("output folder %s already exists and is not empty", out), "use --force to replace it, or -o to choose another name")
-	}
-	for _, e := range ents {
-		n := e.Name()
-		if !e.Type().IsRegular() || !(strings.HasSuffix(n, ".safetensors") || strings.HasSuffix(n, ".index.json")) {
-			return withHint(fmt.Errorf("output folder %s holds %s, which decompress did not write; refusing to replace it", out, n),
-				"choose an empty or new folder with -o")
-		}
+	dir := filepath.Dir(filepath.Clean(out))
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return withHint(fmt.Errorf("output folder %s does not exist", dir), "create it first (mkdir -p %s), or choose another output with -o", dir)
 	}
 	return nil
+}
+
+// settingsError makes a size target no plan can reach a settings error
+// (exit 2), like any other setting out of range.
+func settingsError(err error) error {
+	var te *presets.TargetError
+	if errors.As(err, &te) {
+		return &usageError{err}
+	}
+	return err
 }

@@ -226,7 +226,7 @@ func makePlans(ctx context.Context, s planSettings, src checkpoint.Source, worke
 		Progress: measure,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, settingsError(err)
 	}
 	for i, p := range plans {
 		for k, lp := range p.Layers {

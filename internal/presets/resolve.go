@@ -548,9 +548,9 @@ func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.Ten
 		}
 		smallest, fixed := (min+(g.target*all-budget))/all, (g.target*all-budget)/all
 		if !strings.HasPrefix(g.targetFrom, "preset ") {
-			return fmt.Errorf("%s is out of reach: the smallest plan the candidates allow is %.3f bits/weight "+
+			return &TargetError{fmt.Sprintf("%s is out of reach: the smallest plan the candidates allow is %.3f bits/weight "+
 				"(the archive index, passthrough and rule-fixed tensors alone take %.3f); lower the target ratio, add larger-block candidates, or pass more tensors through",
-				g.targetFrom, smallest, fixed)
+				g.targetFrom, smallest, fixed)}
 		}
 		// A preset is a best effort, not a contract: on a model too small
 		// for its ratio, take the smallest plan and say so.
@@ -574,6 +574,11 @@ func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.Ten
 	}
 	return nil
 }
+
+// TargetError is a size target no plan can reach (a settings error).
+type TargetError struct{ msg string }
+
+func (e *TargetError) Error() string { return e.msg }
 
 // overheadBytes estimates the archive's header and index for these plans
 // (open tensors counted with one layer), plus room for the source metadata

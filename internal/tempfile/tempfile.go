@@ -34,7 +34,7 @@ const StaleAfter = 15 * time.Minute
 const heartbeat = time.Minute
 
 var (
-	ours   = regexp.MustCompile(`^\..+\.seedlm-tmp-[0-9]+$`)
+	ours = regexp.MustCompile(`^\..+\.seedlm-tmp-[0-9]+$`)
 	// Older releases named archive temps .NAME.layerK.tmp-N and
 	// .NAME.final.tmp-N, and safetensors temps .NAME.N.tmp (their sharded
 	// temp folders, .NAME.tmp-N, are too plain a name to claim).

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/seedlm/seedlm/internal/safetensors"
+)
+
+// convertRaw converts raw little-endian elements of dtype to float32 in
+// *buf (grown as needed). It returns how many there were and how many
+// finite F64 values were beyond float32's range (now ±Inf).
+func convertRaw(dtype string, raw []byte, buf *[]float32) (n int, over int64, err error) {
+	bits, ok := safetensors.DTypeBits(dtype)
+	if !ok || bits%8 != 0 || len(raw)%(bits/8) != 0 {
+		return 0, 0, fmt.Errorf("cannot convert %d bytes of %s", len(raw), dtype)
+	}
+	n = len(raw) / (bits / 8)
+	if cap(*buf) < n {
+		*buf = make([]float32, n)
+	}
+	w := (*buf)[:n]
+	if err := safetensors.ToFloat32(dtype, w, raw); err != nil {
+		return 0, 0, err
+	}
+	if dtype == "F64" {
+		for i, x := range w {
+			if math.IsInf(float64(x), 0) && !math.IsInf(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])), 0) {
+				over++
+			}
+		}
+	}
+	return n, over, nil
+}
+
+// countOverflow counts the finite weights of w that encodeFloats wrote to
+// data as ±Inf (F16, BF16, F8_E5M2) or saturated (F8_E4M3, which has no
+// infinity): values beyond the dtype's range.
+func countOverflow(dtype string, w []float32, data []byte) int64 {
+	var n int64
+	for i, x := range w {
+		if math.IsInf(float64(x), 0) || math.IsNaN(float64(x)) {
+			continue
+		}
+		var over bool
+		switch dtype {
+		case "F16":
+			over = binary.LittleEndian.Uint16(data[2*i:])&0x7fff == 0x7c00
+		case "BF16":
+			over = binary.LittleEndian.Uint16(data[2*i:])&0x7fff == 0x7f80
+		case "F8_E5M2":
+			over = data[i]&0x7f == 0x7c
+		case "F8_E4M3":
+			over = math.Abs(float64(x)) > 448
+		}
+		if over {
+			n++
+		}
+	}
+	return n
+}
+
+// warnOverflow lists the tensors with weights beyond their output dtype.
+func warnOverflow(w io.Writer, over []tensorOverflow) {
+	const show = 10
+	for i, o := range over {
+		if i == show {
+			fmt.Fprintf(w, "seedlm: warning: … and %d more tensor(s) with values out of range\n", len(over)-show)
+			break
+		}
+		fmt.Fprintf(w, "seedlm: warning: tensor %q: %s of %s weights are beyond the range of %s and were written as ±Inf%s\n",
+			o.Tensor, commas(o.Weights), commas(o.Of), o.DType, saturateNote(o.DType))
+	}
+	if len(over) > 0 {
+		fmt.Fprintf(w, "seedlm: hint: decompress with --dtype f32 (or bf16, which has float32's range) to keep them finite\n")
+	}
+}
+
+func saturateNote(dtype string) string {
+	if dtype == "F8_E4M3" {
+		return " (F8_E4M3 has no infinity: saturated to ±448)"
+	}
+	return ""
+}
