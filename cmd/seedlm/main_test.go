@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -70,6 +71,10 @@ func TestScripts(t *testing.T) {
 			"lsdir":    cmdLsDir,
 			"cut":      cmdCut,
 			"grabenv":  cmdGrabEnv,
+			"mkfifo":   cmdMkfifo,
+			"perm":     cmdPerm,
+			"age":      cmdAge,
+			"islink":   cmdIsLink,
 		},
 	})
 }
@@ -93,6 +98,51 @@ func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	if got != want {
 		ts.Fatalf("exit status %d, want %d", got, want)
+	}
+}
+
+// mkfifo PATH: make a named pipe (a special file no command may replace).
+func cmdMkfifo(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: mkfifo PATH")
+	}
+	ts.Check(mkfifo(ts.MkAbs(args[0])))
+}
+
+// perm PATH MODE: PATH's permission bits are MODE (octal).
+func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: perm PATH MODE")
+	}
+	want, err := strconv.ParseUint(args[1], 8, 32)
+	ts.Check(err)
+	st, err := os.Stat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if got := st.Mode().Perm(); uint64(got) != want {
+		ts.Fatalf("%s has mode %#o, want %#o", args[0], got, want)
+	}
+}
+
+// age PATH DURATION: set PATH's modification time DURATION into the past.
+func cmdAge(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: age PATH DURATION")
+	}
+	d, err := time.ParseDuration(args[1])
+	ts.Check(err)
+	t := time.Now().Add(-d)
+	ts.Check(os.Chtimes(ts.MkAbs(args[0]), t, t))
+}
+
+// [!] islink PATH: PATH is (not) a symbolic link.
+func cmdIsLink(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: islink PATH")
+	}
+	st, err := os.Lstat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if (st.Mode()&os.ModeSymlink != 0) == neg {
+		ts.Fatalf("%s: symlink is %v", args[0], !neg)
 	}
 }
 
@@ -124,7 +174,7 @@ func cmdLsDir(ts *testscript.TestScript, neg bool, args []string) {
 // exactly). With shards=N, OUT is a folder with N shards and an index.
 func cmdMkModel(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 1 {
-		ts.Fatalf("usage: mkmodel OUT [dtype=..] [nan=T:I] [shards=N] [big]")
+		ts.Fatalf("usage: mkmodel OUT [dtype=..] [nan=T:I] [scale=X] [shards=N] [big]")
 	}
 	out := ts.MkAbs(args[0])
 	opt := map[string]string{"dtype": "F32", "shards": "1"}
@@ -156,6 +206,15 @@ func testModelTensors(opt map[string]string) []testTensor {
 		if len(shape) == 1 {
 			for i := range w {
 				w[i] += 1
+			}
+		}
+		if sc, ok := opt["scale"]; ok {
+			f, err := strconv.ParseFloat(sc, 64)
+			if err != nil {
+				panic(err)
+			}
+			for i := range w {
+				w[i] *= float32(f)
 			}
 		}
 		if nan, ok := opt["nan"]; ok {

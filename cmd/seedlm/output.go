@@ -283,7 +283,7 @@ func checkDecompressOutput(out, archivePath string, sharded, force bool) error {
 func settingsError(err error) error {
 	var te *presets.TargetError
 	if errors.As(err, &te) {
-		return &usageError{err}
+		return withHint(&usageError{err}, "ask for a size the model can reach (the smallest is above), or use --level or a preset")
 	}
 	return err
 }
