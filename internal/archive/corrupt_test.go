@@ -384,6 +384,15 @@ func TestHostileIndex(t *testing.T) {
 		}},
 		{"too many layers", func(ix map[string]any) { tensor(ix, 0)["omitted_layers"] = 15 }},
 		{"no tensors key", func(ix map[string]any) { ix["tensors"] = "x" }},
+		{"reserved name", func(ix map[string]any) { tensor(ix, 1)["name"] = "__metadata__" }},
+		{"unknown dtype", func(ix map[string]any) { tensor(ix, 1)["dtype"] = "X99" }},
+		{"coded integer dtype", func(ix map[string]any) { tensor(ix, 0)["dtype"] = "I32" }},
+		{"coded sub-byte dtype", func(ix map[string]any) { tensor(ix, 0)["dtype"] = "F4" }},
+		{"shard in an unsharded archive", func(ix map[string]any) { tensor(ix, 0)["shard"] = "a.safetensors" }},
+		{"unknown source format", func(ix map[string]any) { ix["header"].(map[string]any)["source_format"] = "onnx" }},
+		{"source_index in an unsharded archive", func(ix map[string]any) {
+			ix["header"].(map[string]any)["settings"].(map[string]any)["source_index"] = "m.index.json"
+		}},
 	}
 	p := filepath.Join(dir, "h.seedlm")
 	for _, c := range cases {
@@ -415,6 +424,44 @@ func TestHostileIndex(t *testing.T) {
 	os.WriteFile(p, b, 0o644)
 	if err := openAndCheck(p, OpenOptions{}); err != nil {
 		t.Fatalf("identity rewrite: %v", err)
+	}
+}
+
+// TestIndexText: the index parser's own rules on raw text behind a valid
+// header and hash (an empty archive, so no chunks need to match).
+func TestIndexText(t *testing.T) {
+	h := `"header":{"source_format":"torch","source_bytes":0}`
+	cases := []struct {
+		text string
+		ok   bool
+	}{
+		{`{` + h + `,"tensors":[]}`, true},
+		{`{` + h + `,"tensors":[]}` + "   \n\t ", true}, // padding
+		{`{"tensors":[],` + h + `}`, true},              // any field order
+		{`{` + h + `,"tensors":[],"tensors":[]}`, false},
+		{`{` + h + `,` + h + `,"tensors":[]}`, false},
+		{`{` + h + `,"tensors":[]} x`, false},
+		{`{` + h + `,"tensors":[]}{}`, false},
+		{`{` + h + `,"tensors":null}`, false},
+		{`{` + h + `,"tensors":{}}`, false},
+		{`{` + h + `,"tensors":[],"x":1}`, false},
+		{`[` + h + `]`, false},
+		{`{` + h + `,"tensors":[1]}`, false},
+		{`{` + h + `,"tensors":[{"name":"a","bogus":1}]}`, false},
+		{`{"header":{"source_format":"torch","extra":1},"tensors":[]}`, false},
+		{`{`, false},
+		{``, false},
+	}
+	for _, c := range cases {
+		b := []byte(c.text)
+		if len(b) < 2 {
+			b = append(b, ' ', ' ')
+		}
+		hd := fixedHeader{version: Version, indexLen: uint64(len(b)), fileLen: uint64(HeaderSize + len(b)), indexHash: sha256.Sum256(b)}
+		_, err := openBytes(append(hd.marshal(), b...), OpenOptions{})
+		if (err == nil) != c.ok {
+			t.Errorf("index %q: err %v, want ok=%v", c.text, err, c.ok)
+		}
 	}
 }
 

@@ -31,7 +31,7 @@ const StaleAfter = 15 * time.Minute
 
 // heartbeat is how often an open temp entry's modification time is
 // refreshed.
-const heartbeat = time.Minute
+var heartbeat = time.Minute
 
 var (
 	ours = regexp.MustCompile(`^\..+\.seedlm-tmp-[0-9]+$`)
