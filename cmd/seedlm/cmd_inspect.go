@@ -1,13 +1,16 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"strings"
-	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -125,64 +128,105 @@ func runInspect(_ context.Context, o *inspectOptions, args []string, stdout, _ i
 	if err != nil {
 		return err
 	}
-	var rep *inspectReport
+	var in *inspection
 	if len(a.Missing()) == 0 {
-		rep = buildInspect(path, fi.Size(), a.Index())
+		in = newInspection(path, fi.Size(), a.Index(), nil)
 	} else {
-		rep = buildPartialInspect(path, a)
+		in = newPartialInspection(path, a)
 	}
 	if o.JSON {
-		return writeJSON(stdout, rep)
+		return in.writeJSON(stdout)
 	}
-	rep.print(stdout)
-	return nil
+	return in.print(stdout)
 }
 
-func buildInspect(path string, fileBytes int64, ix *archive.Index) *inspectReport {
+// inspection is inspect's report: the totals, and a way to produce each
+// tensor's row when it is printed. Rows are not kept: an index may hold a
+// million tensors, and the report's memory stays that of the index.
+type inspection struct {
+	rep *inspectReport // Tensors left empty
+	ix  *archive.Index
+	// missing[i]: layers of tensor i a partial file lacks (nil: none).
+	missing []int
+}
+
+// row is tensor i's line of the report.
+func (in *inspection) row(i int) inspectTensor {
+	e := &in.ix.Tensors[i]
+	layers := e.Layers
+	t := inspectTensor{Name: e.Name, DType: e.DType, Shape: e.Shape, Shard: e.Shard, Rule: e.Rule, Passthrough: e.Passthrough,
+		Weights: numElems(e.Shape), OmittedLayers: e.OmittedLayers, norm2: e.Norm2}
+	if in.missing != nil && !e.Passthrough {
+		t.MissingLayers = in.missing[i]
+		layers = layers[:len(layers)-in.missing[i]]
+	}
+	n := t.Weights
+	for _, l := range layers {
+		t.Bytes += l.Chunk.Length
+	}
+	if e.Passthrough {
+		t.Bytes = entryBytes(e)
+	}
+	if t.Bytes > 0 {
+		t.RatioVsFP32 = float64(4*n) / float64(t.Bytes)
+		if sz, ok := dtypeSize(e.DType); ok {
+			t.RatioVsSource = float64(int64(sz)*n) / float64(t.Bytes)
+		} else if e.Passthrough {
+			t.RatioVsSource = 1
+		}
+	}
+	if n > 0 {
+		t.BitsPerWeight = float64(t.Bytes) * 8 / float64(n)
+	}
+	for _, l := range layers {
+		il := inspectLayer{Params: l.Params.String(), BlockSize: l.Params.BlockSize, LatentDim: l.Params.LatentDim,
+			SeedBits: l.Params.SeedBits, CoeffBits: l.Params.CoeffBits, ExpBits: l.Params.ExpBits,
+			ExpBias: l.ExpBias, Bytes: l.Chunk.Length, SNRdB: snrDB(e.Norm2, l.SqErr)}
+		if n > 0 {
+			il.BitsPerWeight = float64(l.Chunk.Length) * 8 / float64(n)
+		}
+		il.RelErr = relErr(e.Norm2, l.SqErr)
+		t.Layers = append(t.Layers, il)
+	}
+	return t
+}
+
+// newInspection computes the totals in one pass over the index.
+func newInspection(path string, fileBytes int64, ix *archive.Index, missing []int) *inspection {
 	h := ix.Header
-	rep := &inspectReport{Archive: path, SourceFormat: h.SourceFormat, SourceFiles: h.SourceFiles, Metadata: h.Metadata, Settings: h.Settings}
-	tot := &rep.Total
+	in := &inspection{ix: ix, missing: missing,
+		rep: &inspectReport{Archive: path, SourceFormat: h.SourceFormat, SourceFiles: h.SourceFiles, Metadata: h.Metadata, Settings: h.Settings}}
+	tot := &in.rep.Total
 	tot.FileBytes = fileBytes
 	tot.SourceBytes = h.SourceBytes
 	maxL := 0
-	var srcTensorBytes int64
+	var srcTensorBytes, codedBytes int64
+	stored := func(i int) int { // layers the file holds
+		n := len(ix.Tensors[i].Layers)
+		if missing != nil {
+			n -= missing[i]
+		}
+		return n
+	}
 	for i := range ix.Tensors {
 		e := &ix.Tensors[i]
-		n := numElems(e.Shape)
-		t := inspectTensor{Name: e.Name, DType: e.DType, Shape: e.Shape, Shard: e.Shard, Rule: e.Rule,
-			Passthrough: e.Passthrough, Weights: n, Bytes: entryBytes(e), OmittedLayers: e.OmittedLayers, norm2: e.Norm2}
+		t := in.row(i)
 		if t.Bytes > 0 {
-			t.RatioVsFP32 = float64(4*n) / float64(t.Bytes)
 			if sz, ok := dtypeSize(e.DType); ok {
-				t.RatioVsSource = float64(int64(sz)*n) / float64(t.Bytes)
-				srcTensorBytes += int64(sz) * n
+				srcTensorBytes += int64(sz) * t.Weights
 			} else if e.Passthrough {
-				t.RatioVsSource = 1
 				srcTensorBytes += t.Bytes
 			}
 		}
-		if n > 0 {
-			t.BitsPerWeight = float64(t.Bytes) * 8 / float64(n)
-		}
-		for _, l := range e.Layers {
-			il := inspectLayer{Params: l.Params.String(), BlockSize: l.Params.BlockSize, LatentDim: l.Params.LatentDim,
-				SeedBits: l.Params.SeedBits, CoeffBits: l.Params.CoeffBits, ExpBits: l.Params.ExpBits,
-				ExpBias: l.ExpBias, Bytes: l.Chunk.Length, SNRdB: snrDB(e.Norm2, l.SqErr)}
-			if n > 0 {
-				il.BitsPerWeight = float64(l.Chunk.Length) * 8 / float64(n)
-			}
-			il.RelErr = relErr(e.Norm2, l.SqErr)
-			t.Layers = append(t.Layers, il)
-		}
 		tot.Tensors++
-		tot.Weights += n
+		tot.Weights += t.Weights
 		tot.PayloadBytes += t.Bytes
 		if !e.Passthrough {
 			tot.CodedTensors++
-			tot.CodedWeights += n
-			maxL = max(maxL, len(e.Layers))
+			tot.CodedWeights += t.Weights
+			codedBytes += t.Bytes
+			maxL = max(maxL, stored(i))
 		}
-		rep.Tensors = append(rep.Tensors, t)
 	}
 	tot.IndexBytes = fileBytes - tot.PayloadBytes
 	if fileBytes > 0 {
@@ -196,12 +240,6 @@ func buildInspect(path string, fileBytes int64, ix *archive.Index) *inspectRepor
 	if tot.Weights > 0 {
 		tot.BitsPerWeight = float64(fileBytes) * 8 / float64(tot.Weights)
 	}
-	var codedBytes int64
-	for _, t := range rep.Tensors {
-		if !t.Passthrough {
-			codedBytes += t.Bytes
-		}
-	}
 	if tot.CodedWeights > 0 {
 		tot.CodedBitsPerWeight = float64(codedBytes) * 8 / float64(tot.CodedWeights)
 	}
@@ -211,45 +249,81 @@ func buildInspect(path string, fileBytes int64, ix *archive.Index) *inspectRepor
 		var norm, se float64
 		for i := range ix.Tensors {
 			e := &ix.Tensors[i]
-			if e.Passthrough || len(e.Layers) == 0 {
+			if e.Passthrough || stored(i) == 0 {
 				continue
 			}
 			norm += e.Norm2
-			se += e.Layers[min(k, len(e.Layers)-1)].SqErr
+			se += e.Layers[min(k, stored(i)-1)].SqErr
 		}
 		tot.RelErr = append(tot.RelErr, relErr(norm, se))
 		tot.SNRdB = append(tot.SNRdB, snrDB(norm, se))
 	}
-	return rep
+	return in
 }
 
-// buildPartialInspect reports what a partial file holds: each coded
+// newPartialInspection reports what a partial file holds: each coded
 // tensor's complete layers (the rest counted as missing), and the chunks
 // the file lacks.
-func buildPartialInspect(path string, a archiveReader) *inspectReport {
-	src := a.Index()
-	ix := &archive.Index{Header: src.Header, Tensors: make([]archive.TensorEntry, len(src.Tensors))}
-	missing := make([]int, len(src.Tensors))
+func newPartialInspection(path string, a archiveReader) *inspection {
+	ix := a.Index()
+	missing := make([]int, len(ix.Tensors))
 	var payload int64
-	for i, t := range src.Tensors {
-		if !t.Passthrough {
-			n := a.AvailableLayers(t.Name)
-			missing[i] = len(t.Layers) - n
-			t.Layers = t.Layers[:n:n]
+	for i := range ix.Tensors {
+		t := &ix.Tensors[i]
+		if t.Passthrough {
+			payload += entryBytes(t)
+			continue
 		}
-		ix.Tensors[i] = t
-		payload += entryBytes(&t)
+		n := a.AvailableLayers(t.Name)
+		missing[i] = len(t.Layers) - n
+		payload += t.BytesUpTo(n - 1)
 	}
-	rep := buildInspect(path, a.Size(), ix)
-	for i := range rep.Tensors {
-		rep.Tensors[i].MissingLayers = missing[i]
-	}
+	in := newInspection(path, a.Size(), ix, missing)
+	rep := in.rep
 	rep.Partial = true
 	rep.FullBytes = a.FullSize()
 	rep.MissingChunks = missingChunks(a)
 	rep.Total.IndexBytes = a.HeaderAndIndexBytes()
 	rep.Total.IncompleteBytes = a.Size() - payload - rep.Total.IndexBytes
-	return rep
+	return in
+}
+
+// writeJSON prints the report as writeJSON would print it with every row
+// in Tensors, producing the rows one at a time.
+func (in *inspection) writeJSON(w io.Writer) error {
+	rep := *in.rep
+	rep.Tensors = []inspectTensor{}
+	var head bytes.Buffer
+	if err := writeJSON(&head, &rep); err != nil {
+		return err
+	}
+	const empty = `"tensors": [],`
+	i := bytes.Index(head.Bytes(), []byte(empty))
+	if i < 0 {
+		return fmt.Errorf("internal: no tensors in the inspect report")
+	}
+	bw := bufio.NewWriter(w)
+	bw.Write(head.Bytes()[:i])
+	bw.WriteString(`"tensors": [`)
+	for k := range in.ix.Tensors {
+		if k > 0 {
+			bw.WriteString(",")
+		}
+		bw.WriteString("\n    ")
+		var row bytes.Buffer
+		e := json.NewEncoder(&row)
+		e.SetIndent("    ", "  ")
+		if err := e.Encode(in.row(k)); err != nil {
+			return err
+		}
+		bw.Write(bytes.TrimSuffix(row.Bytes(), []byte("\n")))
+	}
+	if len(in.ix.Tensors) > 0 {
+		bw.WriteString("\n  ")
+	}
+	bw.WriteString("],")
+	bw.Write(head.Bytes()[i+len(empty):])
+	return bw.Flush()
 }
 
 func relErr(norm2, sqErr float64) float64 {
@@ -259,7 +333,12 @@ func relErr(norm2, sqErr float64) float64 {
 	return math.Sqrt(sqErr / norm2)
 }
 
-func (r *inspectReport) print(w io.Writer) {
+// print writes the text report. The table is aligned like text/tabwriter
+// would align it (columns two spaces apart), but from a first pass that
+// measures the columns, so rows are not held in memory.
+func (in *inspection) print(out io.Writer) error {
+	w := bufio.NewWriter(out)
+	r := in.rep
 	t := &r.Total
 	fmt.Fprintf(w, "archive %s: %s bytes on disk, source %s (%s bytes", r.Archive, commas(t.FileBytes), r.SourceFormat, commas(t.SourceBytes))
 	if len(r.SourceFiles) > 1 {
@@ -272,29 +351,29 @@ func (r *inspectReport) print(w io.Writer) {
 			commas(t.FileBytes), commas(r.FullBytes), len(r.MissingChunks))
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENSOR\tDTYPE\tSHAPE\tCODEC\tBYTES\tBITS/W\t×FP32\t×SRC\tREL.ERR by layers\tSNR dB by layers\tRULE")
-	for _, x := range r.Tensors {
-		codec, rel, snr := "exact", "0", "exact"
-		if !x.Passthrough {
-			var cs, rs, ss []string
-			for _, l := range x.Layers {
-				cs = append(cs, fmt.Sprintf("%s bias%+d", l.Params, l.ExpBias))
-				rs = append(rs, fmt.Sprintf("%.4f", l.RelErr))
-				ss = append(ss, strings.TrimSuffix(fmtDB(l.SNRdB), " dB"))
-			}
-			codec, rel, snr = strings.Join(cs, " + "), strings.Join(rs, " / "), strings.Join(ss, " / ")
-			if x.OmittedLayers > 0 {
-				codec += fmt.Sprintf(" (+%d layers omitted)", x.OmittedLayers)
-			}
-			if x.MissingLayers > 0 {
-				codec += fmt.Sprintf(" (+%d missing)", x.MissingLayers)
-			}
+	header := []string{"TENSOR", "DTYPE", "SHAPE", "CODEC", "BYTES", "BITS/W", "×FP32", "×SRC", "REL.ERR by layers", "SNR dB by layers", "RULE"}
+	widths := make([]int, len(header))
+	measure := func(cells []string) {
+		for j, c := range cells[:len(cells)-1] {
+			widths[j] = max(widths[j], utf8.RuneCountInString(c))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.3f\t%.2f\t%.2f\t%s\t%s\t%s\n",
-			x.Name, x.DType, shapeString(x.Shape), codec, commas(x.Bytes), x.BitsPerWeight, x.RatioVsFP32, x.RatioVsSource, rel, snr, x.Rule)
 	}
-	tw.Flush()
+	measure(header)
+	for i := range in.ix.Tensors {
+		measure(tableRow(in.row(i)))
+	}
+	line := func(cells []string) {
+		for j, c := range cells[:len(cells)-1] {
+			w.WriteString(c)
+			w.WriteString(strings.Repeat(" ", widths[j]-utf8.RuneCountInString(c)+2))
+		}
+		w.WriteString(cells[len(cells)-1])
+		w.WriteByte('\n')
+	}
+	line(header)
+	for i := range in.ix.Tensors {
+		line(tableRow(in.row(i)))
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "total: %d tensors (%d coded), %s weights (%s coded)\n", t.Tensors, t.CodedTensors, commas(t.Weights), commas(t.CodedWeights))
 	if t.IncompleteBytes > 0 {
@@ -318,4 +397,27 @@ func (r *inspectReport) print(w io.Writer) {
 			fmt.Fprintf(w, "  tensor %s, chunk %q at offset %d (%s)\n", m.Tensor, m.Chunk, m.Offset, state)
 		}
 	}
+	return w.Flush()
+}
+
+// tableRow is a tensor's cells in the text table.
+func tableRow(x inspectTensor) []string {
+	codec, rel, snr := "exact", "0", "exact"
+	if !x.Passthrough {
+		var cs, rs, ss []string
+		for _, l := range x.Layers {
+			cs = append(cs, fmt.Sprintf("%s bias%+d", l.Params, l.ExpBias))
+			rs = append(rs, fmt.Sprintf("%.4f", l.RelErr))
+			ss = append(ss, strings.TrimSuffix(fmtDB(l.SNRdB), " dB"))
+		}
+		codec, rel, snr = strings.Join(cs, " + "), strings.Join(rs, " / "), strings.Join(ss, " / ")
+		if x.OmittedLayers > 0 {
+			codec += fmt.Sprintf(" (+%d layers omitted)", x.OmittedLayers)
+		}
+		if x.MissingLayers > 0 {
+			codec += fmt.Sprintf(" (+%d missing)", x.MissingLayers)
+		}
+	}
+	return []string{x.Name, x.DType, shapeString(x.Shape), codec, commas(x.Bytes), fmt.Sprintf("%.3f", x.BitsPerWeight),
+		fmt.Sprintf("%.2f", x.RatioVsFP32), fmt.Sprintf("%.2f", x.RatioVsSource), rel, snr, x.Rule}
 }
