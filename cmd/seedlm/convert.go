@@ -37,26 +37,33 @@ func convertRaw(dtype string, raw []byte, buf *[]float32) (n int, over int64, er
 
 // countOverflow counts the finite weights of w that encodeFloats wrote to
 // data as ±Inf (F16, BF16, F8_E5M2) or saturated (F8_E4M3, which has no
-// infinity): values beyond the dtype's range.
+// infinity): values beyond the dtype's range. The output code is looked at
+// first, so the common case costs one integer test per weight.
 func countOverflow(dtype string, w []float32, data []byte) int64 {
+	finite := func(x float32) bool { return !math.IsInf(float64(x), 0) && !math.IsNaN(float64(x)) }
 	var n int64
-	for i, x := range w {
-		if math.IsInf(float64(x), 0) || math.IsNaN(float64(x)) {
-			continue
+	switch dtype {
+	case "F16", "BF16":
+		inf := uint16(0x7c00)
+		if dtype == "BF16" {
+			inf = 0x7f80
 		}
-		var over bool
-		switch dtype {
-		case "F16":
-			over = binary.LittleEndian.Uint16(data[2*i:])&0x7fff == 0x7c00
-		case "BF16":
-			over = binary.LittleEndian.Uint16(data[2*i:])&0x7fff == 0x7f80
-		case "F8_E5M2":
-			over = data[i]&0x7f == 0x7c
-		case "F8_E4M3":
-			over = math.Abs(float64(x)) > 448
+		for i := range w {
+			if binary.LittleEndian.Uint16(data[2*i:])&0x7fff == inf && finite(w[i]) {
+				n++
+			}
 		}
-		if over {
-			n++
+	case "F8_E5M2":
+		for i := range w {
+			if data[i]&0x7f == 0x7c && finite(w[i]) {
+				n++
+			}
+		}
+	case "F8_E4M3":
+		for _, x := range w {
+			if finite(x) && math.Abs(float64(x)) > 448 {
+				n++
+			}
 		}
 	}
 	return n

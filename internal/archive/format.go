@@ -28,9 +28,9 @@ const (
 	HeaderSize = 64
 
 	// Limits a reader enforces before trusting any size read from a file
-	// (docs/FORMAT.md section 2.4). They are far above any real checkpoint
-	// (a 3-layer archive of a 180,000-tensor mixture-of-experts model has an
-	// index of about 190 MB) and keep hostile files from making the reader
+	// (docs/FORMAT.md section 2.4). They are far above real checkpoints
+	// (an index entry is ≈ 400 bytes plus ≈ 250 per extra layer: 600,000
+	// one-layer tensors fit) and keep hostile files from making the reader
 	// allocate or loop without bound.
 	MaxIndexBytes    = 256 << 20 // index length (≈ 300 bytes per layer entry)
 	MaxTensors       = 1 << 20
