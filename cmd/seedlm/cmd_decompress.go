@@ -235,7 +235,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 	}
 	warnMissing(stderr, path, a, "decoding with the complete layers only")
 
-	w, err := createOutput(out, layout, h.SourceIndex(), o.Force, stdout)
+	w, err := createOutput(out, layout, h.IndexFileName(), o.Force, stdout)
 	if err != nil {
 		return err
 	}

@@ -70,7 +70,9 @@ N is bytes (100000) or a number with a unit: B, K/KB, M/MB, G/GB, T/TB
 
 If the base layers do not fit, nothing is written and stream exits 4 with
 the smallest possible N. OUT is written to a temporary file and renamed into
-place; an existing OUT is replaced only with --force, and never the source.`,
+place; an existing OUT is replaced only with --force (and only if it is a
+regular file), and never the source. The source chunks OUT leaves out are
+hash-checked too: a damaged source gets a warning even when OUT is intact.`,
 		Args: exactArgs("ARCHIVE"),
 		RunE: a.configured(o.resolve, func(ctx context.Context, args []string) error {
 			return runStream(ctx, &o, args, a.stdout, a.stderr)

@@ -19,15 +19,25 @@
 //
 // Extensions (archive owner):
 //
-//	archive.CreateWith(out, h, archive.CreateOptions{Overwrite, Inputs})
+//	archive.CreateWith(out, h, archive.CreateOptions{Overwrite, Inputs, Plan})
+//	    // Plan []PlannedTensor{Info, Rule, Layers}: the layout is fixed up
+//	    // front, free space checked, chunks written in place (one pass)
 //	archive.OpenReader(readerAt, size, name, opt)            // any io.ReaderAt
+//	a.DecodeTensorTo(name, layers, func([]float32) error)    // bounded memory, DecodeStep weights at a time
+//	a.ReadPassthroughTo(name, func([]byte) error)            // bounded memory
 //	a.Close / Missing / AvailableLayers / Totals / Entry / BaseBytes / FullSize / IndexBytes
 //	archive.StreamWith(ctx, src, dst, maxBytes, archive.StreamOptions{Overwrite, AllowPartial})
+//	    // StreamReport.SourceDamage: left-out source chunks that fail their hash
 //	(*TensorEntry).SqErrAt(k) / RelErr(k) / Bytes() / BytesUpTo(k) / BitsPerWeight()
-//	(*Index).Totals()
+//	(*Index).Totals(); (*Header).IndexFileName(); CodedDType(dtype)
+//	archive.FormatSafetensors / FormatSafetensorsSharded / FormatTorch
+//
+// Every index any reader opens, and every archive the writer commits,
+// passes one validation (validate.go; docs/FORMAT.md section 2.4).
 //
 // Errors: *IntegrityError (Tensor, Chunk, Offset; errors.Is with
-// ErrNotArchive, ErrVersion, ErrTruncated, ErrCorrupt) and, from Stream,
+// ErrVersion, ErrTruncated, ErrCorrupt), *NotArchiveError (no magic:
+// errors.Is ErrNotArchive; bad input, not damage) and, from Stream,
 // *BudgetError (MinBytes).
 package archive
 

@@ -37,10 +37,10 @@ func CodedDType(dtype string) bool { return codedDTypes[dtype] }
 // file-system limit on one path component).
 const maxFileName = 255
 
-// SourceIndex is the file name decompress gives a rebuilt sharded model's
+// IndexFileName is the file name decompress gives a rebuilt sharded model's
 // index: the source's, as compress recorded it, else DefaultShardIndex.
 // An opened archive's name passed checkIndex.
-func (h *Header) SourceIndex() string {
+func (h *Header) IndexFileName() string {
 	if s := h.Settings["source_index"]; s != "" {
 		return s
 	}
@@ -101,7 +101,7 @@ func checkIndex(ix *Index) error {
 	names := make(map[string]bool, len(ix.Tensors))
 	shards := map[string]string{} // lower case → as written
 	sharded := ix.Header.SourceFormat == FormatSafetensorsSharded
-	indexName := ix.Header.SourceIndex()
+	indexName := ix.Header.IndexFileName()
 	var total int64
 	for i := range ix.Tensors {
 		t := &ix.Tensors[i]
