@@ -310,3 +310,22 @@ func TestStreamingReadsCheckHashes(t *testing.T) {
 		t.Errorf("ReadPassthroughTo after a change: %v", err)
 	}
 }
+
+// The writer itself never replaces a link or other special file, even with
+// Overwrite (the CLI checks first; this is the library's own guard).
+func TestWriterRefusesSpecialFiles(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	os.WriteFile(target, []byte("keep"), 0o644)
+	link := filepath.Join(dir, "link.seedlm")
+	if err := os.Symlink(target, link); err != nil {
+		t.Skip(err)
+	}
+	if w, err := CreateWith(link, testHeader(), CreateOptions{Overwrite: true}); err == nil {
+		w.Abort()
+		t.Fatal("Create over a symbolic link succeeded")
+	}
+	if st, _ := os.Lstat(link); st.Mode()&os.ModeSymlink == 0 {
+		t.Error("link replaced")
+	}
+}

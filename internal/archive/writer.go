@@ -197,16 +197,20 @@ func cloneMap(m map[string]string) map[string]string {
 	return c
 }
 
-// checkOutput refuses outputs that exist (unless overwrite), are folders, or
-// are one of the inputs.
+// checkOutput refuses outputs that exist (unless overwrite), are folders,
+// links or other special files, or are one of the inputs.
 func checkOutput(out string, overwrite bool, inputs []string) error {
 	if out == "" {
 		return errors.New("archive: empty output path")
 	}
-	fi, err := os.Stat(out)
+	fi, err := os.Lstat(out)
 	switch {
 	case err == nil && fi.IsDir():
 		return fmt.Errorf("archive: output %s is a folder; hint: name a file, e.g. %s", out, filepath.Join(out, "model.seedlm"))
+	case err == nil && !fi.Mode().IsRegular():
+		// Renaming over a link, device or pipe would replace it, not write
+		// through it: never, whatever Overwrite says.
+		return fmt.Errorf("archive: output %s is not a regular file (%s); refusing to replace it; hint: choose a regular file path", out, fi.Mode().Type())
 	case err == nil:
 		for _, in := range inputs {
 			if ii, err := os.Stat(in); err == nil && os.SameFile(fi, ii) {

@@ -43,6 +43,12 @@ func NewWriter(path string, tensors []TensorHeader, metadata map[string]string) 
 		return nil, &Error{File: path, Msg: "refusing to overwrite a file that is open as an input",
 			Hint: "write to a different path"}
 	}
+	if st, err := os.Lstat(path); err == nil && !st.Mode().IsRegular() {
+		// Commit's rename would replace a link, device or pipe, not write
+		// through it.
+		return nil, &Error{File: path, Msg: fmt.Sprintf("exists and is not a regular file (%s); refusing to replace it", st.Mode().Type()),
+			Hint: "write to a regular file path"}
+	}
 	tmp, err := tempfile.Create(path)
 	if err != nil {
 		return nil, &Error{File: path, Msg: "cannot create temp file in the output folder", Err: err}
