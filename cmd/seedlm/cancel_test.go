@@ -129,26 +129,8 @@ func TestCompressSIGINT(t *testing.T) {
 	}
 	dir := t.TempDir()
 	in := filepath.Join(dir, "m.safetensors")
-	if err := writeTestModel(in, map[string]string{"dtype": "F32", "shards": "1", "big": ""}); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "compress", "--workers", "1", "--layers", "6", in) // K=16: seconds of work
-	cmd.Env = append(os.Environ(), "SEEDLM_TEST_MAIN=1")
-	cmd.Dir = dir
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Wait until the archive's temp file exists: compress is under way.
-	deadline := time.Now().Add(20 * time.Second)
-	for len(dirNames(t, dir)) < 2 {
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatal("compress never started writing")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	cmd := startSlowCompress(t, in, &stderr)
 	time.Sleep(20 * time.Millisecond)
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,22 +13,19 @@ import (
 	"time"
 )
 
-// kill -9 during compress leaves exactly one temp file (the archive being
-// written in place, not spill files plus a final copy), and the next run in
-// that folder removes it once it is provably abandoned: unlocked (the
-// kernel dropped the dead process's lock) and untouched for the stale age.
-func TestCompressKillLeavesOneTempFileAndNextRunRemovesIt(t *testing.T) {
-	if testing.Short() {
-		t.Skip("spawns a process")
-	}
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
+// startSlowCompress writes the big test model at in and starts a
+// compress of it (K=16, six layers, one worker: seconds of work) as a
+// separate seedlm process, returning once its temp file exists.
+func startSlowCompress(t *testing.T, in string, stderr io.Writer) *exec.Cmd {
+	t.Helper()
 	if err := writeTestModel(in, map[string]string{"dtype": "F32", "shards": "1", "big": ""}); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(os.Args[0], "compress", "--workers", "1", "--layers", "6", in) // K=16: seconds of work
+	dir := filepath.Dir(in)
+	cmd := exec.Command(os.Args[0], "compress", "--workers", "1", "--layers", "6", in)
 	cmd.Env = append(os.Environ(), "SEEDLM_TEST_MAIN=1")
 	cmd.Dir = dir
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +37,20 @@ func TestCompressKillLeavesOneTempFileAndNextRunRemovesIt(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return cmd
+}
+
+// kill -9 during compress leaves exactly one temp file (the archive being
+// written in place, not spill files plus a final copy), and the next run in
+// that folder removes it once it is provably abandoned: unlocked (the
+// kernel dropped the dead process's lock) and untouched for the stale age.
+func TestCompressKillLeavesOneTempFileAndNextRunRemovesIt(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "m.safetensors")
+	cmd := startSlowCompress(t, in, nil)
 	time.Sleep(300 * time.Millisecond) // some tensors written
 	cmd.Process.Kill()
 	cmd.Wait()

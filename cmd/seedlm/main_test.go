@@ -378,11 +378,7 @@ func compareCheckpoints(origPath, outPath string, maxRel float64, wantDT, archiv
 		}
 		if passthrough && dt != x.DType {
 			// Converted: exact when widening, one rounding when narrowing.
-			fa, err := a.ReadFloat32(x.Name)
-			if err != nil {
-				return "", err
-			}
-			fb, err := b.ReadFloat32(x.Name)
+			fa, fb, err := readBoth(a, b, x.Name)
 			if err != nil {
 				return "", err
 			}
@@ -410,11 +406,7 @@ func compareCheckpoints(origPath, outPath string, maxRel float64, wantDT, archiv
 			}
 			continue
 		}
-		fa, err := a.ReadFloat32(x.Name)
-		if err != nil {
-			return "", err
-		}
-		fb, err := b.ReadFloat32(x.Name)
+		fa, fb, err := readBoth(a, b, x.Name)
 		if err != nil {
 			return "", err
 		}
@@ -431,6 +423,16 @@ func compareCheckpoints(origPath, outPath string, maxRel float64, wantDT, archiv
 		report = append(report, fmt.Sprintf("%s rel %.4f", x.Name, rel))
 	}
 	return strings.Join(report, "\n"), nil
+}
+
+// readBoth reads a tensor of two checkpoints as float32.
+func readBoth(a, b checkpoint.Source, name string) ([]float32, []float32, error) {
+	fa, err := a.ReadFloat32(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	fb, err := b.ReadFloat32(name)
+	return fa, fb, err
 }
 
 // corrupt ARCHIVE TENSOR [raw|layer K]: flip one byte in the middle of a

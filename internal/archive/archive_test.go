@@ -330,24 +330,3 @@ func TestEmptyArchive(t *testing.T) {
 		t.Errorf("empty archive: %v, %d tensors", err, len(a.Index().Tensors))
 	}
 }
-
-// The overhead estimate must be close to (and not below) what a real archive
-// spends on its header and index.
-func TestEstimateOverheadBytes(t *testing.T) {
-	_, path, _ := fixtureArchive(t, t.TempDir())
-	a, err := Open(path, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	var plan []TensorEntry
-	for _, e := range a.Index().Tensors {
-		e.Raw, e.Norm2 = nil, 0
-		plan = append(plan, e)
-	}
-	est := EstimateOverheadBytes(a.Index().Header, plan)
-	got := a.Totals().OverheadBytes
-	if est < got || float64(est) > 1.25*float64(got) {
-		t.Errorf("estimated %d bytes of header and index, the archive has %d", est, got)
-	}
-}

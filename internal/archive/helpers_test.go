@@ -115,18 +115,21 @@ func writeArchiveWith(t testing.TB, path string, h Header, ts []*testTensor, opt
 	}
 	defer w.Abort()
 	for _, tt := range ts {
-		if tt.raw != nil {
-			err = w.AddPassthroughRule(tt.info, tt.rule, tt.raw)
-		} else {
-			err = w.AddCoded(tt.info, tt.rule, tt.res)
-		}
-		if err != nil {
+		if err := addTensor(w, tt); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := w.Commit(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// addTensor adds an encoded test tensor the way its kind asks.
+func addTensor(w *Writer, tt *testTensor) error {
+	if tt.raw != nil {
+		return w.AddPassthroughRule(tt.info, tt.rule, tt.raw)
+	}
+	return w.AddCoded(tt.info, tt.rule, tt.res)
 }
 
 var sharedFixture struct {

@@ -64,12 +64,7 @@ func TestPlannedWritesOneFileInPlace(t *testing.T) {
 	temp := regexp.MustCompile(`^\.a\.seedlm\.seedlm-tmp-[0-9]+$`)
 	for i := len(ts) - 1; i >= 0; i-- { // reverse order
 		tt := ts[i]
-		if tt.raw != nil {
-			err = w.AddPassthroughRule(tt.info, tt.rule, tt.raw)
-		} else {
-			err = w.AddCoded(tt.info, tt.rule, tt.res)
-		}
-		if err != nil {
+		if err := addTensor(w, tt); err != nil {
 			t.Fatal(err)
 		}
 		names := listDir(t, dir)
