@@ -324,3 +324,21 @@ func TestWriterRefusesSpecialFiles(t *testing.T) {
 		t.Error("link replaced")
 	}
 }
+
+// A plan is checked against the free space before anything is encoded: a
+// plan for 2^40 weights at 4 bits (512 GiB) does not fit this disk.
+func TestPlannedChecksFreeSpace(t *testing.T) {
+	dir := t.TempDir()
+	plan := []PlannedTensor{{Info: Info{Name: "huge", DType: "F32", Shape: []int64{1 << 20, 1 << 20}}, Rule: "r", Layers: []encoder.Params{encoder.Paper4Bit}}}
+	w, err := CreateWith(filepath.Join(dir, "h.seedlm"), Header{SourceFormat: "safetensors"}, CreateOptions{Plan: plan})
+	if err == nil {
+		w.Abort()
+		t.Skip("this file system has 512 GiB free")
+	}
+	if !regexp.MustCompile(`not enough free space for .*h\.seedlm: the archive needs [0-9]+ bytes, .* has [0-9]+ bytes free`).MatchString(err.Error()) {
+		t.Errorf("error %q does not state both sizes", err)
+	}
+	if names := listDir(t, dir); len(names) != 0 {
+		t.Errorf("left %v", names)
+	}
+}
