@@ -13,6 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/seedlm/seedlm/internal/archive"
+	"github.com/seedlm/seedlm/internal/dtype"
 )
 
 // decompressOptions are decompress's resolved settings.
@@ -116,7 +119,7 @@ type missingChunk struct {
 	Have   int64  `json:"have"` // bytes present (0: none)
 }
 
-func missingChunks(a archiveReader) []missingChunk {
+func missingChunks(a *archive.Archive) []missingChunk {
 	out := []missingChunk{}
 	for _, m := range a.Missing() {
 		out = append(out, missingChunk{Tensor: m.Tensor, Chunk: m.Name(), Layer: m.Layer, Offset: m.Offset, Length: m.Length, Have: m.Have})
@@ -125,7 +128,7 @@ func missingChunks(a archiveReader) []missingChunk {
 }
 
 // warnMissing lists a partial archive's missing chunks on stderr.
-func warnMissing(w io.Writer, path string, a archiveReader, what string) {
+func warnMissing(w io.Writer, path string, a *archive.Archive, what string) {
 	ms := a.Missing()
 	if len(ms) == 0 {
 		return
@@ -192,7 +195,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 	var w tensorWriter
 	var sw *shardedWriter
 	if sharded {
-		idx := h.Settings["source_index"]
+		idx := h.SourceIndex
 		if idx == "" || idx != filepath.Base(idx) {
 			idx = "model.safetensors.index.json"
 		}
@@ -246,7 +249,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 			}
 			decodeTime += time.Since(t0)
 			decodedBytes += 4 * int64(len(wts))
-			if data, err = encodeFloats(ts[i].DType, wts); err != nil {
+			if data, err = dtype.FromFloat32(ts[i].DType, wts); err != nil {
 				return fmt.Errorf("tensor %q: %w", t.Name, err)
 			}
 			bar.Add(int64(len(wts)))

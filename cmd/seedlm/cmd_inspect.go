@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/seedlm/seedlm/internal/archive"
+	"github.com/seedlm/seedlm/internal/dtype"
 )
 
 type inspectOptions struct {
@@ -150,10 +151,10 @@ func buildInspect(path string, fileBytes int64, ix *archive.Index) *inspectRepor
 		e := &ix.Tensors[i]
 		n := numElems(e.Shape)
 		t := inspectTensor{Name: e.Name, DType: e.DType, Shape: e.Shape, Shard: e.Shard, Rule: e.Rule,
-			Passthrough: e.Passthrough, Weights: n, Bytes: entryBytes(e), OmittedLayers: e.OmittedLayers, norm2: e.Norm2}
+			Passthrough: e.Passthrough, Weights: n, Bytes: e.Bytes(), OmittedLayers: e.OmittedLayers, norm2: e.Norm2}
 		if t.Bytes > 0 {
 			t.RatioVsFP32 = float64(4*n) / float64(t.Bytes)
-			if sz, ok := dtypeSize(e.DType); ok {
+			if sz, ok := dtype.Size(e.DType); ok {
 				t.RatioVsSource = float64(int64(sz)*n) / float64(t.Bytes)
 				srcTensorBytes += int64(sz) * n
 			} else if e.Passthrough {
@@ -226,7 +227,7 @@ func buildInspect(path string, fileBytes int64, ix *archive.Index) *inspectRepor
 // buildPartialInspect reports what a partial file holds: each coded
 // tensor's complete layers (the rest counted as missing), and the chunks
 // the file lacks.
-func buildPartialInspect(path string, a archiveReader) *inspectReport {
+func buildPartialInspect(path string, a *archive.Archive) *inspectReport {
 	src := a.Index()
 	ix := &archive.Index{Header: src.Header, Tensors: make([]archive.TensorEntry, len(src.Tensors))}
 	missing := make([]int, len(src.Tensors))
@@ -238,7 +239,7 @@ func buildPartialInspect(path string, a archiveReader) *inspectReport {
 			t.Layers = t.Layers[:n:n]
 		}
 		ix.Tensors[i] = t
-		payload += entryBytes(&t)
+		payload += t.Bytes()
 	}
 	rep := buildInspect(path, a.Size(), ix)
 	for i := range rep.Tensors {
@@ -247,7 +248,7 @@ func buildPartialInspect(path string, a archiveReader) *inspectReport {
 	rep.Partial = true
 	rep.FullBytes = a.FullSize()
 	rep.MissingChunks = missingChunks(a)
-	rep.Total.IndexBytes = a.HeaderAndIndexBytes()
+	rep.Total.IndexBytes = archive.HeaderSize + a.IndexBytes()
 	rep.Total.IncompleteBytes = a.Size() - payload - rep.Total.IndexBytes
 	return rep
 }

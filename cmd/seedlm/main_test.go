@@ -18,6 +18,7 @@ import (
 
 	"github.com/seedlm/seedlm/internal/archive"
 	"github.com/seedlm/seedlm/internal/checkpoint"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/presets"
 	"github.com/seedlm/seedlm/internal/safetensors"
 )
@@ -166,7 +167,7 @@ func testModelTensors(opt map[string]string) []testTensor {
 			}
 		}
 		dt := opt["dtype"]
-		b, err := encodeFloats(dt, w)
+		b, err := dtype.FromFloat32(dt, w)
 		if err != nil {
 			panic(err)
 		}

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/seedlm/seedlm/internal/safetensors"
+	"github.com/seedlm/seedlm/internal/dtype"
 )
 
 // shardedWriter writes a sharded safetensors folder (one file per shard and
@@ -53,7 +53,7 @@ func newShardedWriter(out string, ts []outTensor, meta map[string]string, indexN
 		}
 		byShard[t.Shard] = append(byShard[t.Shard], t)
 		w.where[t.Name] = t.Shard
-		n, err := safetensors.ByteLen(t.DType, t.Shape)
+		n, err := dtype.ByteLen(t.DType, t.Shape)
 		if err != nil {
 			return nil, fmt.Errorf("tensor %q: %w", t.Name, err)
 		}

@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -177,7 +178,7 @@ func TestLayout(t *testing.T) {
 	if last != int64(len(data)) {
 		t.Errorf("chunks end at %d, file is %d bytes", last, len(data))
 	}
-	if string(data[:6]) != "SEEDLM" || data[6] != 1 || data[7] != 0 {
+	if string(data[:6]) != "SEEDLM" || data[6] != Version || data[7] != 0 {
 		t.Errorf("header starts %q", data[:8])
 	}
 }
@@ -205,8 +206,9 @@ func TestWriterOutputSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(out)
-	if err := write(CreateOptions{}); err == nil || !strings.Contains(err.Error(), "--force") {
-		t.Errorf("second write without Overwrite: %v, want an error suggesting --force", err)
+	var h interface{ Hint() string }
+	if err := write(CreateOptions{}); err == nil || !strings.Contains(err.Error(), "already exists") || !errors.As(err, &h) || h.Hint() == "" {
+		t.Errorf("second write without Overwrite: %v, want an \"already exists\" error with a hint", err)
 	}
 	if err := write(CreateOptions{Overwrite: true}); err != nil {
 		t.Errorf("Overwrite: %v", err)

@@ -10,6 +10,7 @@ import (
 	"math"
 	"unicode/utf8"
 
+	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/encoder"
 )
 
@@ -17,8 +18,11 @@ import (
 const (
 	// Magic opens every archive; the format version follows it.
 	Magic = "SEEDLM"
-	// Version is the format version this package writes and reads.
-	Version = 1
+	// Version is the format version this package writes; it reads every
+	// version from MinVersion up to it (docs/FORMAT.md, "Versioning").
+	Version = 2
+	// MinVersion is the oldest format version this package reads.
+	MinVersion = 1
 	// HeaderSize is the size of the fixed header before the index.
 	HeaderSize = 64
 
@@ -57,7 +61,7 @@ func (h *fixedHeader) marshal() []byte {
 // file's length on disk.
 func parseHeader(path string, b []byte, size int64) (*fixedHeader, error) {
 	bad := func(off int64, kind error, hint, format string, a ...any) error {
-		return &IntegrityError{Path: path, Chunk: "header", Offset: off, Reason: fmt.Sprintf(format, a...), Hint: hint, Err: kind}
+		return &IntegrityError{Path: path, Chunk: "header", Offset: off, Reason: fmt.Sprintf(format, a...), Advice: hint, Err: kind}
 	}
 	if len(b) < len(Magic) || string(b[:len(Magic)]) != Magic {
 		return nil, bad(0, ErrNotArchive, "check that the file is a .seedlm archive (made by seedlm compress)", "no %q magic at the start", Magic)
@@ -71,9 +75,9 @@ func parseHeader(path string, b []byte, size int64) (*fixedHeader, error) {
 		fileLen:  binary.LittleEndian.Uint64(b[16:]),
 	}
 	copy(h.indexHash[:], b[24:56])
-	if h.version != Version {
+	if h.version < MinVersion || h.version > Version {
 		return nil, bad(6, ErrVersion, "upgrade seedlm if the archive is newer than this build, else re-download it",
-			"format version %d, this build reads version %d", h.version, Version)
+			"format version %d, this build reads versions %d to %d", h.version, MinVersion, Version)
 	}
 	for i := 56; i < HeaderSize; i++ {
 		if b[i] != 0 {
@@ -175,15 +179,6 @@ func layout(ix *Index) ([]byte, int64, error) {
 	return nil, 0, fmt.Errorf("index layout did not converge (internal error)")
 }
 
-// dtypeSizes are the safetensors dtypes whose element size is known; raw
-// chunks of these must be exactly elements × size bytes.
-var dtypeSizes = map[string]int64{
-	"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
-	"I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-	"I32": 4, "U32": 4, "F32": 4,
-	"I64": 8, "U64": 8, "F64": 8,
-}
-
 // numElements is the product of shape with overflow and range checks.
 func numElements(shape []int64) (int64, error) {
 	if len(shape) > MaxRank {
@@ -250,8 +245,10 @@ func checkEntry(t *TensorEntry) error {
 		if err := checkRef(t.Raw); err != nil {
 			return fmt.Errorf("raw chunk: %w", err)
 		}
-		if sz, ok := dtypeSizes[t.DType]; ok && t.Raw.Length != n*sz {
-			return fmt.Errorf("raw chunk is %d bytes, want %d (%d elements of %s)", t.Raw.Length, n*sz, n, t.DType)
+		// Raw chunks of a dtype of whole-byte elements must be exactly
+		// elements × size bytes; others are stored as given.
+		if sz, ok := dtype.Size(t.DType); ok && t.Raw.Length != n*int64(sz) {
+			return fmt.Errorf("raw chunk is %d bytes, want %d (%d elements of %s)", t.Raw.Length, n*int64(sz), n, t.DType)
 		}
 		return nil
 	}
@@ -296,7 +293,7 @@ func checkRef(r *ChunkRef) error {
 // says the complete file is fileLen bytes and the index indexLen bytes. The
 // chunks must tile [HeaderSize+indexLen, fileLen) exactly in chunkOrder, so
 // nothing overlaps, nothing hides in gaps and every byte is hash-covered.
-func parseIndex(path string, raw []byte, fileLen int64) (*Index, error) {
+func parseIndex(path string, raw []byte, fileLen int64, version uint16) (*Index, error) {
 	bad := func(format string, a ...any) error {
 		return &IntegrityError{Path: path, Chunk: "index", Offset: HeaderSize, Reason: fmt.Sprintf(format, a...)}
 	}
@@ -311,6 +308,9 @@ func parseIndex(path string, raw []byte, fileLen int64) (*Index, error) {
 	}
 	if len(ix.Tensors) > MaxTensors {
 		return nil, bad("%d tensors, more than %d", len(ix.Tensors), MaxTensors)
+	}
+	if err := checkHeader(&ix.Header, version, len(ix.Tensors)); err != nil {
+		return nil, bad("header: %v", err)
 	}
 	names := make(map[string]bool, len(ix.Tensors))
 	for i := range ix.Tensors {
@@ -345,4 +345,54 @@ func parseIndex(path string, raw []byte, fileLen int64) (*Index, error) {
 func hexSum(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// checkHeader validates the header fields that have rules of their own and
+// brings a version-1 header up to date: version 1 recorded a sharded
+// source's index name as Settings["source_index"], version 2 in SourceIndex.
+func checkHeader(h *Header, version uint16, tensors int) error {
+	if version == 1 {
+		if h.SourceIndex != "" || h.Part != nil {
+			return fmt.Errorf("source_index and part are version-2 fields, the archive says version 1")
+		}
+		if name, ok := h.Settings["source_index"]; ok {
+			h.SourceIndex = name
+			delete(h.Settings, "source_index")
+			if len(h.Settings) == 0 {
+				h.Settings = nil
+			}
+		}
+	}
+	if h.SourceIndex != "" && (len(h.SourceIndex) > maxNameBytes || !utf8.ValidString(h.SourceIndex)) {
+		return fmt.Errorf("source_index %q is too long or not UTF-8", h.SourceIndex)
+	}
+	if p := h.Part; p != nil {
+		if err := p.check(tensors); err != nil {
+			return fmt.Errorf("part: %w", err)
+		}
+	}
+	return nil
+}
+
+// check validates a part record for an archive of n tensors.
+func (p *Part) check(n int) error {
+	switch {
+	case p.Count < 1 || p.Count > MaxTensors || p.Index < 0 || p.Index >= p.Count:
+		return fmt.Errorf("part %d of %d is out of range", p.Index, p.Count)
+	case p.Tensors < n || p.Tensors > MaxTensors:
+		return fmt.Errorf("%d tensors in all, but this part holds %d", p.Tensors, n)
+	case len(p.Positions) != n:
+		return fmt.Errorf("%d positions for %d tensors", len(p.Positions), n)
+	}
+	if err := checkHashString(p.PlanSHA256); err != nil {
+		return fmt.Errorf("plan_sha256: %w", err)
+	}
+	prev := -1
+	for _, pos := range p.Positions {
+		if pos <= prev || pos >= p.Tensors {
+			return fmt.Errorf("positions must increase within [0, %d): %d after %d", p.Tensors, pos, prev)
+		}
+		prev = pos
+	}
+	return nil
 }

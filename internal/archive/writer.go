@@ -77,6 +77,11 @@ func cloneHeader(h Header) Header {
 	}
 	h.Metadata = cloneMap(h.Metadata)
 	h.Settings = cloneMap(h.Settings)
+	if h.Part != nil {
+		p := *h.Part
+		p.Positions = append([]int(nil), p.Positions...)
+		h.Part = &p
+	}
 	return h
 }
 
@@ -100,21 +105,21 @@ func checkOutput(out string, overwrite bool, inputs []string) error {
 	fi, err := os.Stat(out)
 	switch {
 	case err == nil && fi.IsDir():
-		return fmt.Errorf("archive: output %s is a folder; hint: name a file, e.g. %s", out, filepath.Join(out, "model.seedlm"))
+		return errorf("name a file, e.g. "+filepath.Join(out, "model.seedlm"), "archive: output %s is a folder", out)
 	case err == nil:
 		for _, in := range inputs {
 			if ii, err := os.Stat(in); err == nil && os.SameFile(fi, ii) {
-				return fmt.Errorf("archive: output %s is the input %s; refusing to overwrite it; hint: choose another output path", out, in)
+				return errorf("choose another output path", "archive: output %s is the input %s; refusing to overwrite it", out, in)
 			}
 		}
 		if !overwrite {
-			return fmt.Errorf("archive: output %s already exists; hint: pass --force to replace it, or choose another path", out)
+			return errorf("allow replacing it, or choose another path", "archive: output %s already exists", out)
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("archive: output %s: %w", out, err)
 	}
 	if di, err := os.Stat(filepath.Dir(out)); err != nil || !di.IsDir() {
-		return fmt.Errorf("archive: output folder %s does not exist; hint: create it first", filepath.Dir(out))
+		return errorf("create it first", "archive: output folder %s does not exist", filepath.Dir(out))
 	}
 	return nil
 }
@@ -124,7 +129,7 @@ func checkOutput(out string, overwrite bool, inputs []string) error {
 func tempBeside(out, tag string, temps *[]string) (*os.File, error) {
 	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+"."+tag+".tmp-*")
 	if err != nil {
-		return nil, fmt.Errorf("archive: create temp file beside %s: %w; hint: check that the folder is writable and has free space", out, err)
+		return nil, errorf("check that the folder is writable and has free space", "archive: create temp file beside %s: %w", out, err)
 	}
 	*temps = append(*temps, f.Name())
 	return f, nil
@@ -179,7 +184,7 @@ func (w *Writer) write(k int, b []byte) (ChunkRef, error) {
 		return ChunkRef{}, err
 	}
 	if _, err := s.w.Write(b); err != nil {
-		return ChunkRef{}, fmt.Errorf("archive: write temp file: %w; hint: check free disk space", err)
+		return ChunkRef{}, errorf("check free disk space", "archive: write temp file: %w", err)
 	}
 	s.size += int64(len(b))
 	return ChunkRef{Length: int64(len(b)), SHA256: hexSum(b)}, nil
@@ -286,7 +291,7 @@ func (w *Writer) Commit() error {
 	}
 	for _, s := range w.spills {
 		if err := s.w.Flush(); err != nil {
-			return w.fail(fmt.Errorf("archive: write temp file: %w; hint: check free disk space", err))
+			return w.fail(errorf("check free disk space", "archive: write temp file: %w", err))
 		}
 	}
 	// Spill k holds the layer-k chunks in tensor order, which is exactly
@@ -361,11 +366,11 @@ func assemble(out string, idx *Index, opt CreateOptions, temps *[]string, src fu
 			return fmt.Errorf("archive: copy tensor %q chunk %q: %w", idx.Tensors[s.t].Name, chunkName(s.layer), err)
 		}
 		if got := hex.EncodeToString(sum.Sum(nil)); got != r.SHA256 {
-			return fmt.Errorf("archive: tensor %q chunk %q changed while being copied (SHA-256 %s, want %s); hint: check the disk and retry", idx.Tensors[s.t].Name, chunkName(s.layer), got, r.SHA256)
+			return errorf("check the disk and retry", "archive: tensor %q chunk %q changed while being copied (SHA-256 %s, want %s)", idx.Tensors[s.t].Name, chunkName(s.layer), got, r.SHA256)
 		}
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("archive: write %s: %w; hint: check free disk space", f.Name(), err)
+		return errorf("check free disk space", "archive: write %s: %w", f.Name(), err)
 	}
 	if fi, err := f.Stat(); err != nil || fi.Size() != fileLen {
 		return fmt.Errorf("archive: temp file %s has the wrong size (want %d bytes): %v", f.Name(), fileLen, err)
@@ -405,7 +410,7 @@ func publish(tmp, out string, opt CreateOptions) error {
 			return nil
 		}
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("archive: output %s appeared while writing; hint: pass --force to replace it, or choose another path", out)
+			return errorf("allow replacing it, or choose another path", "archive: output %s appeared while writing", out)
 		}
 	}
 	if err := os.Rename(tmp, out); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,7 +51,7 @@ func NewShardedWriter(dir string, shards []Shard) (*ShardedWriter, error) {
 					Msg: "also declared in shard " + quote(shards[j].Name)}
 			}
 			s.where[t.Name] = i
-			n, err := ByteLen(t.DType, t.Shape)
+			n, err := dtype.ByteLen(t.DType, t.Shape)
 			if err != nil {
 				return nil, &Error{File: filepath.Join(dir, sh.Name), Tensor: t.Name, Msg: err.Error()}
 			}

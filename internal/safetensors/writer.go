@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"os"
 	"path/filepath"
 	"unicode/utf8"
@@ -37,7 +38,7 @@ func NewWriter(path string, tensors []TensorHeader, metadata map[string]string) 
 	}
 	if isOpenInput(path) {
 		return nil, &Error{File: path, Msg: "refusing to overwrite a file that is open as an input",
-			Hint: "write to a different path"}
+			Advice: "write to a different path"}
 	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
@@ -90,7 +91,7 @@ func EncodeHeader(file string, tensors []TensorHeader, metadata map[string]strin
 			return fail("declared twice")
 		}
 		seen[t.Name] = true
-		n, err := ByteLen(t.DType, t.Shape)
+		n, err := dtype.ByteLen(t.DType, t.Shape)
 		if err != nil {
 			return fail(err.Error())
 		}
@@ -147,7 +148,7 @@ func (w *Writer) WriteTensor(name string, data []byte) error {
 		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("written out of order: expected %s next", quote(want.Name))}
 	}
 	if int64(len(data)) != w.sizes[w.next] {
-		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("got %d bytes, but %s %s is %d bytes", len(data), want.DType, ShapeString(want.Shape), w.sizes[w.next])}
+		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("got %d bytes, but %s %s is %d bytes", len(data), want.DType, dtype.ShapeString(want.Shape), w.sizes[w.next])}
 	}
 	if _, err := w.buf.Write(data); err != nil {
 		return &Error{File: w.path, Tensor: name, Msg: "write failed", Err: err}
@@ -229,7 +230,7 @@ func CheckNotInput(out string, inputs ...string) error {
 	for _, in := range inputs {
 		if SameFile(out, in) {
 			return &Error{File: out, Msg: "output is the input file " + quote(in),
-				Hint: "write to a different path"}
+				Advice: "write to a different path"}
 		}
 	}
 	return nil
