@@ -66,7 +66,7 @@ func addSettingsFlags(fs *pflag.FlagSet) {
 
 // AddFlags registers compress's flags.
 func (o *compressOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVarP(&o.Output, "output", "o", "", "archive to write (default: INPUT with its extension replaced by .seedlm, or .part-I-of-N.seedlm for a part)")
+	fs.StringVarP(&o.Output, "output", "o", "", "archive to write (default: INPUT with its extension replaced by .seedlm, or .part-I-of-N.seedlm for a part; with --part a folder, or a path ending in /, receives the part under that name)")
 	fs.BoolVar(&o.Force, "force", false, "replace an existing output archive (never the input)")
 	fs.BoolVar(&o.JSON, "json", false, "print the summary (or the --dry-run plan) as one JSON object on stdout")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print each tensor's plan, expected bits per weight and estimated time; write nothing")
@@ -200,9 +200,9 @@ func runCompress(ctx context.Context, o *compressOptions, args []string, stdout,
 		return dryRun(ctx, o, input, src, plan, part, workers, stdout)
 	}
 
-	out := o.Output
-	if out == "" {
-		out = defaultArchiveName(input, part)
+	out, err := partOutput(o.Output, input, part)
+	if err != nil {
+		return err
 	}
 	if err := checkOutput(out, input, o.Force); err != nil {
 		return err
@@ -412,6 +412,31 @@ func measureRate(ctx context.Context, p encoder.Params, workers int) (float64, e
 		}
 		blocks *= 4
 	}
+}
+
+// partOutput is the archive to write: -o, or the default name; for a part,
+// -o may name a folder (created if it ends in "/"), which then receives
+// the part under its default name, so every task of a batch job can run the
+// same command line.
+func partOutput(o, input string, part compress.Part) (string, error) {
+	if o == "" {
+		return defaultArchiveName(input, part), nil
+	}
+	if part.Whole() {
+		return o, nil
+	}
+	st, err := os.Stat(o)
+	isDir := err == nil && st.IsDir()
+	if !isDir && strings.HasSuffix(o, "/") {
+		if err := os.MkdirAll(o, 0o755); err != nil {
+			return "", err
+		}
+		isDir = true
+	}
+	if !isDir {
+		return o, nil
+	}
+	return filepath.Join(o, filepath.Base(defaultArchiveName(input, part))), nil
 }
 
 // defaultArchiveName is INPUT with its extension replaced by .seedlm (a

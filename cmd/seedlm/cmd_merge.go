@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"time"
 
@@ -32,7 +34,7 @@ func (o *mergeOptions) AddFlags(fs *pflag.FlagSet) {
 func newMergeCmd(a *app) *cobra.Command {
 	var o mergeOptions
 	cmd := &cobra.Command{
-		Use:   "merge PART.seedlm...",
+		Use:   "merge PART.seedlm... | FOLDER",
 		Short: "Join the part archives of compress --part into one archive",
 		Long: `Join part archives (compress --plan PLAN --part I/N) into the archive that
 compress would have written on one machine with the same settings, byte for
@@ -41,7 +43,9 @@ byte.
 Merge checks every chunk's SHA-256 as it copies it (nothing is decoded, and
 memory holds only the parts' indexes), that every part comes from the same
 plan, input and settings, and that each part 0 … N−1 is given exactly once;
-it names the missing parts. Nothing is written unless all of that holds.`,
+it names the missing parts. Nothing is written unless all of that holds.
+
+A folder argument stands for the part archives in it (*.part-I-of-N.seedlm).`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return withHint(usagef("merge: missing PART.seedlm"), "usage: %s", cmd.UseLine())
@@ -67,15 +71,47 @@ type mergeReport struct {
 	WallSeconds float64  `json:"wall_seconds"`
 }
 
-func runMerge(ctx context.Context, o *mergeOptions, parts []string, stdout, _ io.Writer) error {
+// partFiles expands folders among args to the part archives they hold
+// (*.part-I-of-N.seedlm, in name order).
+func partFiles(args []string) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil || !st.IsDir() {
+			out = append(out, a)
+			continue
+		}
+		ents, err := os.ReadDir(a)
+		if err != nil {
+			return nil, err
+		}
+		n := len(out)
+		for _, e := range ents {
+			if e.Type().IsRegular() && partName.MatchString(e.Name()) {
+				out = append(out, filepath.Join(a, e.Name()))
+			}
+		}
+		if len(out) == n {
+			return nil, withHint(usagef("merge: folder %s holds no part archives (*.part-I-of-N.seedlm)", a), "name the part files, or the folder compress --part -o FOLDER/ wrote them to")
+		}
+	}
+	return out, nil
+}
+
+func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, _ io.Writer) error {
 	start := time.Now()
+	parts, err := partFiles(args)
+	if err != nil {
+		return err
+	}
 	out := o.Output
 	if out == "" {
-		m := partName.FindStringSubmatch(parts[0])
+		m := partName.FindStringSubmatch(filepath.Base(parts[0]))
 		if m == nil {
 			return withHint(usagef("merge: name the output with -o"), "the parts are not named X.part-I-of-N.seedlm, so there is no default")
 		}
-		out = m[1] + ".seedlm"
+		// Beside the first part, or beside the folder that holds it.
+		out = filepath.Join(filepath.Dir(filepath.Clean(args[0])), m[1]+".seedlm")
 	}
 	for _, p := range parts {
 		if err := checkOutputPath(out, p, o.Force, "one of the parts", "choose another output with -o", "name the archive file with -o"); err != nil {

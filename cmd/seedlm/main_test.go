@@ -43,6 +43,7 @@ var sharedData = func() string {
 func TestScripts(t *testing.T) {
 	models, _ := filepath.Abs("../../testdata/models")
 	configs, _ := filepath.Abs("../../configs")
+	examples, _ := filepath.Abs("../../examples")
 	torchData, _ := filepath.Abs("../../testdata/torch")
 	testscript.Run(t, testscript.Params{
 		Dir:                 "../../testdata/script",
@@ -50,6 +51,7 @@ func TestScripts(t *testing.T) {
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("MODELS", models)
 			e.Setenv("CONFIGS", configs)
+			e.Setenv("EXAMPLES", examples)
 			e.Setenv("TORCHDATA", torchData)
 			e.Setenv("SHARED", sharedData)
 			return nil
@@ -63,14 +65,15 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mkmodel":  cmdMkModel,
-			"stcheck":  cmdSTCheck,
-			"corrupt":  cmdCorrupt,
-			"truncate": cmdTruncate,
-			"exitcode": cmdExitCode,
-			"lsdir":    cmdLsDir,
-			"cut":      cmdCut,
-			"grabenv":  cmdGrabEnv,
+			"mkmodel":   cmdMkModel,
+			"stcheck":   cmdSTCheck,
+			"corrupt":   cmdCorrupt,
+			"truncate":  cmdTruncate,
+			"exitcode":  cmdExitCode,
+			"lsdir":     cmdLsDir,
+			"cut":       cmdCut,
+			"grabenv":   cmdGrabEnv,
+			"edit-plan": cmdEditPlan,
 		},
 	})
 }
@@ -466,4 +469,19 @@ func cmdGrabEnv(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("grabenv: no match for %q in stderr or stdout", args[1])
+}
+
+// edit-plan IN OUT: copy plan file IN to OUT with one setting changed by
+// hand (the first seed_bits 16 becomes 15), as a careless edit would.
+func cmdEditPlan(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: edit-plan IN OUT")
+	}
+	b, err := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	e := strings.Replace(string(b), `"seed_bits": 16`, `"seed_bits": 15`, 1)
+	if e == string(b) {
+		ts.Fatalf("edit-plan: no seed_bits 16 in %s", args[0])
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(e), 0o644))
 }
