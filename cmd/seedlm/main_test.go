@@ -122,10 +122,11 @@ func cmdLsDir(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// mkmodel OUT [dtype=F32|BF16|F16] [nan=TENSOR:INDEX] [shards=N] [big]:
-// write a small deterministic model: coded tensors (rank 2, ≥ 1024
-// weights), a norm vector, a small matrix and an I64 tensor (stored
-// exactly). With shards=N, OUT is a folder with N shards and an index.
+// mkmodel OUT [dtype=F32|BF16|F16] [nan=TENSOR:INDEX] [huge=TENSOR]
+// [shards=N] [big]: write a small deterministic model: coded tensors (rank
+// 2, ≥ 1024 weights), a norm vector, a small matrix and an I64 tensor
+// (stored exactly). huge=TENSOR puts that tensor's weights near the float32
+// limit. With shards=N, OUT is a folder with N shards and an index.
 func cmdMkModel(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 1 {
 		ts.Fatalf("usage: mkmodel OUT [dtype=..] [nan=T:I] [shards=N] [big]")
@@ -160,6 +161,12 @@ func testModelTensors(opt map[string]string) []testTensor {
 		if len(shape) == 1 {
 			for i := range w {
 				w[i] += 1
+			}
+		}
+		if opt["huge"] == name {
+			// Near the float32 limit: beyond the codec's exponent range.
+			for i := range w {
+				w[i] = float32(math.Copysign(1.5e38+1e38*rng.Float64(), float64(w[i])))
 			}
 		}
 		if nan, ok := opt["nan"]; ok {
