@@ -65,15 +65,16 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mkmodel":   cmdMkModel,
-			"stcheck":   cmdSTCheck,
-			"corrupt":   cmdCorrupt,
-			"truncate":  cmdTruncate,
-			"exitcode":  cmdExitCode,
-			"lsdir":     cmdLsDir,
-			"cut":       cmdCut,
-			"grabenv":   cmdGrabEnv,
-			"edit-plan": cmdEditPlan,
+			"mkmodel":    cmdMkModel,
+			"stcheck":    cmdSTCheck,
+			"corrupt":    cmdCorrupt,
+			"truncate":   cmdTruncate,
+			"exitcode":   cmdExitCode,
+			"lsdir":      cmdLsDir,
+			"cut":        cmdCut,
+			"grabenv":    cmdGrabEnv,
+			"edit-plan":  cmdEditPlan,
+			"runexample": cmdRunExample,
 		},
 	})
 }
