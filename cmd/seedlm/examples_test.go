@@ -117,7 +117,7 @@ func TestExamplesParse(t *testing.T) {
 		t.Fatalf("slurm: want plan, a 4-task array and merge, got %+v", steps)
 	}
 	sub, _ := os.ReadFile(filepath.Join(examplesDir, "slurm", "submit.sh"))
-	for _, want := range []string{"sbatch --parsable --export=ALL plan.sbatch", "--dependency=afterok:\"$plan\" compress.sbatch", "--dependency=afterok:\"$parts\" merge.sbatch"} {
+	for _, want := range []string{"sbatch --parsable --export=ALL \"$@\" plan.sbatch", "--dependency=afterok:\"$plan\" \"$@\" compress.sbatch", "--dependency=afterok:\"$parts\" \"$@\" merge.sbatch"} {
 		if !bytes.Contains(sub, []byte(want)) {
 			t.Errorf("slurm/submit.sh lacks %q", want)
 		}
