@@ -7,21 +7,17 @@ import (
 	"io"
 	"io/fs"
 	"math"
-	"math/rand"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/compress"
-	"github.com/seedlm/seedlm/internal/dtype"
-	"github.com/seedlm/seedlm/internal/encoder"
 	"github.com/seedlm/seedlm/internal/presets"
 )
 
@@ -291,127 +287,40 @@ func printCompressReport(w io.Writer, r *compress.Report) {
 	tw.Flush()
 }
 
-// dryRun prints the plan (of one part, with --part) without writing
-// anything.
+// dryRun prints the plan (of one part, with --part) and its estimate
+// without writing anything.
 func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoint.Source, plan *compress.Plan, part compress.Part, workers int, stdout io.Writer) error {
-	type row struct {
-		Name        string  `json:"name"`
-		DType       string  `json:"dtype"`
-		Shape       []int64 `json:"shape"`
-		Weights     int64   `json:"weights"`
-		Rule        string  `json:"rule"`
-		Passthrough bool    `json:"passthrough"`
-		Codec       string  `json:"codec,omitempty"`
-		BitsPerW    float64 `json:"bits_per_weight"`
-		Bytes       int64   `json:"expected_bytes"`
-		Seconds     float64 `json:"estimated_seconds"`
+	e, err := compress.EstimateRun(ctx, src, plan, part, workers)
+	if err != nil {
+		return err
 	}
-	tensors := plan.Tensors
-	if !part.Whole() {
-		tensors = nil
-		for _, i := range plan.Assign(part.Count)[part.Index] {
-			tensors = append(tensors, plan.Tensors[i])
-		}
-	}
-	rates := map[encoder.Params]float64{}
-	var rows []row
-	var totBytes, totW int64
-	var totSec float64
-	for _, p := range tensors {
-		n := checkpoint.TensorInfo{Shape: p.Shape}.NumElements()
-		r := row{Name: p.Name, DType: p.DType, Shape: p.Shape, Weights: n, Rule: p.Rule, Passthrough: p.Passthrough}
-		if p.Passthrough {
-			if sz, ok := dtype.Size(p.DType); ok {
-				r.Bytes = n * int64(sz)
-			} else if raw, err := src.ReadRaw(p.Name); err == nil {
-				r.Bytes = int64(len(raw))
-			}
-			if n > 0 {
-				r.BitsPerW = float64(r.Bytes) * 8 / float64(n)
-			}
-		} else {
-			r.Codec = compress.LayersString(p.Layers)
-			r.BitsPerW = nominalBPW(p.Layers)
-			for _, lp := range p.Layers {
-				r.Bytes += int64(lp.PayloadBytes(int(n)))
-				rate, ok := rates[lp]
-				if !ok {
-					var err error
-					if rate, err = measureRate(ctx, lp, workers); err != nil {
-						return err
-					}
-					rates[lp] = rate
-				}
-				r.Seconds += float64(n) / rate
-			}
-		}
-		totBytes += r.Bytes
-		totW += n
-		totSec += r.Seconds
-		rows = append(rows, r)
-	}
+	e.Input = input
 	if o.JSON {
-		return writeJSON(stdout, map[string]any{
-			"input": input, "dry_run": true, "workers": workers, "kernel": encoder.KernelName(),
-			"settings": plan.Settings, "tensors": rows,
-			"expected_payload_bytes": totBytes, "weights": totW, "estimated_seconds": totSec,
-		})
+		return writeJSON(stdout, e)
 	}
 	what := ""
 	if !part.Whole() {
 		what = fmt.Sprintf(" part %s,", part)
 	}
-	fmt.Fprintf(stdout, "dry run: %s (%s),%s %d tensors; nothing written\n", input, src.Format(), what, len(rows))
+	fmt.Fprintf(stdout, "dry run: %s (%s),%s %d tensors; nothing written\n", input, src.Format(), what, len(e.Tensors))
 	fmt.Fprintf(stdout, "settings: %s\n", describeSettings(plan.Settings))
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TENSOR\tDTYPE\tSHAPE\tRULE\tCODEC\tBITS/W\tEST. TIME")
-	for _, r := range rows {
+	for _, r := range e.Tensors {
 		est := "-"
 		if !r.Passthrough {
-			est = fmtSeconds(r.Seconds)
+			est = fmtSeconds(r.EstimatedSeconds)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.3f\t%s\n", r.Name, r.DType, shapeString(r.Shape), r.Rule, orDash(r.Codec), r.BitsPerW, est)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.3f\t%s\n", r.Name, r.DType, shapeString(r.Shape), r.Rule, orDash(r.Codec), r.BitsPerWeight, est)
 	}
 	tw.Flush()
 	bpw := 0.0
-	if totW > 0 {
-		bpw = float64(totBytes) * 8 / float64(totW)
+	if e.Weights > 0 {
+		bpw = float64(e.ExpectedPayloadBytes) * 8 / float64(e.Weights)
 	}
 	fmt.Fprintf(stdout, "expected: ≈%s payload bytes (%.3f bits/weight, index not counted); estimated time ≈%s with %d workers (%s kernel, rate measured on random weights)\n",
-		commas(totBytes), bpw, fmtSeconds(totSec), workers, encoder.KernelName())
+		commas(e.ExpectedPayloadBytes), bpw, fmtSeconds(e.EstimatedSeconds), workers, e.Kernel)
 	return nil
-}
-
-// measureRate times the encoder on random normal weights with p: one
-// warm-up run (it builds the per-K tables), then growing runs until one
-// takes at least 100 ms. Real weights often encode faster than random ones
-// (the search prunes more), so this errs on the slow side.
-func measureRate(ctx context.Context, p encoder.Params, workers int) (float64, error) {
-	rng := rand.New(rand.NewSource(1))
-	gen := func(blocks int) []float32 {
-		w := make([]float32, blocks*p.BlockSize)
-		for i := range w {
-			w[i] = float32(rng.NormFloat64() * 0.02)
-		}
-		return w
-	}
-	opt := encoder.Options{Workers: workers}
-	if _, err := encoder.EncodeLayer(ctx, "calibration", gen(workers), p, opt); err != nil {
-		return 0, err
-	}
-	blocks := 16 * workers
-	for {
-		w := gen(blocks)
-		t0 := time.Now()
-		if _, err := encoder.EncodeLayer(ctx, "calibration", w, p, opt); err != nil {
-			return 0, err
-		}
-		d := time.Since(t0)
-		if d >= 100*time.Millisecond || blocks >= 1<<16 {
-			return float64(len(w)) / max(d.Seconds(), 1e-9), nil
-		}
-		blocks *= 4
-	}
 }
 
 // partOutput is the archive to write: -o, or the default name; for a part,

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/seedlm/seedlm/internal/compress"
-	"github.com/seedlm/seedlm/internal/encoder"
 	"github.com/seedlm/seedlm/internal/presets"
 )
 
@@ -128,13 +127,4 @@ func describeSettings(m map[string]string) string {
 		parts = append(parts, k+"="+m[k])
 	}
 	return strings.Join(parts, " ")
-}
-
-// nominalBPW is the sum of the layers' nominal bits per weight.
-func nominalBPW(ls []encoder.Params) float64 {
-	var b float64
-	for _, p := range ls {
-		b += p.BitsPerWeight()
-	}
-	return b
 }
