@@ -76,14 +76,8 @@ func (o *compressOptions) AddFlags(fs *pflag.FlagSet) {
 // resolve fills the options from flags > environment > config file.
 func (o *compressOptions) resolve(c *config) error {
 	var err error
-	if o.Quiet, err = c.getBool(keyQuiet); err != nil {
+	if o.Quiet, o.Workers, err = c.quietAndWorkers(); err != nil {
 		return err
-	}
-	if o.Workers, err = c.getInt(keyWorkers); err != nil {
-		return err
-	}
-	if o.Workers < 0 {
-		return usagef("workers (from %s) must be ≥ 0, got %d", c.origin(keyWorkers), o.Workers)
 	}
 	if o.Part != "" && o.PlanFile == "" {
 		return withHint(usagef("--part needs --plan"), "make the plan once with \"seedlm plan INPUT -o PLAN.json\", then run every part with --plan PLAN.json")

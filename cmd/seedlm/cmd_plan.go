@@ -39,14 +39,8 @@ func (o *planOptions) AddFlags(fs *pflag.FlagSet) {
 
 func (o *planOptions) resolve(c *config) error {
 	var err error
-	if o.Quiet, err = c.getBool(keyQuiet); err != nil {
+	if o.Quiet, o.Workers, err = c.quietAndWorkers(); err != nil {
 		return err
-	}
-	if o.Workers, err = c.getInt(keyWorkers); err != nil {
-		return err
-	}
-	if o.Workers < 0 {
-		return usagef("workers (from %s) must be ≥ 0, got %d", c.origin(keyWorkers), o.Workers)
 	}
 	if o.Parts < 0 {
 		return usagef("--parts must be ≥ 0, got %d", o.Parts)

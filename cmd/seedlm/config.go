@@ -160,6 +160,20 @@ func (c *config) getBool(key string) (bool, error) {
 	return b, nil
 }
 
+// quietAndWorkers reads the run keys compress and plan share.
+func (c *config) quietAndWorkers() (quiet bool, workers int, err error) {
+	if quiet, err = c.getBool(keyQuiet); err != nil {
+		return
+	}
+	if workers, err = c.getInt(keyWorkers); err != nil {
+		return
+	}
+	if workers < 0 {
+		err = usagef("workers (from %s) must be ≥ 0, got %d", c.origin(keyWorkers), workers)
+	}
+	return
+}
+
 // parseDTypeFlag maps decompress's --dtype to a safetensors dtype ("" = the
 // source's).
 func parseDTypeFlag(s string) (string, error) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -214,7 +215,7 @@ func (p *Plan) Match(src checkpoint.Source, planPath string) error {
 	} else {
 		for i, t := range ts {
 			pt := &p.Tensors[i]
-			if t.Name != pt.Name || t.DType != pt.DType || !equalShape(t.Shape, pt.Shape) || t.Shard != pt.Shard {
+			if t.Name != pt.Name || t.DType != pt.DType || !slices.Equal(t.Shape, pt.Shape) || t.Shard != pt.Shard {
 				d = append(d, fmt.Sprintf("tensor %d is %q %s %v, the plan's %q %s %v", i, t.Name, t.DType, t.Shape, pt.Name, pt.DType, pt.Shape))
 			}
 		}
@@ -246,16 +247,4 @@ func (p *Plan) MatchSettings(s Settings, planPath string) error {
 		return &MismatchError{Plan: planPath, Diffs: d}
 	}
 	return nil
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
