@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -119,6 +121,14 @@ func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, _ io.
 		}
 	}
 	mr, err := archive.Merge(ctx, out, parts, archive.CreateOptions{Overwrite: o.Force})
+	var me *archive.MergeError
+	if errors.As(err, &me) && len(me.Missing) > 0 {
+		nums := make([]string, len(me.Missing))
+		for i, n := range me.Missing {
+			nums[i] = fmt.Sprint(n)
+		}
+		return withHint(err, "run seedlm compress INPUT --plan PLAN --part I/%d for I = %s", me.Count, strings.Join(nums, ", "))
+	}
 	if err != nil {
 		return err
 	}

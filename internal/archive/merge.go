@@ -16,6 +16,10 @@ import (
 type MergeError struct {
 	Reason string
 	Advice string
+	// Missing lists the part numbers not given (of Count), when that is
+	// the problem.
+	Missing []int
+	Count   int
 }
 
 func (e *MergeError) Error() string { return "merge: " + e.Reason }
@@ -64,7 +68,7 @@ func Merge(ctx context.Context, out string, paths []string, opt CreateOptions) (
 		parts = append(parts, &partFile{path: p, a: a, p: a.idx.Header.Part})
 		if a.idx.Header.Part == nil {
 			return nil, &MergeError{Reason: fmt.Sprintf("%s is a whole archive, not a part (it has no part record)", p),
-				Advice: "merge the archives written by compress --part"}
+				Advice: "merge part archives (those with a part record), or use the whole archive as it is"}
 		}
 	}
 	ix, src, err := mergedIndex(parts)
@@ -141,7 +145,7 @@ func mergedIndex(parts []*partFile) (*Index, []source, error) {
 		case p.Count != first.p.Count || p.Tensors != first.p.Tensors:
 			return nil, nil, &MergeError{
 				Reason: fmt.Sprintf("%s is part %d of %d, %s part %d of %d", first.path, first.p.Index, first.p.Count, pf.path, p.Index, p.Count),
-				Advice: "every part of one archive must be compressed with the same --part count"}
+				Advice: "every part of one archive must be made with the same part count"}
 		}
 		h, err := headerSansPart(pf.a.idx.Header)
 		if err != nil {
@@ -160,14 +164,16 @@ func mergedIndex(parts []*partFile) (*Index, []source, error) {
 	}
 	if n := first.p.Count; len(byIndex) != n {
 		var missing []string
+		var nums []int
 		for i := 0; i < n; i++ {
 			if byIndex[i] == nil {
 				missing = append(missing, fmt.Sprint(i))
+				nums = append(nums, i)
 			}
 		}
 		return nil, nil, &MergeError{
 			Reason: fmt.Sprintf("missing part(s) %s of %d (have %d)", strings.Join(missing, ", "), n, len(byIndex)),
-			Advice: fmt.Sprintf("run compress --part I/%d for each missing I and merge again", n)}
+			Advice: "make the missing parts from the same plan and merge again", Missing: nums, Count: n}
 	}
 	src := make([]source, first.p.Tensors)
 	for _, pf := range parts {
