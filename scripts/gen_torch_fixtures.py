@@ -153,9 +153,30 @@ def main():
     # writes native order only, and cannot load this file on x86 either).
     write_legacy_big_endian(os.path.join(OUT, "legacy_bigendian.pt"))
 
+    save_model()
+
     # Hostile: a global that is not on the allow-list, and a pickled module.
     save_raw("evil_global.pt", {"w": torch.zeros(2), "x": Evil()})
     save_raw("whole_module.pt", torch.nn.Linear(2, 2))
+
+
+def save_model():
+    """model.pt: a small Llama-shaped state dict whose matrices are large
+    enough to be coded (the other fixtures are all stored exactly), for the
+    compress/decompress layout matrix. No expected values: the tests compare
+    the decompressed file with this one through their own reader."""
+    g = torch.Generator().manual_seed(77)
+    m = collections.OrderedDict()
+    m["model.embed_tokens.weight"] = torch.randn(64, 32, generator=g) * 0.02
+    m["model.layers.0.self_attn.q_proj.weight"] = torch.randn(32, 32, generator=g) * 0.02
+    m["model.layers.0.input_layernorm.weight"] = 1 + torch.randn(32, generator=g) * 0.02
+    m["model.layers.0.mlp.up_proj.weight"] = torch.randn(48, 32, generator=g) * 0.02
+    m["model.layers.0.small.weight"] = torch.randn(8, 8, generator=g) * 0.02
+    m["model.position_ids"] = torch.arange(16, dtype=torch.int64) * 7
+    m["lm_head.weight"] = torch.randn(64, 32, generator=g) * 0.02
+    path = os.path.join(OUT, "model.pt")
+    torch.save(m, path)
+    print(f"model.pt: {os.path.getsize(path)} bytes, {len(m)} tensors (no expected values)")
 
 
 class Evil:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seedlm/seedlm/internal/compress"
 	"github.com/seedlm/seedlm/internal/presets"
+	"github.com/seedlm/seedlm/internal/safetensors"
 )
 
 func dirNames(t *testing.T, dir string) []string {
@@ -31,8 +34,8 @@ func dirNames(t *testing.T, dir string) []string {
 	return names
 }
 
-func eightBits() planSettings {
-	return planSettings{Flags: presets.Config{Codec: presets.Codec{SeedBits: 8}}}
+func eightBits() compress.Settings {
+	return compress.Settings{Flags: presets.Config{Codec: presets.Codec{SeedBits: 8}}}
 }
 
 // Cancelling compress between tensors leaves nothing at OUT and no temp
@@ -75,7 +78,7 @@ func TestCompressCancelDuringEncode(t *testing.T) {
 	var cancelledAt time.Time
 	var once sync.Once
 	o := &compressOptions{Output: filepath.Join(dir, "m.seedlm"), Quiet: true, // K=16, 4 layers: seconds of work
-		Settings: planSettings{Flags: presets.Config{Layers: 4}},
+		Settings: compress.Settings{Flags: presets.Config{Layers: 4}},
 		onBlocks: func() {
 			once.Do(func() {
 				cancelledAt = time.Now()
@@ -163,12 +166,23 @@ func TestExitCodesAndErrorStyle(t *testing.T) {
 			t.Fatalf("line %q is neither error nor hint", l)
 		}
 	}
-	msg, hints := splitHints(`archive "x": bad; hint: do this`)
-	if msg != `archive "x": bad` || len(hints) != 1 || hints[0] != "do this" {
-		t.Fatalf("splitHints: %q %q", msg, hints)
+}
+
+// Hints travel as typed errors (interface{ Hint() string }) through any
+// wrapping, innermost first; messages never carry "hint:" text.
+func TestHintsAreTyped(t *testing.T) {
+	inner := &safetensors.Error{File: "x.safetensors", Tensor: "a", Msg: "bad", Advice: "fix it"}
+	err := withHint(fmt.Errorf("compress: %w", inner), "outer advice")
+	if strings.Contains(err.Error(), "hint") || strings.Contains(err.Error(), "fix it") {
+		t.Errorf("message carries its hint: %q", err)
 	}
-	msg, hints = splitHints(`x.safetensors: tensor "a": bad (hint: fix it)`)
-	if msg != `x.safetensors: tensor "a": bad` || len(hints) != 1 || hints[0] != "fix it" {
-		t.Fatalf("splitHints: %q %q", msg, hints)
+	if got := hints(err); len(got) != 2 || got[0] != "fix it" || got[1] != "outer advice" {
+		t.Errorf("hints %q, want [fix it, outer advice]", got)
+	}
+	var b bytes.Buffer
+	printError(&b, err)
+	want := "seedlm: error: compress: x.safetensors: tensor \"a\": bad\nseedlm: hint: fix it\nseedlm: hint: outer advice\n"
+	if b.String() != want {
+		t.Errorf("printed\n%s\nwant\n%s", b.String(), want)
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/seedlm/seedlm/internal/archive"
-	"github.com/seedlm/seedlm/internal/safetensors"
+	"github.com/seedlm/seedlm/internal/dtype"
 )
 
 // decompressOptions are decompress's resolved settings.
@@ -145,7 +145,7 @@ type missingChunk struct {
 	Have   int64  `json:"have"` // bytes present (0: none)
 }
 
-func missingChunks(a archiveReader) []missingChunk {
+func missingChunks(a *archive.Archive) []missingChunk {
 	out := []missingChunk{}
 	for _, m := range a.Missing() {
 		out = append(out, missingChunk{Tensor: m.Tensor, Chunk: m.Name(), Layer: m.Layer, Offset: m.Offset, Length: m.Length, Have: m.Have})
@@ -154,7 +154,7 @@ func missingChunks(a archiveReader) []missingChunk {
 }
 
 // warnMissing lists a partial archive's missing chunks on stderr.
-func warnMissing(w io.Writer, path string, a archiveReader, what string) {
+func warnMissing(w io.Writer, path string, a *archive.Archive, what string) {
 	ms := a.Missing()
 	if len(ms) == 0 {
 		return
@@ -206,7 +206,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 	var total int64
 	for i, t := range ix.Tensors {
 		dtypes[i] = t.DType
-		if o.DType != "" && (!t.Passthrough || safetensors.CanFloat32(t.DType)) {
+		if o.DType != "" && (!t.Passthrough || dtype.CanFloat32(t.DType)) {
 			dtypes[i] = o.DType
 		}
 		if !t.Passthrough {
@@ -235,7 +235,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 	}
 	warnMissing(stderr, path, a, "decoding with the complete layers only")
 
-	w, err := createOutput(out, layout, h.IndexFileName(), o.Force, stdout)
+	w, err := createOutput(out, layout, h.SourceIndex, o.Force, stdout)
 	if err != nil {
 		return err
 	}
@@ -272,7 +272,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 						return fmt.Errorf("tensor %q: %w", t.Name, err)
 					}
 					over += wide
-					data, err := encodeFloats(dt, f32[:n])
+					data, err := dtype.FromFloat32(dt, f32[:n])
 					if err != nil {
 						return fmt.Errorf("tensor %q: %w", t.Name, err)
 					}
@@ -306,7 +306,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 				return a.DecodeTensorTo(t.Name, layers, func(wts []float32) error {
 					decodeTime += time.Since(t0)
 					decodedBytes += 4 * int64(len(wts))
-					data, err := encodeFloats(dt, wts)
+					data, err := dtype.FromFloat32(dt, wts)
 					if err != nil {
 						return fmt.Errorf("tensor %q: %w", t.Name, err)
 					}

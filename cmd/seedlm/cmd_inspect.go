@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/seedlm/seedlm/internal/archive"
+	"github.com/seedlm/seedlm/internal/dtype"
 )
 
 type inspectOptions struct {
@@ -165,11 +166,11 @@ func (in *inspection) row(i int) inspectTensor {
 		t.Bytes += l.Chunk.Length
 	}
 	if e.Passthrough {
-		t.Bytes = entryBytes(e)
+		t.Bytes = e.Bytes()
 	}
 	if t.Bytes > 0 {
 		t.RatioVsFP32 = float64(4*n) / float64(t.Bytes)
-		if sz, ok := dtypeSize(e.DType); ok {
+		if sz, ok := dtype.Size(e.DType); ok {
 			t.RatioVsSource = float64(int64(sz)*n) / float64(t.Bytes)
 		} else if e.Passthrough {
 			t.RatioVsSource = 1
@@ -212,7 +213,7 @@ func newInspection(path string, fileBytes int64, ix *archive.Index, missing []in
 		e := &ix.Tensors[i]
 		t := in.row(i)
 		if t.Bytes > 0 {
-			if sz, ok := dtypeSize(e.DType); ok {
+			if sz, ok := dtype.Size(e.DType); ok {
 				srcTensorBytes += int64(sz) * t.Weights
 			} else if e.Passthrough {
 				srcTensorBytes += t.Bytes
@@ -264,14 +265,14 @@ func newInspection(path string, fileBytes int64, ix *archive.Index, missing []in
 // newPartialInspection reports what a partial file holds: each coded
 // tensor's complete layers (the rest counted as missing), and the chunks
 // the file lacks.
-func newPartialInspection(path string, a archiveReader) *inspection {
+func newPartialInspection(path string, a *archive.Archive) *inspection {
 	ix := a.Index()
 	missing := make([]int, len(ix.Tensors))
 	var payload int64
 	for i := range ix.Tensors {
 		t := &ix.Tensors[i]
 		if t.Passthrough {
-			payload += entryBytes(t)
+			payload += t.Bytes()
 			continue
 		}
 		n := a.AvailableLayers(t.Name)
@@ -283,7 +284,7 @@ func newPartialInspection(path string, a archiveReader) *inspection {
 	rep.Partial = true
 	rep.FullBytes = a.FullSize()
 	rep.MissingChunks = missingChunks(a)
-	rep.Total.IndexBytes = a.HeaderAndIndexBytes()
+	rep.Total.IndexBytes = archive.HeaderSize + a.IndexBytes()
 	rep.Total.IncompleteBytes = a.Size() - payload - rep.Total.IndexBytes
 	return in
 }

@@ -182,7 +182,7 @@ func runStream(ctx context.Context, o *streamOptions, args []string, stdout, std
 	var baseErr, norm2 float64
 	for i := range a.Index().Tensors {
 		t := &a.Index().Tensors[i]
-		st := streamTensor{Name: t.Name, Passthrough: t.Passthrough, Layers: 1, Available: avail[t.Name], Bytes: entryBytes(t)}
+		st := streamTensor{Name: t.Name, Passthrough: t.Passthrough, Layers: 1, Available: avail[t.Name], Bytes: t.Bytes()}
 		if !t.Passthrough {
 			rep.CodedTensors++
 			st.Layers = len(t.Layers)
@@ -277,8 +277,12 @@ func (e *budgetTooSmall) Error() string {
 	if strings.ContainsAny(strings.ToLower(e.flag), "bkmgt.") {
 		given = fmt.Sprintf("%s (%s bytes)", e.flag, commas(e.maxBytes))
 	}
-	return fmt.Sprintf("stream %s: a budget of %s is too small: the header, index, base layers and exactly stored tensors need at least %d bytes; nothing was written; hint: use --max-bytes %d or more (the source archive is %d bytes)",
-		e.path, given, e.minBytes, e.minBytes, e.sourceBytes)
+	return fmt.Sprintf("stream %s: a budget of %s is too small: the header, index, base layers and exactly stored tensors need at least %d bytes; nothing was written",
+		e.path, given, e.minBytes)
+}
+
+func (e *budgetTooSmall) Hint() string {
+	return fmt.Sprintf("use --max-bytes %d or more (the source archive is %d bytes)", e.minBytes, e.sourceBytes)
 }
 
 // checkStreamOutput refuses the source as OUT (even with --force) and an

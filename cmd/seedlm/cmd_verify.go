@@ -58,7 +58,7 @@ func runVerify(ctx context.Context, o *verifyOptions, args []string, stdout, _ i
 		} else {
 			chunks += len(t.Layers)
 		}
-		bytes += entryBytes(t)
+		bytes += t.Bytes()
 	}
 	fmt.Fprintf(stdout, "ok: %s: %d tensors, %d chunks, %s payload bytes verified (SHA-256)\n",
 		path, len(ix.Tensors), chunks, commas(bytes))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -136,9 +137,15 @@ func (c *config) origin(key string) string {
 }
 
 func (c *config) getInt(key string) (int, error) {
-	n, err := cast.ToIntE(c.v.Get(key))
+	v := c.v.Get(key)
+	// cast truncates 2.5 to 2: a YAML float is only an integer if it is
+	// whole, as on the command line.
+	if f, ok := v.(float64); ok && f != math.Trunc(f) {
+		return 0, usagef("%s (from %s): %q is not an integer", key, c.origin(key), fmt.Sprint(v))
+	}
+	n, err := cast.ToIntE(v)
 	if err != nil {
-		return 0, usagef("%s (from %s): %q is not an integer", key, c.origin(key), fmt.Sprint(c.v.Get(key)))
+		return 0, usagef("%s (from %s): %q is not an integer", key, c.origin(key), fmt.Sprint(v))
 	}
 	return n, nil
 }
@@ -151,4 +158,34 @@ func (c *config) getBool(key string) (bool, error) {
 		return false, usagef("%s (from %s): %q is not true or false", key, c.origin(key), fmt.Sprint(c.v.Get(key)))
 	}
 	return b, nil
+}
+
+// quietAndWorkers reads the run keys compress and plan share.
+func (c *config) quietAndWorkers() (quiet bool, workers int, err error) {
+	if quiet, err = c.getBool(keyQuiet); err != nil {
+		return
+	}
+	if workers, err = c.getInt(keyWorkers); err != nil {
+		return
+	}
+	if workers < 0 {
+		err = usagef("workers (from %s) must be ≥ 0, got %d", c.origin(keyWorkers), workers)
+	}
+	return
+}
+
+// parseDTypeFlag maps decompress's --dtype to a safetensors dtype ("" = the
+// source's).
+func parseDTypeFlag(s string) (string, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "source":
+		return "", nil
+	case "f32", "float32":
+		return "F32", nil
+	case "f16", "float16", "half":
+		return "F16", nil
+	case "bf16", "bfloat16":
+		return "BF16", nil
+	}
+	return "", usagef("--dtype %q: want source, f32, f16 or bf16", s)
 }

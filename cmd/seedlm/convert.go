@@ -6,26 +6,26 @@ import (
 	"io"
 	"math"
 
-	"github.com/seedlm/seedlm/internal/safetensors"
+	"github.com/seedlm/seedlm/internal/dtype"
 )
 
 // convertRaw converts raw little-endian elements of dtype to float32 in
 // *buf (grown as needed). It returns how many there were and how many
 // finite F64 values were beyond float32's range (now ±Inf).
-func convertRaw(dtype string, raw []byte, buf *[]float32) (n int, over int64, err error) {
-	bits, ok := safetensors.DTypeBits(dtype)
-	if !ok || bits%8 != 0 || len(raw)%(bits/8) != 0 {
-		return 0, 0, fmt.Errorf("cannot convert %d bytes of %s", len(raw), dtype)
+func convertRaw(dt string, raw []byte, buf *[]float32) (n int, over int64, err error) {
+	size, ok := dtype.Size(dt)
+	if !ok || len(raw)%size != 0 {
+		return 0, 0, fmt.Errorf("cannot convert %d bytes of %s", len(raw), dt)
 	}
-	n = len(raw) / (bits / 8)
+	n = len(raw) / size
 	if cap(*buf) < n {
 		*buf = make([]float32, n)
 	}
 	w := (*buf)[:n]
-	if err := safetensors.ToFloat32(dtype, w, raw); err != nil {
+	if err := dtype.ToFloat32(dt, w, raw); err != nil {
 		return 0, 0, err
 	}
-	if dtype == "F64" {
+	if dt == "F64" {
 		for i, x := range w {
 			if math.IsInf(float64(x), 0) && !math.IsInf(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])), 0) {
 				over++
@@ -35,17 +35,17 @@ func convertRaw(dtype string, raw []byte, buf *[]float32) (n int, over int64, er
 	return n, over, nil
 }
 
-// countOverflow counts the finite weights of w that encodeFloats wrote to
+// countOverflow counts the finite weights of w that dtype.FromFloat32 wrote to
 // data as ±Inf (F16, BF16, F8_E5M2) or saturated (F8_E4M3, which has no
 // infinity): values beyond the dtype's range. The output code is looked at
 // first, so the common case costs one integer test per weight.
-func countOverflow(dtype string, w []float32, data []byte) int64 {
+func countOverflow(dt string, w []float32, data []byte) int64 {
 	finite := func(x float32) bool { return !math.IsInf(float64(x), 0) && !math.IsNaN(float64(x)) }
 	var n int64
-	switch dtype {
+	switch dt {
 	case "F16", "BF16":
 		inf := uint16(0x7c00)
-		if dtype == "BF16" {
+		if dt == "BF16" {
 			inf = 0x7f80
 		}
 		for i := range w {

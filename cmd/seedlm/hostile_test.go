@@ -112,16 +112,6 @@ func ixTensor(ix map[string]any, i int) map[string]any {
 
 func ixHeader(ix map[string]any) map[string]any { return ix["header"].(map[string]any) }
 
-func ixSettings(ix map[string]any) map[string]any {
-	h := ixHeader(ix)
-	s, ok := h["settings"].(map[string]any)
-	if !ok {
-		s = map[string]any{}
-		h["settings"] = s
-	}
-	return s
-}
-
 // firstTensor is the index of the first passthrough (or coded) tensor.
 func firstTensor(ix map[string]any, passthrough bool) int {
 	for i, t := range ix["tensors"].([]any) {
@@ -144,7 +134,7 @@ func hostileArchives(t *testing.T, dir string) map[string][]byte {
 		mutate func(ix map[string]any)
 	}{
 		// Name collisions in a sharded model's folder.
-		{"source_index equals a shard", sharded, func(ix map[string]any) { ixSettings(ix)["source_index"] = shardOf(ix, 0) }},
+		{"source_index equals a shard", sharded, func(ix map[string]any) { ixHeader(ix)["source_index"] = shardOf(ix, 0) }},
 		{"shard named like the index", sharded, func(ix map[string]any) {
 			s := shardOf(ix, 0)
 			for i := range ix["tensors"].([]any) {
@@ -154,7 +144,7 @@ func hostileArchives(t *testing.T, dir string) map[string][]byte {
 			}
 		}},
 		{"shard named like a custom index", sharded, func(ix map[string]any) {
-			ixSettings(ix)["source_index"] = "weights.safetensors"
+			ixHeader(ix)["source_index"] = "weights.safetensors"
 		}},
 		{"shards differing only in case", sharded, func(ix map[string]any) {
 			ixTensor(ix, 0)["shard"] = strings.ToUpper(shardOf(ix, 1)[:1]) + shardOf(ix, 1)[1:]
@@ -168,8 +158,8 @@ func hostileArchives(t *testing.T, dir string) map[string][]byte {
 		{"control character in shard", sharded, func(ix map[string]any) { ixTensor(ix, 0)["shard"] = "a\nb.safetensors" }},
 		{"shard not a safetensors file", sharded, func(ix map[string]any) { ixTensor(ix, 0)["shard"] = "config.json" }},
 		{"empty shard in a sharded archive", sharded, func(ix map[string]any) { ixTensor(ix, 0)["shard"] = "" }},
-		{"source_index with a path", sharded, func(ix map[string]any) { ixSettings(ix)["source_index"] = "../model.safetensors.index.json" }},
-		{"source_index not json", sharded, func(ix map[string]any) { ixSettings(ix)["source_index"] = "index" }},
+		{"source_index with a path", sharded, func(ix map[string]any) { ixHeader(ix)["source_index"] = "../model.safetensors.index.json" }},
+		{"source_index not json", sharded, func(ix map[string]any) { ixHeader(ix)["source_index"] = "index" }},
 		// What decompress writes into safetensors headers.
 		{"tensor named __metadata__", single, func(ix map[string]any) { ixTensor(ix, 0)["name"] = "__metadata__" }},
 		{"unknown dtype", single, func(ix map[string]any) { ixTensor(ix, firstTensor(ix, true))["dtype"] = "X99" }},
@@ -177,7 +167,7 @@ func hostileArchives(t *testing.T, dir string) map[string][]byte {
 		{"coded tensor of booleans", single, func(ix map[string]any) { ixTensor(ix, firstTensor(ix, false))["dtype"] = "BOOL" }},
 		{"unknown source format", single, func(ix map[string]any) { ixHeader(ix)["source_format"] = "zip" }},
 		{"shard in a single-file archive", single, func(ix map[string]any) { ixTensor(ix, 0)["shard"] = "x.safetensors" }},
-		{"source_index in a single-file archive", single, func(ix map[string]any) { ixSettings(ix)["source_index"] = "m.index.json" }},
+		{"source_index in a single-file archive", single, func(ix map[string]any) { ixHeader(ix)["source_index"] = "m.index.json" }},
 		{"negative source size", single, func(ix map[string]any) { ixHeader(ix)["source_bytes"] = -1 }},
 	}
 	out := map[string][]byte{}

@@ -6,6 +6,9 @@
 //	seedlm verify model.seedlm
 //	seedlm decompress model.seedlm -o out.safetensors
 //	seedlm stream model.seedlm --max-bytes 100MB -o small.seedlm
+//	seedlm plan model.safetensors -o plan.json      # then, on N machines:
+//	seedlm compress model.safetensors --plan plan.json --part I/N
+//	seedlm merge model.part-*-of-N.seedlm -o model.seedlm
 //
 // Exit codes are defined in errors.go and documented in README.md.
 package main
@@ -15,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -35,9 +39,17 @@ func mainExit() int {
 
 // run executes one command line and returns the exit code; errors are
 // printed here and only here.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int) {
 	root, app := newRootCmd(stdout, stderr)
 	root.SetArgs(args)
+	defer func() {
+		// A panic is a bug: report it and exit 1, never Go's 2 (usage).
+		if p := recover(); p != nil {
+			err := &internalError{value: p, stack: debug.Stack()}
+			printError(stderr, err)
+			code = exitCode(err)
+		}
+	}()
 	err := root.ExecuteContext(ctx)
 	if err != nil && !app.started {
 		// Cobra failed before any command ran: unknown command or the

@@ -19,6 +19,7 @@ import (
 
 	"github.com/seedlm/seedlm/internal/archive"
 	"github.com/seedlm/seedlm/internal/checkpoint"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/presets"
 	"github.com/seedlm/seedlm/internal/safetensors"
 )
@@ -43,6 +44,7 @@ var sharedData = func() string {
 func TestScripts(t *testing.T) {
 	models, _ := filepath.Abs("../../testdata/models")
 	configs, _ := filepath.Abs("../../configs")
+	examples, _ := filepath.Abs("../../examples")
 	torchData, _ := filepath.Abs("../../testdata/torch")
 	testscript.Run(t, testscript.Params{
 		Dir:                 "../../testdata/script",
@@ -50,6 +52,7 @@ func TestScripts(t *testing.T) {
 		Setup: func(e *testscript.Env) error {
 			e.Setenv("MODELS", models)
 			e.Setenv("CONFIGS", configs)
+			e.Setenv("EXAMPLES", examples)
 			e.Setenv("TORCHDATA", torchData)
 			e.Setenv("SHARED", sharedData)
 			return nil
@@ -63,18 +66,20 @@ func TestScripts(t *testing.T) {
 			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"mkmodel":  cmdMkModel,
-			"stcheck":  cmdSTCheck,
-			"corrupt":  cmdCorrupt,
-			"truncate": cmdTruncate,
-			"exitcode": cmdExitCode,
-			"lsdir":    cmdLsDir,
-			"cut":      cmdCut,
-			"grabenv":  cmdGrabEnv,
-			"mkfifo":   cmdMkfifo,
-			"perm":     cmdPerm,
-			"age":      cmdAge,
-			"islink":   cmdIsLink,
+			"mkmodel":    cmdMkModel,
+			"stcheck":    cmdSTCheck,
+			"corrupt":    cmdCorrupt,
+			"truncate":   cmdTruncate,
+			"exitcode":   cmdExitCode,
+			"lsdir":      cmdLsDir,
+			"cut":        cmdCut,
+			"grabenv":    cmdGrabEnv,
+			"edit-plan":  cmdEditPlan,
+			"runexample": cmdRunExample,
+			"mkfifo":     cmdMkfifo,
+			"perm":       cmdPerm,
+			"age":        cmdAge,
+			"islink":     cmdIsLink,
 		},
 	})
 }
@@ -168,13 +173,15 @@ func cmdLsDir(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// mkmodel OUT [dtype=F32|BF16|F16] [nan=TENSOR:INDEX] [shards=N] [big]:
-// write a small deterministic model: coded tensors (rank 2, ≥ 1024
-// weights), a norm vector, a small matrix and an I64 tensor (stored
-// exactly). With shards=N, OUT is a folder with N shards and an index.
+// mkmodel OUT [dtype=F32|BF16|F16] [nan=TENSOR:INDEX] [scale=X]
+// [huge=TENSOR] [shards=N] [big]: write a small deterministic model: coded
+// tensors (rank 2, ≥ 1024 weights), a norm vector, a small matrix and an
+// I64 tensor (stored exactly). scale=X multiplies every weight by X;
+// huge=TENSOR puts that tensor's weights near the float32 limit. With
+// shards=N, OUT is a folder with N shards and an index.
 func cmdMkModel(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 1 {
-		ts.Fatalf("usage: mkmodel OUT [dtype=..] [nan=T:I] [scale=X] [shards=N] [big]")
+		ts.Fatalf("usage: mkmodel OUT [dtype=..] [nan=T:I] [scale=X] [huge=T] [shards=N] [big]")
 	}
 	out := ts.MkAbs(args[0])
 	opt := map[string]string{"dtype": "F32", "shards": "1"}
@@ -217,6 +224,12 @@ func testModelTensors(opt map[string]string) []testTensor {
 				w[i] *= float32(f)
 			}
 		}
+		if opt["huge"] == name {
+			// Near the float32 limit: beyond the codec's exponent range.
+			for i := range w {
+				w[i] = float32(math.Copysign(1.5e38+1e38*rng.Float64(), float64(w[i])))
+			}
+		}
 		if nan, ok := opt["nan"]; ok {
 			tn, idx, _ := strings.Cut(nan, ":")
 			if tn == name {
@@ -225,7 +238,7 @@ func testModelTensors(opt map[string]string) []testTensor {
 			}
 		}
 		dt := opt["dtype"]
-		b, err := encodeFloats(dt, w)
+		b, err := dtype.FromFloat32(dt, w)
 		if err != nil {
 			panic(err)
 		}
@@ -370,7 +383,7 @@ func compareCheckpoints(origPath, outPath string, maxRel float64, wantDT, archiv
 		}
 		passthrough := exact(x)
 		dt := x.DType
-		if wantDT != "" && (!passthrough || safetensors.CanFloat32(x.DType)) {
+		if wantDT != "" && (!passthrough || dtype.CanFloat32(x.DType)) {
 			dt = wantDT // --dtype converts every float tensor
 		}
 		if y.DType != dt {
@@ -546,4 +559,19 @@ func cmdGrabEnv(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	ts.Fatalf("grabenv: no match for %q in stderr or stdout", args[1])
+}
+
+// edit-plan IN OUT: copy plan file IN to OUT with one setting changed by
+// hand (the first seed_bits 16 becomes 15), as a careless edit would.
+func cmdEditPlan(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: edit-plan IN OUT")
+	}
+	b, err := os.ReadFile(ts.MkAbs(args[0]))
+	ts.Check(err)
+	e := strings.Replace(string(b), `"seed_bits": 16`, `"seed_bits": 15`, 1)
+	if e == string(b) {
+		ts.Fatalf("edit-plan: no seed_bits 16 in %s", args[0])
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(e), 0o644))
 }

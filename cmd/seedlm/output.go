@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/seedlm/seedlm/internal/archive"
-	"github.com/seedlm/seedlm/internal/checkpoint"
-	"github.com/seedlm/seedlm/internal/presets"
 	"github.com/seedlm/seedlm/internal/safetensors"
 	"github.com/seedlm/seedlm/internal/tempfile"
 )
@@ -135,19 +133,6 @@ func sweepTemps(out string, stderr io.Writer) {
 	}
 }
 
-// plannedTensors declares compress's tensors to the archive writer, so it
-// lays the archive out before encoding and writes it in one pass.
-func plannedTensors(infos []checkpoint.TensorInfo, plans []presets.TensorPlan) []archive.PlannedTensor {
-	out := make([]archive.PlannedTensor, len(infos))
-	for i, t := range infos {
-		out[i] = archive.PlannedTensor{Info: t, Rule: plans[i].Rule}
-		if !plans[i].Passthrough {
-			out[i].Layers = plans[i].Layers
-		}
-	}
-	return out
-}
-
 // checkFreeSpace refuses to write need bytes into out's folder when its
 // file system has less free.
 func checkFreeSpace(out string, need int64) error {
@@ -208,7 +193,8 @@ func newOutputLayout(ix *archive.Index, dtypes []string, meta map[string]string,
 	return l
 }
 
-// createOutput starts decompress's writer.
+// createOutput starts decompress's writer; indexName is a sharded
+// model's index file name ("": safetensors.IndexName).
 func createOutput(out string, l *outputLayout, indexName string, force bool, stdout io.Writer) (outputWriter, error) {
 	switch {
 	case out == stdoutName:
@@ -276,14 +262,4 @@ func checkDecompressOutput(out, archivePath string, sharded, force bool) error {
 		return withHint(fmt.Errorf("output folder %s does not exist", dir), "create it first (mkdir -p %s), or choose another output with -o", dir)
 	}
 	return nil
-}
-
-// settingsError makes a size target no plan can reach a settings error
-// (exit 2), like any other setting out of range.
-func settingsError(err error) error {
-	var te *presets.TargetError
-	if errors.As(err, &te) {
-		return withHint(&usageError{err}, "ask for a size the model can reach (the smallest is above), or use --level or a preset")
-	}
-	return err
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/seedlm/seedlm/internal/compress"
 	"github.com/seedlm/seedlm/internal/encoder"
 )
 
@@ -52,6 +52,8 @@ small, 130 interrupted.`,
 
 	root.AddCommand(
 		newCompressCmd(a),
+		newPlanCmd(a),
+		newMergeCmd(a),
 		newDecompressCmd(a),
 		newInspectCmd(a),
 		newVerifyCmd(a),
@@ -108,9 +110,4 @@ func newVersionCmd(a *app) *cobra.Command {
 	}
 }
 
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
-}
+func version() string { return compress.Version() }

@@ -29,7 +29,7 @@
 //	archive.StreamWith(ctx, src, dst, maxBytes, archive.StreamOptions{Overwrite, AllowPartial})
 //	    // StreamReport.SourceDamage: left-out source chunks that fail their hash
 //	(*TensorEntry).SqErrAt(k) / RelErr(k) / Bytes() / BytesUpTo(k) / BitsPerWeight()
-//	(*Index).Totals(); (*Header).IndexFileName(); CodedDType(dtype)
+//	(*Index).Totals(); DefaultShardIndex
 //	archive.FormatSafetensors / FormatSafetensorsSharded / FormatTorch
 //
 // Every index any reader opens, and every archive the writer commits,
@@ -41,10 +41,7 @@
 // *BudgetError (MinBytes).
 package archive
 
-import (
-	"github.com/seedlm/seedlm/internal/checkpoint"
-	"github.com/seedlm/seedlm/internal/encoder"
-)
+import "github.com/seedlm/seedlm/internal/encoder"
 
 // Header is the archive-wide part of the index.
 type Header struct {
@@ -60,6 +57,31 @@ type Header struct {
 	// key → value strings, for inspect. Never timestamps or hostnames:
 	// archives are byte-identical for the same input and settings.
 	Settings map[string]string `json:"settings,omitempty"`
+	// SourceIndex is the base name of a sharded source's index file
+	// (model.safetensors.index.json), so decompress writes it back under the
+	// same name; "" for other sources. Version 1 kept it in Settings.
+	SourceIndex string `json:"source_index,omitempty"`
+	// Part is set only in a part archive (one machine's share of a
+	// compression split over several; see Merge), never in a merged or
+	// one-machine archive.
+	Part *Part `json:"part,omitempty"`
+}
+
+// Part says which share of the full archive a part archive holds. Merge
+// checks that the parts of one archive agree on everything but Index and
+// Positions, and that together they hold every tensor exactly once.
+type Part struct {
+	// Index is this part's number, 0 … Count−1, of Count.
+	Index int `json:"index"`
+	Count int `json:"count"`
+	// PlanSHA256 is the content hash of the plan every part was encoded
+	// from (lowercase hex).
+	PlanSHA256 string `json:"plan_sha256"`
+	// Tensors is the number of tensors of the full archive; Positions holds,
+	// for each tensor of this part in order, its position among them
+	// (strictly increasing).
+	Tensors   int   `json:"tensors"`
+	Positions []int `json:"positions"`
 }
 
 // LayerEntry is one progressive layer of a coded tensor.
@@ -106,5 +128,12 @@ type Index struct {
 	Tensors []TensorEntry `json:"tensors"`
 }
 
-// Info is re-exported so callers need not import checkpoint for AddX.
-type Info = checkpoint.TensorInfo
+// Info describes a tensor being added: what the index records besides its
+// chunks. It has the fields of checkpoint.TensorInfo, so a caller converts
+// one with archive.Info(t).
+type Info struct {
+	Name  string
+	DType string
+	Shape []int64
+	Shard string
+}

@@ -3,6 +3,7 @@ package archive
 import (
 	"bytes"
 	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -205,8 +206,9 @@ func TestWriterOutputSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(out)
-	if err := write(CreateOptions{}); err == nil || !strings.Contains(err.Error(), "--force") {
-		t.Errorf("second write without Overwrite: %v, want an error suggesting --force", err)
+	var h interface{ Hint() string }
+	if err := write(CreateOptions{}); err == nil || !strings.Contains(err.Error(), "already exists") || !errors.As(err, &h) || h.Hint() == "" {
+		t.Errorf("second write without Overwrite: %v, want an \"already exists\" error with a hint", err)
 	}
 	if err := write(CreateOptions{Overwrite: true}); err != nil {
 		t.Errorf("Overwrite: %v", err)

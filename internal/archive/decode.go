@@ -65,10 +65,10 @@ func (a *Archive) codedArgs(name string, layers int) (*TensorEntry, int, error) 
 	}
 	t := &a.idx.Tensors[i]
 	if t.Passthrough {
-		return nil, 0, fmt.Errorf("archive: tensor %q is stored losslessly; hint: use ReadPassthrough", name)
+		return nil, 0, errorf("use ReadPassthrough", "archive: tensor %q is stored losslessly", name)
 	}
 	if layers < 0 || layers > len(t.Layers) {
-		return nil, 0, fmt.Errorf("archive: tensor %q has %d layers, %d requested; hint: ask for 1 to %d, or 0 for all", name, len(t.Layers), layers, len(t.Layers))
+		return nil, 0, errorf(fmt.Sprintf("ask for 1 to %d, or 0 for all", len(t.Layers)), "archive: tensor %q has %d layers, %d requested", name, len(t.Layers), layers)
 	}
 	if layers == 0 || layers > a.avail[i] {
 		layers = a.avail[i]
@@ -127,7 +127,7 @@ type layerReader struct {
 }
 
 func (lr *layerReader) integrity(reason string, kind error, hint string) error {
-	return &IntegrityError{Path: lr.a.path, Tensor: lr.t.Name, Chunk: chunkName(lr.k), Offset: lr.le.Chunk.Offset, Reason: reason, Err: kind, Hint: hint}
+	return &IntegrityError{Path: lr.a.path, Tensor: lr.t.Name, Chunk: chunkName(lr.k), Offset: lr.le.Chunk.Offset, Reason: reason, Err: kind, Advice: hint}
 }
 
 // read returns chunk bytes [y0, y1), hashing those not hashed yet. Reads
@@ -218,7 +218,7 @@ func (a *Archive) ReadPassthroughTo(name string, emit func(b []byte) error) erro
 		return fmt.Errorf("archive: no tensor %q in %s", name, a.path)
 	}
 	if !t.Passthrough {
-		return fmt.Errorf("archive: tensor %q is coded, not passthrough; hint: use DecodeTensorTo", name)
+		return errorf("use DecodeTensorTo", "archive: tensor %q is coded, not passthrough", name)
 	}
 	r := t.Raw
 	h := sha256.New()
@@ -227,7 +227,7 @@ func (a *Archive) ReadPassthroughTo(name string, emit func(b []byte) error) erro
 		b := buf[:min(int64(len(buf)), r.Length-off)]
 		if err := readFull(a.f, b, r.Offset+off); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: "raw", Offset: r.Offset, Hint: hintTruncated, Err: ErrTruncated,
+				return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: "raw", Offset: r.Offset, Advice: hintTruncated, Err: ErrTruncated,
 					Reason: "file ends inside the chunk (it shrank after it was opened?)"}
 			}
 			return fmt.Errorf("archive: read tensor %q chunk \"raw\": %w", t.Name, err)

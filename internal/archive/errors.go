@@ -30,8 +30,11 @@ type NotArchiveError struct {
 func (e *NotArchiveError) Unwrap() error { return ErrNotArchive }
 
 func (e *NotArchiveError) Error() string {
-	return fmt.Sprintf("%s is not a seedlm archive (%s); hint: give a .seedlm file made by seedlm compress", e.Path, e.Reason)
+	return fmt.Sprintf("%s is not a seedlm archive (%s)", e.Path, e.Reason)
 }
+
+// Hint says what to do about it.
+func (e *NotArchiveError) Hint() string { return "give a .seedlm file made by seedlm compress" }
 
 // IntegrityError reports stored bytes that fail a hash or structure check:
 // the file is corrupt, truncated, or not a valid archive. It always names the
@@ -47,8 +50,9 @@ type IntegrityError struct {
 	Offset int64
 	// Reason says what failed, e.g. "SHA-256 mismatch".
 	Reason string
-	// Hint says what to do about it.
-	Hint string
+	// Advice says what to do about it ("": the generic advice for a
+	// corrupt archive); see Hint.
+	Advice string
 	// Err is the kind: ErrVersion, ErrTruncated, or nil
 	// for ErrCorrupt. Unwrap reports it.
 	Err error
@@ -80,13 +84,31 @@ func (e *IntegrityError) Error() string {
 		b.WriteString(": ")
 	}
 	b.WriteString(e.Reason)
-	hint := e.Hint
-	if hint == "" {
-		hint = hintCorrupt
-	}
-	b.WriteString("; hint: ")
-	b.WriteString(hint)
 	return b.String()
+}
+
+// Hint says what to do about the failure.
+func (e *IntegrityError) Hint() string {
+	if e.Advice == "" {
+		return hintCorrupt
+	}
+	return e.Advice
+}
+
+// hintError is an error with advice for the user (Hint); callers find it
+// with errors.As and an interface{ Hint() string }.
+type hintError struct {
+	err  error
+	hint string
+}
+
+func (e *hintError) Error() string { return e.err.Error() }
+func (e *hintError) Unwrap() error { return e.err }
+func (e *hintError) Hint() string  { return e.hint }
+
+// errorf is fmt.Errorf with a hint.
+func errorf(hint, format string, a ...any) error {
+	return &hintError{fmt.Errorf(format, a...), hint}
 }
 
 const (

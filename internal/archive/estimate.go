@@ -1,6 +1,6 @@
 package archive
 
-import "github.com/seedlm/seedlm/internal/safetensors"
+import "github.com/seedlm/seedlm/internal/dtype"
 
 // EstimateOverheadBytes is what the fixed header and the index will take
 // for these tensors: the caller fills Name, DType, Shape, Shard, Rule,
@@ -15,7 +15,7 @@ func EstimateOverheadBytes(h Header, ts []TensorEntry) int64 {
 		n := t.NumElements()
 		t.Norm2 = 0
 		if t.Passthrough {
-			size, err := safetensors.ByteLen(t.DType, t.Shape)
+			size, err := dtype.ByteLen(t.DType, t.Shape)
 			if err != nil {
 				size = 1 << 32 // a wide stand-in: only the digits matter
 			}

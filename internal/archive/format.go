@@ -18,11 +18,12 @@ import (
 const (
 	// Magic opens every archive; the format version follows it.
 	Magic = "SEEDLM"
-	// Version is the format version this package writes. It reads every
-	// version from MinVersion up: version 2 only adds the padded index
-	// (section 1.3 of docs/FORMAT.md), so a version-1 file is read the
-	// same way.
-	Version    = 2
+	// Version is the format version this package writes; it reads every
+	// version from MinVersion up to it (docs/FORMAT.md, "Versioning").
+	// Version 2 adds the padded index (section 1.3), the source_index
+	// header field and the part record (section 2.1).
+	Version = 2
+	// MinVersion is the oldest format version this package reads.
 	MinVersion = 1
 	// HeaderSize is the size of the fixed header before the index.
 	HeaderSize = 64
@@ -65,7 +66,7 @@ func (h *fixedHeader) marshal() []byte {
 // file's length on disk.
 func parseHeader(path string, b []byte, size int64) (*fixedHeader, error) {
 	bad := func(off int64, kind error, hint, format string, a ...any) error {
-		return &IntegrityError{Path: path, Chunk: "header", Offset: off, Reason: fmt.Sprintf(format, a...), Hint: hint, Err: kind}
+		return &IntegrityError{Path: path, Chunk: "header", Offset: off, Reason: fmt.Sprintf(format, a...), Advice: hint, Err: kind}
 	}
 	if len(b) < len(Magic) || string(b[:len(Magic)]) != Magic {
 		return nil, &NotArchiveError{Path: path, Reason: fmt.Sprintf("no %q magic at the start", Magic)}
@@ -453,7 +454,7 @@ func decodeIndex(r io.Reader) (*Index, error) {
 // bytes and the index indexLen bytes. The chunks must tile
 // [HeaderSize+indexLen, fileLen) exactly in chunkOrder, so nothing overlaps,
 // nothing hides in gaps and every byte is hash-covered.
-func parseIndex(path string, r io.Reader, indexLen, fileLen int64) (*Index, error) {
+func parseIndex(path string, r io.Reader, indexLen, fileLen int64, version uint16) (*Index, error) {
 	bad := func(format string, a ...any) error {
 		return &IntegrityError{Path: path, Chunk: "index", Offset: HeaderSize, Reason: fmt.Sprintf(format, a...)}
 	}
@@ -461,7 +462,7 @@ func parseIndex(path string, r io.Reader, indexLen, fileLen int64) (*Index, erro
 	if err != nil {
 		return nil, bad("index is not valid: %v", err)
 	}
-	if err := checkIndex(ix); err != nil {
+	if err := checkIndex(ix, version); err != nil {
 		return nil, bad("%v", err)
 	}
 	off := HeaderSize + indexLen

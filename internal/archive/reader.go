@@ -80,7 +80,7 @@ func OpenReader(f io.ReaderAt, size int64, name string, opt OpenOptions) (*Archi
 	fileLen := int64(h.fileLen)
 	switch {
 	case size < indexEnd:
-		return nil, &IntegrityError{Path: path, Chunk: "index", Offset: HeaderSize, Hint: hintTruncated, Err: ErrTruncated,
+		return nil, &IntegrityError{Path: path, Chunk: "index", Offset: HeaderSize, Advice: hintTruncated, Err: ErrTruncated,
 			Reason: fmt.Sprintf("file is %d bytes but its index ends at byte %d (even a partial download needs the whole index)", size, indexEnd)}
 	case size > fileLen:
 		return nil, &IntegrityError{Path: path, Chunk: "header", Offset: 16,
@@ -100,7 +100,7 @@ func OpenReader(f io.ReaderAt, size int64, name string, opt OpenOptions) (*Archi
 	}
 	sum := sha256.New()
 	sr := io.TeeReader(io.NewSectionReader(f, HeaderSize, int64(h.indexLen)), sum)
-	idx, err := parseIndex(path, bufio.NewReaderSize(sr, 64<<10), int64(h.indexLen), fileLen)
+	idx, err := parseIndex(path, bufio.NewReaderSize(sr, 64<<10), int64(h.indexLen), fileLen, h.version)
 	if err != nil {
 		return nil, err
 	}
@@ -124,18 +124,18 @@ func OpenReader(f io.ReaderAt, size int64, name string, opt OpenOptions) (*Archi
 		}
 		t := &idx.Tensors[s.t]
 		if !opt.AllowPartial {
-			return nil, &IntegrityError{Path: path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Hint: hintTruncated, Err: ErrTruncated,
+			return nil, &IntegrityError{Path: path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Advice: hintTruncated, Err: ErrTruncated,
 				Reason: fmt.Sprintf("truncated: the file is %d bytes, the archive %d; this is the first incomplete chunk (%d of its %d bytes present)", size, fileLen, max(0, size-r.Offset), r.Length)}
 		}
 		if s.layer <= 0 {
-			return nil, &IntegrityError{Path: path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Hint: hintTruncated, Err: ErrTruncated,
+			return nil, &IntegrityError{Path: path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Advice: hintTruncated, Err: ErrTruncated,
 				Reason: fmt.Sprintf("partial file is %d bytes; the base layers end at byte %d, so at least %d bytes are needed to decode", size, a.BaseBytes(), a.BaseBytes())}
 		}
 		a.missing = append(a.missing, ChunkID{Tensor: t.Name, Layer: s.layer, Offset: r.Offset, Length: r.Length, Have: max(0, size-r.Offset)})
 	}
 	if size < fileLen && len(a.missing) == 0 {
 		// Unreachable: the chunks tile the file up to fileLen.
-		return nil, &IntegrityError{Path: path, Chunk: "header", Offset: 16, Hint: hintTruncated, Err: ErrTruncated,
+		return nil, &IntegrityError{Path: path, Chunk: "header", Offset: 16, Advice: hintTruncated, Err: ErrTruncated,
 			Reason: fmt.Sprintf("file is %d bytes, the header says %d", size, fileLen)}
 	}
 	return a, nil
@@ -238,7 +238,7 @@ func (a *Archive) readChunk(t *TensorEntry, layer int, r *ChunkRef) ([]byte, err
 	b := make([]byte, r.Length)
 	if err := readFull(a.f, b, r.Offset); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(layer), Offset: r.Offset, Hint: hintTruncated, Err: ErrTruncated,
+			return nil, &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(layer), Offset: r.Offset, Advice: hintTruncated, Err: ErrTruncated,
 				Reason: "file ends inside the chunk (it shrank after it was opened?)"}
 		}
 		return nil, fmt.Errorf("archive: read tensor %q chunk %q: %w", t.Name, chunkName(layer), err)
@@ -257,7 +257,7 @@ func (a *Archive) ReadPassthrough(name string) ([]byte, error) {
 		return nil, fmt.Errorf("archive: no tensor %q in %s", name, a.path)
 	}
 	if !t.Passthrough {
-		return nil, fmt.Errorf("archive: tensor %q is coded, not passthrough; hint: use DecodeTensor", name)
+		return nil, errorf("use DecodeTensor", "archive: tensor %q is coded, not passthrough", name)
 	}
 	return a.readChunk(t, -1, t.Raw)
 }
@@ -276,7 +276,7 @@ func (a *Archive) Verify(ctx context.Context) error {
 	}
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return &IntegrityError{Path: a.path, Chunk: "index", Offset: HeaderSize, Hint: hintTruncated, Err: ErrTruncated, Reason: "file ends inside the index"}
+			return &IntegrityError{Path: a.path, Chunk: "index", Offset: HeaderSize, Advice: hintTruncated, Err: ErrTruncated, Reason: "file ends inside the index"}
 		}
 		return fmt.Errorf("archive: read %s: %w", a.path, err)
 	}
@@ -288,7 +288,7 @@ func (a *Archive) Verify(ctx context.Context) error {
 	}
 	var one [1]byte
 	if n, _ := a.f.ReadAt(one[:], a.size); n > 0 {
-		return &IntegrityError{Path: a.path, Chunk: "header", Offset: 16, Hint: "the file is being written; verify it once that is done",
+		return &IntegrityError{Path: a.path, Chunk: "header", Offset: 16, Advice: "the file is being written; verify it once that is done",
 			Reason: fmt.Sprintf("file grew past %d bytes since it was opened", a.size)}
 	}
 	buf := make([]byte, 64<<10)
@@ -318,7 +318,7 @@ func (a *Archive) verifyChunk(s slot, buf []byte) error {
 	}
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Hint: hintTruncated, Err: ErrTruncated, Reason: "file ends inside the chunk"}
+			return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Advice: hintTruncated, Err: ErrTruncated, Reason: "file ends inside the chunk"}
 		}
 		return fmt.Errorf("archive: read tensor %q chunk %q: %w", t.Name, chunkName(s.layer), err)
 	}

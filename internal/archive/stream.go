@@ -57,8 +57,11 @@ type BudgetError struct {
 }
 
 func (e *BudgetError) Error() string {
-	return fmt.Sprintf("archive: stream %s: a budget of %d bytes is too small: header, index, base layers and passthrough tensors need at least %d bytes; hint: allow at least %d bytes", e.Path, e.MaxBytes, e.MinBytes, e.MinBytes)
+	return fmt.Sprintf("archive: stream %s: a budget of %d bytes is too small: header, index, base layers and passthrough tensors need at least %d bytes", e.Path, e.MaxBytes, e.MinBytes)
 }
+
+// Hint says what budget would do.
+func (e *BudgetError) Hint() string { return fmt.Sprintf("allow at least %d bytes", e.MinBytes) }
 
 // Stream writes to dst the best archive from src that fits in maxBytes real
 // bytes on disk.

@@ -3,8 +3,9 @@ package archive
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
-	"github.com/seedlm/seedlm/internal/safetensors"
+	"github.com/seedlm/seedlm/internal/dtype"
 )
 
 // The checks here are the one definition of a valid index: Open runs them
@@ -25,27 +26,9 @@ const (
 // the archive does not record the source's.
 const DefaultShardIndex = "model.safetensors.index.json"
 
-// codedDTypes are the dtypes a coded tensor may have: the float types the
-// decoder's output can be written back as (presets.PassthroughReason stores
-// every other dtype exactly).
-var codedDTypes = map[string]bool{"F64": true, "F32": true, "F16": true, "BF16": true, "F8_E4M3": true, "F8_E5M2": true}
-
-// CodedDType reports whether a tensor of this dtype may be coded.
-func CodedDType(dtype string) bool { return codedDTypes[dtype] }
-
 // maxFileName is the longest shard or index file name accepted (the usual
 // file-system limit on one path component).
 const maxFileName = 255
-
-// IndexFileName is the file name decompress gives a rebuilt sharded model's
-// index: the source's, as compress recorded it, else DefaultShardIndex.
-// An opened archive's name passed checkIndex.
-func (h *Header) IndexFileName() string {
-	if s := h.Settings["source_index"]; s != "" {
-		return s
-	}
-	return DefaultShardIndex
-}
 
 // checkFileName accepts a plain file name that a folder can hold next to
 // others without surprises: no separators, not "." or "..", not hidden (the
@@ -66,8 +49,23 @@ func checkFileName(what, name, suffix string) error {
 	return nil
 }
 
-// checkHeader validates the archive-wide fields.
-func checkHeader(h *Header) error {
+// checkHeader validates the archive-wide fields of an archive of the given
+// format version holding n tensors, and brings a version-1 header up to
+// date: version 1 recorded a sharded source's index name as
+// Settings["source_index"], version 2 in SourceIndex.
+func checkHeader(h *Header, version uint16, n int) error {
+	if version == 1 {
+		if h.SourceIndex != "" || h.Part != nil {
+			return fmt.Errorf("source_index and part are version-2 fields, the archive says version 1")
+		}
+		if name, ok := h.Settings["source_index"]; ok {
+			h.SourceIndex = name
+			delete(h.Settings, "source_index")
+			if len(h.Settings) == 0 {
+				h.Settings = nil
+			}
+		}
+	}
 	switch h.SourceFormat {
 	case FormatSafetensors, FormatSafetensorsSharded, FormatTorch:
 	default:
@@ -76,13 +74,44 @@ func checkHeader(h *Header) error {
 	if h.SourceBytes < 0 {
 		return fmt.Errorf("source_bytes %d is negative", h.SourceBytes)
 	}
-	if s, ok := h.Settings["source_index"]; ok {
+	if s := h.SourceIndex; s != "" {
 		if h.SourceFormat != FormatSafetensorsSharded {
 			return fmt.Errorf("source_index %q in an archive of a %s source (only sharded sources have one)", s, h.SourceFormat)
+		}
+		if !utf8.ValidString(s) {
+			return fmt.Errorf("source_index %q is not UTF-8", s)
 		}
 		if err := checkFileName("source_index", s, ".json"); err != nil {
 			return err
 		}
+	}
+	if p := h.Part; p != nil {
+		if err := p.check(n); err != nil {
+			return fmt.Errorf("part: %w", err)
+		}
+	}
+	return nil
+}
+
+// check validates a part record for an archive of n tensors.
+func (p *Part) check(n int) error {
+	switch {
+	case p.Count < 1 || p.Count > MaxTensors || p.Index < 0 || p.Index >= p.Count:
+		return fmt.Errorf("part %d of %d is out of range", p.Index, p.Count)
+	case p.Tensors < n || p.Tensors > MaxTensors:
+		return fmt.Errorf("%d tensors in all, but this part holds %d", p.Tensors, n)
+	case len(p.Positions) != n:
+		return fmt.Errorf("%d positions for %d tensors", len(p.Positions), n)
+	}
+	if err := checkHashString(p.PlanSHA256); err != nil {
+		return fmt.Errorf("plan_sha256: %w", err)
+	}
+	prev := -1
+	for _, pos := range p.Positions {
+		if pos <= prev || pos >= p.Tensors {
+			return fmt.Errorf("positions must increase within [0, %d): %d after %d", p.Tensors, pos, prev)
+		}
+		prev = pos
 	}
 	return nil
 }
@@ -91,17 +120,20 @@ func checkHeader(h *Header) error {
 // (checkEntry) and what only the entries together show: unique names,
 // shard names that cannot collide with each other or with the index file,
 // and the total size.
-func checkIndex(ix *Index) error {
-	if err := checkHeader(&ix.Header); err != nil {
-		return err
-	}
+func checkIndex(ix *Index, version uint16) error {
 	if len(ix.Tensors) > MaxTensors {
 		return fmt.Errorf("%d tensors, more than %d", len(ix.Tensors), MaxTensors)
+	}
+	if err := checkHeader(&ix.Header, version, len(ix.Tensors)); err != nil {
+		return fmt.Errorf("header: %w", err)
 	}
 	names := make(map[string]bool, len(ix.Tensors))
 	shards := map[string]string{} // lower case → as written
 	sharded := ix.Header.SourceFormat == FormatSafetensorsSharded
-	indexName := ix.Header.IndexFileName()
+	indexName := ix.Header.SourceIndex
+	if indexName == "" {
+		indexName = DefaultShardIndex
+	}
 	var total int64
 	for i := range ix.Tensors {
 		t := &ix.Tensors[i]
@@ -139,16 +171,18 @@ func checkIndex(ix *Index) error {
 
 // checkDType validates a tensor's dtype against its storage.
 func checkDType(t *TensorEntry, n int64) error {
-	if _, ok := safetensors.DTypeBits(t.DType); !ok {
+	if _, ok := dtype.Bits(t.DType); !ok {
 		return fmt.Errorf("dtype %q is not a safetensors dtype", t.DType)
 	}
 	if !t.Passthrough {
-		if !codedDTypes[t.DType] {
+		// The float types the decoder's output can be written back as
+		// (presets stores every other dtype exactly).
+		if !dtype.Codable(t.DType) {
 			return fmt.Errorf("coded tensor has dtype %s; only float tensors (F64, F32, F16, BF16, F8_E4M3, F8_E5M2) are coded", t.DType)
 		}
 		return nil
 	}
-	want, err := safetensors.ByteLen(t.DType, t.Shape)
+	want, err := dtype.ByteLen(t.DType, t.Shape)
 	if err != nil {
 		return err
 	}

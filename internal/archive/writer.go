@@ -15,8 +15,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/encoder"
-	"github.com/seedlm/seedlm/internal/safetensors"
 	"github.com/seedlm/seedlm/internal/tempfile"
 )
 
@@ -131,7 +131,7 @@ func (w *Writer) startPlanned() error {
 			return err
 		}
 		if len(p.Layers) == 0 {
-			size, err := safetensors.ByteLen(t.DType, t.Shape)
+			size, err := dtype.ByteLen(t.DType, t.Shape)
 			if err != nil {
 				return fmt.Errorf("archive: tensor %q: %w", t.Name, err)
 			}
@@ -151,7 +151,7 @@ func (w *Writer) startPlanned() error {
 	}
 	w.added = make([]bool, len(w.idx.Tensors))
 	w.locs = make([][]chunkLoc, len(w.idx.Tensors))
-	if err := checkIndex(&w.idx); err != nil {
+	if err := checkIndex(&w.idx, Version); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
 	var err error
@@ -173,7 +173,7 @@ func checkFreeSpace(out string, need int64) error {
 	if !ok || free >= need {
 		return nil
 	}
-	return fmt.Errorf("archive: not enough free space for %s: the archive needs %d bytes, %s has %d bytes free; hint: free some space or write the archive to another file system", out, need, dir, free)
+	return errorf("free some space or write the archive to another file system", "archive: not enough free space for %s: the archive needs %d bytes, %s has %d bytes free", out, need, dir, free)
 }
 
 func cloneHeader(h Header) Header {
@@ -183,6 +183,11 @@ func cloneHeader(h Header) Header {
 	}
 	h.Metadata = cloneMap(h.Metadata)
 	h.Settings = cloneMap(h.Settings)
+	if h.Part != nil {
+		p := *h.Part
+		p.Positions = append([]int(nil), p.Positions...)
+		h.Part = &p
+	}
 	return h
 }
 
@@ -206,25 +211,25 @@ func checkOutput(out string, overwrite bool, inputs []string) error {
 	fi, err := os.Lstat(out)
 	switch {
 	case err == nil && fi.IsDir():
-		return fmt.Errorf("archive: output %s is a folder; hint: name a file, e.g. %s", out, filepath.Join(out, "model.seedlm"))
+		return errorf("name a file, e.g. "+filepath.Join(out, "model.seedlm"), "archive: output %s is a folder", out)
 	case err == nil && !fi.Mode().IsRegular():
 		// Renaming over a link, device or pipe would replace it, not write
 		// through it: never, whatever Overwrite says.
-		return fmt.Errorf("archive: output %s is not a regular file (%s); refusing to replace it; hint: choose a regular file path", out, fi.Mode().Type())
+		return errorf("choose a regular file path", "archive: output %s is not a regular file (%s); refusing to replace it", out, fi.Mode().Type())
 	case err == nil:
 		for _, in := range inputs {
 			if ii, err := os.Stat(in); err == nil && os.SameFile(fi, ii) {
-				return fmt.Errorf("archive: output %s is the input %s; refusing to overwrite it; hint: choose another output path", out, in)
+				return errorf("choose another output path", "archive: output %s is the input %s; refusing to overwrite it", out, in)
 			}
 		}
 		if !overwrite {
-			return fmt.Errorf("archive: output %s already exists; hint: pass --force to replace it, or choose another path", out)
+			return errorf("allow replacing it, or choose another path", "archive: output %s already exists", out)
 		}
 	case !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("archive: output %s: %w", out, err)
 	}
 	if di, err := os.Stat(filepath.Dir(out)); err != nil || !di.IsDir() {
-		return fmt.Errorf("archive: output folder %s does not exist; hint: create it first", filepath.Dir(out))
+		return errorf("create it first", "archive: output folder %s does not exist", filepath.Dir(out))
 	}
 	return nil
 }
@@ -245,7 +250,7 @@ func (w *Writer) temp() (*tempfile.File, error) {
 func createTemp(out string) (*tempfile.File, error) {
 	f, err := tempfile.Create(out)
 	if err != nil {
-		return nil, fmt.Errorf("archive: create temp file beside %s: %w; hint: check that the folder is writable and has free space", out, err)
+		return nil, errorf("check that the folder is writable and has free space", "archive: create temp file beside %s: %w", out, err)
 	}
 	if err := f.Chmod(0o644); err != nil {
 		f.Close()
@@ -294,7 +299,7 @@ func (w *Writer) appendSpill(b []byte) (chunkLoc, error) {
 	}
 	loc := chunkLoc{w.spill, w.spillSize}
 	if _, err := w.spillW.Write(b); err != nil {
-		return loc, fmt.Errorf("archive: write temp file: %w; hint: check free disk space", err)
+		return loc, errorf("check free disk space", "archive: write temp file: %w", err)
 	}
 	w.spillSize += int64(len(b))
 	return loc, nil
@@ -428,7 +433,7 @@ func (w *Writer) add(t *TensorEntry, payloads [][]byte) error {
 			r.Offset = old.Offset
 			locs[k] = chunkLoc{w.final, r.Offset}
 			if _, err = w.final.WriteAt(payloads[k], r.Offset); err != nil {
-				err = fmt.Errorf("archive: write %s: %w; hint: check free disk space", w.final.Name(), err)
+				err = errorf("check free disk space", "archive: write %s: %w", w.final.Name(), err)
 			}
 		} else {
 			locs[k], err = w.appendSpill(payloads[k])
@@ -508,7 +513,7 @@ func (w *Writer) commitPlanned() error {
 	if err := w.notAdded(); err != nil {
 		return err
 	}
-	if err := checkIndex(&w.idx); err != nil {
+	if err := checkIndex(&w.idx, Version); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
 	ib, err := encodeIndex(&w.idx, w.reserve)
@@ -518,7 +523,7 @@ func (w *Writer) commitPlanned() error {
 	h := fixedHeader{version: Version, indexLen: uint64(len(ib)), fileLen: uint64(w.fileLen), indexHash: sha256.Sum256(ib)}
 	f := w.final
 	if _, err := f.WriteAt(append(h.marshal(), ib...), 0); err != nil {
-		return fmt.Errorf("archive: write %s: %w; hint: check free disk space", f.Name(), err)
+		return errorf("check free disk space", "archive: write %s: %w", f.Name(), err)
 	}
 	// Empty trailing chunks write nothing: the length comes from the layout.
 	if err := f.Truncate(w.fileLen); err != nil {
@@ -537,7 +542,7 @@ func (w *Writer) commitCopy() error {
 	}
 	if w.spillW != nil {
 		if err := w.spillW.Flush(); err != nil {
-			return fmt.Errorf("archive: write temp file: %w; hint: check free disk space", err)
+			return errorf("check free disk space", "archive: write temp file: %w", err)
 		}
 	}
 	src := func(s slot) (io.ReaderAt, int64) {
@@ -563,7 +568,7 @@ func (w *Writer) Abort() error {
 // copied and must match its recorded hash. check, if set, is called between
 // chunks (context cancellation). The temp file is removed on any error.
 func assemble(out string, idx *Index, opt CreateOptions, src func(slot) (io.ReaderAt, int64), check func() error) (err error) {
-	if err := checkIndex(idx); err != nil {
+	if err := checkIndex(idx, Version); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
 	ib, fileLen, err := layout(idx)
@@ -606,11 +611,11 @@ func assemble(out string, idx *Index, opt CreateOptions, src func(slot) (io.Read
 			return fmt.Errorf("archive: copy tensor %q chunk %q: %w", idx.Tensors[s.t].Name, chunkName(s.layer), err)
 		}
 		if got := hex.EncodeToString(sum.Sum(nil)); got != r.SHA256 {
-			return fmt.Errorf("archive: tensor %q chunk %q changed while being copied (SHA-256 %s, want %s); hint: check the disk and retry", idx.Tensors[s.t].Name, chunkName(s.layer), got, r.SHA256)
+			return errorf("check the disk and retry", "archive: tensor %q chunk %q changed while being copied (SHA-256 %s, want %s)", idx.Tensors[s.t].Name, chunkName(s.layer), got, r.SHA256)
 		}
 	}
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("archive: write %s: %w; hint: check free disk space", f.Name(), err)
+		return errorf("check free disk space", "archive: write %s: %w", f.Name(), err)
 	}
 	return finish(f, out, fileLen, opt)
 }
@@ -645,7 +650,7 @@ func publish(tmp, out string, opt CreateOptions) error {
 			return nil
 		}
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("archive: output %s appeared while writing; hint: pass --force to replace it, or choose another path", out)
+			return errorf("allow replacing it, or choose another path", "archive: output %s appeared while writing", out)
 		}
 	}
 	if err := os.Rename(tmp, out); err != nil {

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"github.com/seedlm/seedlm/internal/dtype"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,10 +68,10 @@ func FuzzOpen(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			if n, err := safetensors.ByteLen(ti.DType, ti.Shape); err != nil || n != int64(len(raw)) {
+			if n, err := dtype.ByteLen(ti.DType, ti.Shape); err != nil || n != int64(len(raw)) {
 				t.Fatalf("%s: %d bytes for %s %v", ti.Name, len(raw), ti.DType, ti.Shape)
 			}
-			if safetensors.CanFloat32(ti.DType) {
+			if dtype.CanFloat32(ti.DType) {
 				if v, err := s.ReadFloat32(ti.Name); err == nil && int64(len(v)) != ti.NumElements() {
 					t.Fatalf("%s: %d values", ti.Name, len(v))
 				}

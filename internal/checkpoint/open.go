@@ -36,7 +36,7 @@ func Open(path string) (Source, error) {
 	case strings.HasSuffix(name, ".index.json"):
 		if !strings.HasSuffix(name, safetensors.IndexSuffix) {
 			return nil, &safetensors.Error{File: path, Msg: "only sharded safetensors indexes (*" + safetensors.IndexSuffix + ") are supported",
-				Hint: "convert sharded .bin checkpoints to safetensors, or pass each .bin file"}
+				Advice: "convert sharded .bin checkpoints to safetensors, or pass each .bin file"}
 		}
 		return openSharded(path)
 	case strings.HasSuffix(name, ".bin"), strings.HasSuffix(name, ".pt"), strings.HasSuffix(name, ".pth"):
@@ -71,15 +71,15 @@ func openDir(dir string) (Source, error) {
 		return s, err
 	case len(idx) > 1:
 		return nil, &safetensors.Error{File: dir, Msg: fmt.Sprintf("folder holds %d index files %v", len(idx), idx),
-			Hint: "name the index file you mean"}
+			Advice: "name the index file you mean"}
 	case len(single) == 1:
 		return openSingle(filepath.Join(dir, single[0]))
 	case len(single) > 1:
 		return nil, &safetensors.Error{File: dir, Msg: fmt.Sprintf("folder holds %d .safetensors files but no index", len(single)),
-			Hint: "name one file, or add the model's *.safetensors.index.json"}
+			Advice: "name one file, or add the model's *.safetensors.index.json"}
 	}
 	return nil, &safetensors.Error{File: dir, Msg: "folder holds no .safetensors file or *.safetensors.index.json",
-		Hint: "name a .safetensors, .bin, .pt or .pth file directly"}
+		Advice: "name a .safetensors, .bin, .pt or .pth file directly"}
 }
 
 // sniff opens a file with an unfamiliar name by its first bytes.
@@ -99,7 +99,7 @@ func sniff(path string) (Source, error) {
 		return openSingle(path)
 	}
 	return nil, &safetensors.Error{File: path, Msg: "unrecognised checkpoint format",
-		Hint: "seedlm reads .safetensors (single or sharded with an index) and torch.save .bin/.pt/.pth files"}
+		Advice: "seedlm reads .safetensors (single or sharded with an index) and torch.save .bin/.pt/.pth files"}
 }
 
 func openSingle(path string) (Source, error) {

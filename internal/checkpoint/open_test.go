@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"bytes"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,7 @@ func readAll(t *testing.T, s Source) map[string][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n, err := safetensors.ByteLen(ti.DType, ti.Shape)
+		n, err := dtype.ByteLen(ti.DType, ti.Shape)
 		if err != nil || int64(len(b)) != n {
 			t.Fatalf("%s: %d bytes for %s %v (%v)", ti.Name, len(b), ti.DType, ti.Shape, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/binary"
 	"fmt"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"math"
 	"os"
 	"os/exec"
@@ -65,20 +66,20 @@ func TestPeakRSS(t *testing.T) {
 
 // bigModel writes (once) a model of about 1.1 GB: four large tensors and
 // twenty small ones.
-func bigModel(t *testing.T, dir, dtype string) string {
-	path := filepath.Join(dir, "big_"+strings.ToLower(dtype)+".safetensors")
+func bigModel(t *testing.T, dir, dt string) string {
+	path := filepath.Join(dir, "big_"+strings.ToLower(dt)+".safetensors")
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
 	var hdrs []safetensors.TensorHeader
 	big := []int64{8192, 8192} // 256 MiB of F32
-	if dtype == "BF16" {
+	if dt == "BF16" {
 		big = []int64{16384, 8192} // 256 MiB of BF16, 512 MiB as float32
 	}
 	for i := 0; i < 4; i++ {
-		hdrs = append(hdrs, safetensors.TensorHeader{Name: fmt.Sprintf("layers.%d.big", i), DType: dtype, Shape: big})
+		hdrs = append(hdrs, safetensors.TensorHeader{Name: fmt.Sprintf("layers.%d.big", i), DType: dt, Shape: big})
 		for j := 0; j < 5; j++ {
-			hdrs = append(hdrs, safetensors.TensorHeader{Name: fmt.Sprintf("layers.%d.small%d", i, j), DType: dtype, Shape: []int64{1024, 1024 + int64(j)}})
+			hdrs = append(hdrs, safetensors.TensorHeader{Name: fmt.Sprintf("layers.%d.small%d", i, j), DType: dt, Shape: []int64{1024, 1024 + int64(j)}})
 		}
 	}
 	w, err := safetensors.NewWriter(path, hdrs, map[string]string{"format": "pt"})
@@ -87,7 +88,7 @@ func bigModel(t *testing.T, dir, dtype string) string {
 	}
 	var buf []byte
 	for _, h := range hdrs {
-		n, _ := safetensors.ByteLen(h.DType, h.Shape)
+		n, _ := dtype.ByteLen(h.DType, h.Shape)
 		if int64(cap(buf)) < n {
 			buf = make([]byte, n)
 			for i := 0; i+4 <= len(buf); i += 4 { // small varied values

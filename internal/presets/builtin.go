@@ -18,14 +18,10 @@ type Preset struct {
 	Config  Config
 }
 
-func codecOf(p encoder.Params) Codec {
-	return Codec{BlockSize: p.BlockSize, LatentDim: p.LatentDim, SeedBits: p.SeedBits, CoeffBits: p.CoeffBits, ExpBits: p.ExpBits}
-}
-
 func codecs(s string) []Codec {
 	var out []Codec
 	for _, p := range mustStack(s) {
-		out = append(out, codecOf(p))
+		out = append(out, CodecOf(p))
 	}
 	return out
 }
@@ -42,7 +38,7 @@ var builtins = map[string]Preset{
 		Target: "≈8× vs fp32 (≈4.0 bits/weight)",
 		Summary: "K=12 seeds: the seed search is 1/16 of K=16's, ~3-4× faster in practice; a 4th latent " +
 			"dimension buys back the quality, so it matches the paper's 4-bit error at 3.875 bits/weight",
-		Config: Config{Codec: codecOf(mustStack("C8P4K12B4E3")[0])},
+		Config: Config{Codec: CodecOf(mustStack("C8P4K12B4E3")[0])},
 	},
 	"balanced": {
 		Name:   "balanced",

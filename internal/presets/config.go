@@ -14,53 +14,6 @@ import (
 	"github.com/seedlm/seedlm/internal/encoder"
 )
 
-// Codec holds explicit codec settings; 0 means "not set" (0 is out of range
-// for every one of them, and the YAML loader rejects an explicit 0).
-type Codec struct {
-	BlockSize int `yaml:"block_size,omitempty"`    // C
-	LatentDim int `yaml:"latent_dim,omitempty"`    // P
-	SeedBits  int `yaml:"seed_bits,omitempty"`     // K
-	CoeffBits int `yaml:"coeff_bits,omitempty"`    // B
-	ExpBits   int `yaml:"exponent_bits,omitempty"` // E
-}
-
-// IsZero says whether no field is set.
-func (c Codec) IsZero() bool { return c == Codec{} }
-
-// Apply overrides p's fields with the set ones.
-func (c Codec) Apply(p encoder.Params) encoder.Params {
-	if c.BlockSize != 0 {
-		p.BlockSize = c.BlockSize
-	}
-	if c.LatentDim != 0 {
-		p.LatentDim = c.LatentDim
-	}
-	if c.SeedBits != 0 {
-		p.SeedBits = c.SeedBits
-	}
-	if c.CoeffBits != 0 {
-		p.CoeffBits = c.CoeffBits
-	}
-	if c.ExpBits != 0 {
-		p.ExpBits = c.ExpBits
-	}
-	return p
-}
-
-// String lists the set fields as YAML keys, e.g. "block_size=16 latent_dim=8".
-func (c Codec) String() string {
-	var s []string
-	for _, f := range []struct {
-		k string
-		v int
-	}{{"block_size", c.BlockSize}, {"latent_dim", c.LatentDim}, {"seed_bits", c.SeedBits}, {"coeff_bits", c.CoeffBits}, {"exponent_bits", c.ExpBits}} {
-		if f.v != 0 {
-			s = append(s, fmt.Sprintf("%s=%d", f.k, f.v))
-		}
-	}
-	return strings.Join(s, " ")
-}
-
 // Adaptive turns on per-tensor choice of settings among Candidates.
 //
 // Without a target size (Config.TargetBPW = 0) the choice is the guide's
@@ -210,7 +163,7 @@ func ParseConfig(data []byte, foreign ...string) (Config, error) {
 			}
 		case "compression_level":
 			err = decodePositive(v, k.Value, &c.CompressionLevel)
-		case "block_size", "latent_dim", "seed_bits", "coeff_bits", "exponent_bits":
+		case "block_size", "latent_dim", "seed_bits", "coeff_bits", "exponent_bits": // CodecKeys
 			err = decodeCodecKey(v, k.Value, &c.Codec)
 		case "layers":
 			err = decodePositiveInt(v, k.Value, &c.Layers)
@@ -272,14 +225,20 @@ func decodePositiveInt(v *yaml.Node, key string, dst *int) error {
 	if unset(v) {
 		return nil
 	}
-	var x int
-	if err := v.Decode(&x); err != nil {
-		return err
+	// Decoding 12.5 into an int would truncate it: read a number, then
+	// insist on a whole one, as the command line does.
+	var f float64
+	if err := v.Decode(&f); err != nil {
+		var x int
+		return v.Decode(&x) // the decoder's own message ("cannot unmarshal !!str ...")
 	}
-	if x <= 0 {
-		return fmt.Errorf("%d is not a positive integer", x)
+	if f != math.Trunc(f) || math.IsInf(f, 0) {
+		return fmt.Errorf("%s is not an integer", v.Value)
 	}
-	*dst = x
+	if f <= 0 || f > 1<<53 {
+		return fmt.Errorf("%s is not a positive integer", v.Value)
+	}
+	*dst = int(f)
 	return nil
 }
 
@@ -288,18 +247,7 @@ func decodeCodecKey(v *yaml.Node, key string, c *Codec) error {
 	if err := decodePositiveInt(v, key, &x); err != nil || x == 0 {
 		return err
 	}
-	switch key {
-	case "block_size":
-		c.BlockSize = x
-	case "latent_dim":
-		c.LatentDim = x
-	case "seed_bits":
-		c.SeedBits = x
-	case "coeff_bits":
-		c.CoeffBits = x
-	case "exponent_bits":
-		c.ExpBits = x
-	}
+	c.Set(key, x)
 	return nil
 }
 
@@ -334,13 +282,11 @@ func decodeAdaptive(v *yaml.Node) (*Adaptive, error) {
 				var cd Codec
 				for m := 0; m+1 < len(cn.Content); m += 2 {
 					ck := cn.Content[m]
-					switch ck.Value {
-					case "block_size", "latent_dim", "seed_bits", "coeff_bits", "exponent_bits":
-						if err := decodeCodecKey(cn.Content[m+1], ck.Value, &cd); err != nil {
-							return nil, fmt.Errorf("line %d: candidates[%d].%s: %w", ck.Line, j, ck.Value, err)
-						}
-					default:
-						return nil, fmt.Errorf("line %d: candidates[%d]: unknown key %q (known: block_size, latent_dim, seed_bits, coeff_bits, exponent_bits)", ck.Line, j, ck.Value)
+					if !isCodecKey(ck.Value) {
+						return nil, fmt.Errorf("line %d: candidates[%d]: unknown key %q (known: %s)", ck.Line, j, ck.Value, strings.Join(CodecKeys(), ", "))
+					}
+					if err := decodeCodecKey(cn.Content[m+1], ck.Value, &cd); err != nil {
+						return nil, fmt.Errorf("line %d: candidates[%d].%s: %w", ck.Line, j, ck.Value, err)
 					}
 				}
 				if cd.IsZero() {
@@ -404,7 +350,7 @@ func decodeRules(v *yaml.Node) ([]Rule, error) {
 			switch rk.Value {
 			case "compression_level":
 				err = decodePositive(rv, rk.Value, &r.CompressionLevel)
-			case "block_size", "latent_dim", "seed_bits", "coeff_bits", "exponent_bits":
+			case "block_size", "latent_dim", "seed_bits", "coeff_bits", "exponent_bits": // CodecKeys
 				err = decodeCodecKey(rv, rk.Value, &r.Codec)
 			case "layers":
 				err = decodePositiveInt(rv, rk.Value, &r.Layers)
@@ -438,12 +384,15 @@ func (c Config) Validate() error {
 	if err := checkCodec(c.Codec); err != nil {
 		return err
 	}
-	if c.Layers < 0 {
-		return fmt.Errorf("layers: %d is negative", c.Layers)
+	if err := checkLayers(c.Layers); err != nil {
+		return err
 	}
 	if c.BaseQuality != 0 || len(c.QualityIncrements) > 0 {
 		if c.BaseQuality == 0 {
 			return fmt.Errorf("quality_increments: needs base_quality")
+		}
+		if len(c.QualityIncrements)+1 > MaxLayers {
+			return fmt.Errorf("quality_increments: %d increments make %d layers, at most %d", len(c.QualityIncrements), len(c.QualityIncrements)+1, MaxLayers)
 		}
 		if _, err := ProgressiveParams(c.BaseQuality, c.QualityIncrements); err != nil {
 			return err
@@ -455,8 +404,11 @@ func (c Config) Validate() error {
 	if c.TargetBPW != 0 && c.TargetRatio != 0 {
 		return fmt.Errorf("target_bpw and target_ratio are the same target: set one")
 	}
-	if c.TargetBPW < 0 || c.TargetRatio < 0 {
-		return fmt.Errorf("target_bpw/target_ratio must be positive")
+	if c.TargetBPW != 0 && !(c.TargetBPW > 0 && c.TargetBPW <= MaxTargetBPW) {
+		return fmt.Errorf("target_bpw: %g is out of range (0, %g] bits per weight", c.TargetBPW, float64(MaxTargetBPW))
+	}
+	if c.TargetRatio != 0 && !(c.TargetRatio >= 32.0/MaxTargetBPW && !math.IsInf(c.TargetRatio, 0)) {
+		return fmt.Errorf("target_ratio: %g is out of range [%g, ∞) (a ratio to fp32; %g is %g bits per weight)", c.TargetRatio, 32.0/MaxTargetBPW, 32.0/MaxTargetBPW, float64(MaxTargetBPW))
 	}
 	if a := c.Adaptive; a != nil {
 		switch a.Method {
@@ -484,12 +436,32 @@ func (c Config) Validate() error {
 		if err := checkCodec(r.Codec); err != nil {
 			return fmt.Errorf("%s: %w", r.Name(), err)
 		}
+		if err := checkLayers(r.Layers); err != nil {
+			return fmt.Errorf("%s: %w", r.Name(), err)
+		}
 		if r.Passthrough && (r.CompressionLevel != 0 || !r.Codec.IsZero() || r.Layers != 0) {
 			return fmt.Errorf("%s: passthrough: true stores the tensor as-is; it cannot also set codec keys", r.Name())
 		}
 		if err := checkPattern(r.Pattern); err != nil {
 			return fmt.Errorf("%s: %w", r.Name(), err)
 		}
+	}
+	return nil
+}
+
+// MaxLayers is the most progressive layers a tensor may have: the archive
+// format's limit (archive.MaxLayers; a test in internal/compress keeps the
+// two equal).
+const MaxLayers = 16
+
+// MaxTargetBPW bounds a size target: 64 bits per weight stores every dtype
+// seedlm reads exactly (F64 is the widest), so a larger target means nothing
+// more, and far larger ones (1e308) would overflow the budget arithmetic.
+const MaxTargetBPW = 64
+
+func checkLayers(n int) error {
+	if n < 0 || n > MaxLayers {
+		return fmt.Errorf("layers: %d is out of range [1, %d]", n, MaxLayers)
 	}
 	return nil
 }

@@ -102,7 +102,7 @@ func NearestLadder(bpw float64) encoder.Params {
 	return best
 }
 
-// Progressive layers by quality.
+// ProgressiveParams builds a progressive layer stack by quality.
 //
 // A quality q is the complement of a level: q = 1 − L, so quality 0.3 is
 // level 0.7 (clamped into [0.1, 0.9]). ProgressiveParams(base, incs) builds

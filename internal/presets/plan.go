@@ -53,6 +53,7 @@ import (
 	"fmt"
 
 	"github.com/seedlm/seedlm/internal/checkpoint"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/encoder"
 )
 
@@ -100,9 +101,7 @@ func Default(t checkpoint.TensorInfo) TensorPlan {
 
 // PassthroughReason says why a tensor is never coded ("" when it can be).
 func PassthroughReason(t checkpoint.TensorInfo, minElements int64) string {
-	switch t.DType {
-	case "F32", "F16", "BF16", "F64", "F8_E4M3", "F8_E5M2":
-	default:
+	if !dtype.Codable(t.DType) {
 		return fmt.Sprintf("dtype %s is not a supported float type", t.DType)
 	}
 	if len(t.Shape) < 2 {

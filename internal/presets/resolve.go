@@ -7,8 +7,8 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/seedlm/seedlm/internal/archive"
 	"github.com/seedlm/seedlm/internal/checkpoint"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/encoder"
 )
 
@@ -30,6 +30,11 @@ type Options struct {
 	Encoder encoder.Options
 	// Progress, when set, is called after each tensor a measuring pass reads.
 	Progress func(done, total int, name string)
+	// OverheadBytes, when set, estimates the bytes the output's container
+	// (header and index) adds for these plans; a size target counts them
+	// against its budget. Plans not yet decided have Layers nil and
+	// Passthrough false: count them as one layer.
+	OverheadBytes func(infos []checkpoint.TensorInfo, plans []TensorPlan) int64
 }
 
 // global is the settings that apply to every tensor no rule claims, after
@@ -81,7 +86,7 @@ func withLayers(st []encoder.Params, n int) []encoder.Params {
 	return out
 }
 
-// Resolve folds the preset, the config file and the flags into the global
+// resolve folds the preset, the config file and the flags into the global
 // settings. Precedence, lowest first: default (the paper's 4-bit config) <
 // preset < config file < flags, and within each: a compression level or a
 // quality stack replaces the stack (and cancels a target or adaptive set
@@ -200,28 +205,13 @@ func lastMatch(rules []Rule, name string) int {
 	return -1
 }
 
-// dtypeBytes is the size of one element of a safetensors dtype (0: unknown).
-func dtypeBytes(dt string) int64 {
-	switch dt {
-	case "F64", "I64", "U64":
-		return 8
-	case "F32", "I32", "U32":
-		return 4
-	case "F16", "BF16", "I16", "U16":
-		return 2
-	case "F8_E4M3", "F8_E5M2", "I8", "U8", "BOOL":
-		return 1
-	}
-	return 0
-}
-
 // rawBits is a passthrough tensor's stored size in bits.
 func rawBits(t checkpoint.TensorInfo) int64 {
-	b := dtypeBytes(t.DType)
-	if b == 0 {
-		b = 4 // unknown dtype: a guess, only for size estimates
+	b, ok := dtype.Bits(t.DType)
+	if !ok {
+		b = 32 // unknown dtype: a guess, only for size estimates
 	}
-	return 8 * b * t.NumElements()
+	return int64(b) * t.NumElements()
 }
 
 // Plan decides, for every tensor of src, whether to store it losslessly or
@@ -318,7 +308,11 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 	case g.target > 0:
 		// The archive's header and index are part of the size the user
 		// asked for: on small models they are a sizable share.
-		budget := g.target*float64(totalElems) - float64(fixedBits) - float64(8*overheadBytes(infos, plans))
+		var overhead int64
+		if opt.OverheadBytes != nil {
+			overhead = opt.OverheadBytes(infos, plans)
+		}
+		budget := g.target*float64(totalElems) - float64(fixedBits) - float64(8*overhead)
 		if err := allocate(ctx, &g, src, infos, plans, open, budget, opt, &warnings); err != nil {
 			return nil, nil, err
 		}
@@ -548,9 +542,7 @@ func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.Ten
 		}
 		smallest, fixed := (min+(g.target*all-budget))/all, (g.target*all-budget)/all
 		if !strings.HasPrefix(g.targetFrom, "preset ") {
-			return &TargetError{fmt.Sprintf("%s is out of reach: the smallest plan the candidates allow is %.3f bits/weight "+
-				"(the archive index, passthrough and rule-fixed tensors alone take %.3f); lower the target ratio, add larger-block candidates, or pass more tensors through",
-				g.targetFrom, smallest, fixed)}
+			return &UnreachableError{Target: g.targetFrom, Smallest: smallest, Fixed: fixed}
 		}
 		// A preset is a best effort, not a contract: on a model too small
 		// for its ratio, take the smallest plan and say so.
@@ -575,30 +567,29 @@ func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.Ten
 	return nil
 }
 
-// TargetError is a size target no plan can reach (a settings error).
-type TargetError struct{ msg string }
+// Check validates flags and a config file together, as Plan would, without
+// a model: bad values and settings that conflict only in combination (a
+// level and a target in one source, an unknown preset).
+func Check(file, flags Config) error {
+	_, err := resolve(file, flags)
+	return err
+}
 
-func (e *TargetError) Error() string { return e.msg }
+// UnreachableError is a size target no plan can meet: a settings problem,
+// not a failure of the model.
+type UnreachableError struct {
+	Target string // where the target came from, e.g. "flags: target 0.5 bits/weight"
+	// Smallest is the smallest plan the candidates allow and Fixed what the
+	// index, passthrough and rule-fixed tensors alone take, in bits/weight.
+	Smallest, Fixed float64
+}
 
-// overheadBytes estimates the archive's header and index for these plans
-// (open tensors counted with one layer), plus room for the source metadata
-// and settings the CLI records.
-func overheadBytes(infos []checkpoint.TensorInfo, plans []TensorPlan) int64 {
-	ts := make([]archive.TensorEntry, len(infos))
-	for i, t := range infos {
-		p := plans[i]
-		e := archive.TensorEntry{Name: t.Name, DType: t.DType, Shape: t.Shape, Shard: t.Shard, Rule: p.Rule, Passthrough: p.Passthrough}
-		if e.Rule == "" {
-			e.Rule = "target 1.000 bits/weight: measured allocation"
-		}
-		layers := p.Layers
-		if !p.Passthrough && len(layers) == 0 {
-			layers = []encoder.Params{encoder.Paper4Bit}
-		}
-		for _, l := range layers {
-			e.Layers = append(e.Layers, archive.LayerEntry{Params: l})
-		}
-		ts[i] = e
-	}
-	return archive.EstimateOverheadBytes(archive.Header{}, ts) + 1024
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("%s is out of reach: the smallest plan the candidates allow is %.3f bits/weight "+
+		"(the archive index, passthrough and rule-fixed tensors alone take %.3f)", e.Target, e.Smallest, e.Fixed)
+}
+
+// Hint says what to change.
+func (e *UnreachableError) Hint() string {
+	return "lower the target ratio (raise the bits per weight), add larger-block candidates, or pass more tensors through"
 }

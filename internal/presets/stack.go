@@ -52,18 +52,7 @@ func ParseParams(s string) (encoder.Params, error) {
 			return p, fmt.Errorf("layer settings %q: %c given twice", s, c)
 		}
 		seen[c] = true
-		switch c {
-		case 'C':
-			p.BlockSize = v
-		case 'P':
-			p.LatentDim = v
-		case 'K':
-			p.SeedBits = v
-		case 'B':
-			p.CoeffBits = v
-		case 'E':
-			p.ExpBits = v
-		default:
+		if !setLetter(&p, c, v) {
 			return p, fmt.Errorf("layer settings %q: unknown letter %q (want C, P, K, B, E)", s, c)
 		}
 		i = j

@@ -7,14 +7,18 @@ import (
 
 // Error is returned for every problem with a file's contents or with a
 // caller's request: it names the file and, where one is involved, the tensor,
-// and may carry a hint on what to do.
+// and may carry advice on what to do (Hint).
 type Error struct {
 	File   string
 	Tensor string // "" when the problem is not about one tensor
 	Msg    string
-	Hint   string
-	Err    error // underlying cause (I/O, JSON), if any
+	Advice string // what to do about it, for Hint
+	Err    error  // underlying cause (I/O, JSON), if any
 }
+
+// Hint is the advice on what to do ("" if none); callers find it with
+// errors.As and an interface{ Hint() string }.
+func (e *Error) Hint() string { return e.Advice }
 
 func (e *Error) Error() string {
 	var b strings.Builder
@@ -28,11 +32,6 @@ func (e *Error) Error() string {
 	if e.Err != nil {
 		b.WriteString(": ")
 		b.WriteString(e.Err.Error())
-	}
-	if e.Hint != "" {
-		b.WriteString(" (hint: ")
-		b.WriteString(e.Hint)
-		b.WriteString(")")
 	}
 	return b.String()
 }

@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"fmt"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"io"
 	"os"
 	"runtime"
@@ -125,7 +126,7 @@ func (f *File) lookup(name string) (Tensor, error) {
 	t, ok := f.Lookup(name)
 	if !ok {
 		return t, &Error{File: f.path, Tensor: name, Msg: "no such tensor",
-			Hint: "tensor names are case-sensitive; `seedlm inspect` lists them"}
+			Advice: "tensor names are case-sensitive; `seedlm inspect` lists them"}
 	}
 	return t, nil
 }
@@ -160,11 +161,11 @@ func (f *File) ReadFloat32Into(name string, dst []float32) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !CanFloat32(t.DType) {
+	if !dtype.CanFloat32(t.DType) {
 		return nil, &Error{File: f.path, Tensor: name, Msg: fmt.Sprintf("dtype %s is not a float type convertible to float32", t.DType),
-			Hint: "read it with ReadRaw"}
+			Advice: "read it with ReadRaw"}
 	}
-	n, _ := NumElements(t.Shape) // validated at open
+	n, _ := dtype.NumElements(t.Shape) // validated at open
 	if dst != nil && int64(cap(dst)) >= n {
 		dst = dst[:n]
 	} else {
@@ -173,7 +174,6 @@ func (f *File) ReadFloat32Into(name string, dst []float32) ([]float32, error) {
 	if n == 0 {
 		return dst, nil
 	}
-	bitsPer := int64(dtypeBits[t.DType])
 	if t.DType == "F32" && littleEndian {
 		// Read straight into the output: no staging copy at all.
 		if err := f.readAt(t, unsafe.Slice((*byte)(unsafe.Pointer(&dst[0])), 4*n), t.Begin); err != nil {
@@ -181,7 +181,8 @@ func (f *File) ReadFloat32Into(name string, dst []float32) ([]float32, error) {
 		}
 		return dst, nil
 	}
-	esz := bitsPer / 8
+	size, _ := dtype.Size(t.DType) // CanFloat32 types are whole bytes
+	esz := int64(size)
 	per := max(chunkBytes/esz, 1)
 	stage := make([]byte, min(per, n)*esz)
 	for i := int64(0); i < n; i += per {
@@ -190,7 +191,7 @@ func (f *File) ReadFloat32Into(name string, dst []float32) ([]float32, error) {
 		if err := f.readAt(t, b, t.Begin+i*esz); err != nil {
 			return nil, err
 		}
-		if err := ToFloat32(t.DType, dst[i:i+m], b); err != nil {
+		if err := dtype.ToFloat32(t.DType, dst[i:i+m], b); err != nil {
 			return nil, &Error{File: f.path, Tensor: name, Msg: err.Error()}
 		}
 	}
@@ -208,7 +209,7 @@ func (f *File) readAt(t Tensor, b []byte, off int64) error {
 	}
 	if err == nil || err == io.EOF {
 		return &Error{File: f.path, Tensor: t.Name, Msg: fmt.Sprintf("short read: got %d of %d bytes", n, len(b)),
-			Hint: "the file shrank after it was opened; is something rewriting it?"}
+			Advice: "the file shrank after it was opened; is something rewriting it?"}
 	}
 	return &Error{File: f.path, Tensor: t.Name, Msg: "read failed", Err: err}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"flag"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"math"
 	"os"
 	"path/filepath"
@@ -85,7 +86,7 @@ func checkAgainst(t *testing.T, f *File, exp expFile) {
 			t.Errorf("%s: bytes differ", w.Name)
 		}
 		if w.F32 == nil {
-			if CanFloat32(w.DType) {
+			if dtype.CanFloat32(w.DType) {
 				continue // F8 types: checked value by value in TestF8Values
 			}
 			if _, err := f.ReadFloat32(w.Name); err == nil {
@@ -113,7 +114,7 @@ func TestReadsIndependentWriter(t *testing.T) {
 	}
 	defer f.Close()
 	checkAgainst(t, f, readExpected(t, filepath.Join(fixtures, "numpy_written.safetensors.expected.json")))
-	if len(f.Tensors()) != len(DTypes())+2 {
+	if len(f.Tensors()) != len(dtype.Names())+2 {
 		t.Errorf("fixture should hold every dtype plus a scalar and an empty tensor")
 	}
 }

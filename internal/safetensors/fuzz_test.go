@@ -2,6 +2,7 @@ package safetensors
 
 import (
 	"bytes"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"os"
 	"path/filepath"
 	"strings"
@@ -41,9 +42,9 @@ func FuzzReadHeader(f *testing.F) {
 			if int64(len(raw)) != ts.End-ts.Begin {
 				t.Fatalf("%s: %d bytes for [%d, %d)", ts.Name, len(raw), ts.Begin, ts.End)
 			}
-			if CanFloat32(ts.DType) {
+			if dtype.CanFloat32(ts.DType) {
 				v, err := r.ReadFloat32(ts.Name)
-				n, _ := NumElements(ts.Shape)
+				n, _ := dtype.NumElements(ts.Shape)
 				if err != nil || int64(len(v)) != n {
 					t.Fatalf("%s: ReadFloat32 gave %d values, %v", ts.Name, len(v), err)
 				}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"io"
 	"sort"
 	"strconv"
@@ -45,7 +46,7 @@ type Header struct {
 // more than size.
 func ReadHeader(file string, r io.ReaderAt, size int64) (*Header, error) {
 	fail := func(msg, hint string, err error) error {
-		return &Error{File: file, Msg: msg, Hint: hint, Err: err}
+		return &Error{File: file, Msg: msg, Advice: hint, Err: err}
 	}
 	if size < 8 {
 		return nil, fail(fmt.Sprintf("file is %d bytes, shorter than the 8-byte header length", size),
@@ -92,7 +93,7 @@ func ParseHeader(file string, hdr []byte, dataLen int64) (*Header, error) {
 func parseJSON(file string, hdr []byte) (*Header, error) {
 	bad := func(tensor, msg string) error {
 		return &Error{File: file, Tensor: tensor, Msg: "invalid header: " + msg,
-			Hint: "the header JSON is malformed; re-export the model with the safetensors library"}
+			Advice: "the header JSON is malformed; re-export the model with the safetensors library"}
 	}
 	// Go's decoder would silently replace invalid UTF-8; the reference rejects it.
 	if !utf8.Valid(hdr) {
@@ -219,8 +220,8 @@ func readTensorInfo(d *json.Decoder) (Tensor, error) {
 			if t.DType, err = stringToken(d); err != nil {
 				return t, fmt.Errorf("dtype: %v", err)
 			}
-			if _, ok := dtypeBits[t.DType]; !ok {
-				return t, fmt.Errorf("unknown dtype %s (known: %v)", quote(t.DType), DTypes())
+			if _, ok := dtype.Bits(t.DType); !ok {
+				return t, fmt.Errorf("unknown dtype %s (known: %v)", quote(t.DType), dtype.Names())
 			}
 		case "shape":
 			if haveShape {
@@ -307,7 +308,7 @@ func validate(file string, ts []Tensor, dataLen int64) error {
 	var pos int64
 	for _, t := range ts {
 		fail := func(msg, hint string) error {
-			return &Error{File: file, Tensor: t.Name, Msg: msg, Hint: hint}
+			return &Error{File: file, Tensor: t.Name, Msg: msg, Advice: hint}
 		}
 		if t.End < t.Begin {
 			return fail(fmt.Sprintf("data_offsets [%d, %d] end before they begin", t.Begin, t.End),
@@ -321,13 +322,13 @@ func validate(file string, ts []Tensor, dataLen int64) error {
 			return fail(fmt.Sprintf("data_offsets [%d, %d] start at %d, which %s the previous tensor's end %d",
 				t.Begin, t.End, t.Begin, what, pos), "the header is corrupt; re-export the model")
 		}
-		size, err := ByteLen(t.DType, t.Shape)
+		size, err := dtype.ByteLen(t.DType, t.Shape)
 		if err != nil {
 			return fail(err.Error(), "the header is corrupt")
 		}
 		if t.End-t.Begin != size {
 			return fail(fmt.Sprintf("data_offsets [%d, %d] hold %d bytes, but %s %s needs %d",
-				t.Begin, t.End, t.End-t.Begin, t.DType, ShapeString(t.Shape), size), "the header is corrupt")
+				t.Begin, t.End, t.End-t.Begin, t.DType, dtype.ShapeString(t.Shape), size), "the header is corrupt")
 		}
 		pos = t.End
 	}
@@ -341,7 +342,7 @@ func validate(file string, ts []Tensor, dataLen int64) error {
 		if len(ts) > 0 {
 			name = ts[len(ts)-1].Name
 		}
-		return &Error{File: file, Tensor: name, Msg: msg, Hint: hint}
+		return &Error{File: file, Tensor: name, Msg: msg, Advice: hint}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package safetensors
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -94,7 +95,7 @@ func TestHeaderValidation(t *testing.T) {
 			if err == nil {
 				t.Fatalf("accepted; tensors %+v", f.Tensors())
 			}
-			msg := err.Error()
+			msg := errorAndHint(err)
 			if !strings.HasPrefix(msg, "x.safetensors: ") {
 				t.Errorf("error does not start with the file name: %s", msg)
 			}
@@ -145,4 +146,13 @@ func TestShortRead(t *testing.T) {
 	if _, err := f.ReadRaw("a"); err == nil || !strings.Contains(err.Error(), "short read") {
 		t.Errorf("err = %v", err)
 	}
+}
+
+// errorAndHint is the message a user sees: the error and its hint.
+func errorAndHint(err error) string {
+	var h interface{ Hint() string }
+	if errors.As(err, &h) && h.Hint() != "" {
+		return err.Error() + "; hint: " + h.Hint()
+	}
+	return err.Error()
 }

@@ -41,10 +41,10 @@ func FindIndex(dir string) (string, error) {
 		return filepath.Join(dir, found[0]), nil
 	case 0:
 		return "", &Error{File: dir, Msg: "no *" + IndexSuffix + " in folder",
-			Hint: "name the index file or the .safetensors file directly"}
+			Advice: "name the index file or the .safetensors file directly"}
 	}
 	return "", &Error{File: dir, Msg: fmt.Sprintf("%d index files in folder: %v", len(found), found),
-		Hint: "name the index file you mean"}
+		Advice: "name the index file you mean"}
 }
 
 // ReadIndex parses an index file strictly: duplicate keys are rejected and
@@ -69,7 +69,7 @@ func ReadIndex(path string) (*Index, error) {
 func ParseIndex(path string, data []byte) (*Index, error) {
 	bad := func(tensor, msg string) error {
 		return &Error{File: path, Tensor: tensor, Msg: "invalid index: " + msg,
-			Hint: "the index must be {\"metadata\": {...}, \"weight_map\": {tensor: shard file}}"}
+			Advice: "the index must be {\"metadata\": {...}, \"weight_map\": {tensor: shard file}}"}
 	}
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.UseNumber()
@@ -225,7 +225,7 @@ func OpenSharded(path string) (*Sharded, error) {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, &Error{File: idxPath, Tensor: byShard[shard][0],
 					Msg: "shard " + quote(shard) + " named in weight_map does not exist", Err: err,
-					Hint: "download every shard into the index's folder"}
+					Advice: "download every shard into the index's folder"}
 			}
 			return nil, err
 		}
@@ -234,11 +234,11 @@ func OpenSharded(path string) (*Sharded, error) {
 			if owner, ok := ix.WeightMap[t.Name]; !ok {
 				s.Close()
 				return nil, &Error{File: f.Path(), Tensor: t.Name, Msg: "tensor is in the shard but not in the index's weight_map",
-					Hint: "the index does not match the shards; regenerate it or download it again"}
+					Advice: "the index does not match the shards; regenerate it or download it again"}
 			} else if owner != shard {
 				s.Close()
 				return nil, &Error{File: f.Path(), Tensor: t.Name, Msg: "tensor is in this shard, but the index maps it to " + quote(owner),
-					Hint: "the index does not match the shards"}
+					Advice: "the index does not match the shards"}
 			}
 			s.where[t.Name] = i
 			s.tensors = append(s.tensors, ShardedTensor{Tensor: t, Shard: shard})
@@ -247,7 +247,7 @@ func OpenSharded(path string) (*Sharded, error) {
 			if _, ok := f.Lookup(name); !ok {
 				s.Close()
 				return nil, &Error{File: idxPath, Tensor: name, Msg: "weight_map puts the tensor in " + quote(shard) + ", whose header lacks it",
-					Hint: "the index does not match the shards"}
+					Advice: "the index does not match the shards"}
 			}
 		}
 	}
@@ -283,7 +283,7 @@ func (s *Sharded) File(name string) (*File, error) {
 	i, ok := s.where[name]
 	if !ok {
 		return nil, &Error{File: s.index, Tensor: name, Msg: "no such tensor",
-			Hint: "tensor names are case-sensitive; `seedlm inspect` lists them"}
+			Advice: "tensor names are case-sensitive; `seedlm inspect` lists them"}
 	}
 	return s.shards[i], nil
 }

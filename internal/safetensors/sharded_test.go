@@ -138,8 +138,8 @@ func TestShardedValidation(t *testing.T) {
 				t.Fatal("accepted")
 			}
 			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q lacks %q", err, w)
+				if msg := errorAndHint(err); !strings.Contains(msg, w) {
+					t.Errorf("error %q lacks %q", msg, w)
 				}
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/tempfile"
 )
 
@@ -125,7 +126,7 @@ func NewShardedWriter(out string, shards []Shard, opt ShardedOptions) (*ShardedW
 					Msg: "also declared in shard " + quote(shards[j].Name)}
 			}
 			s.where[t.Name] = i
-			n, err := ByteLen(t.DType, t.Shape)
+			n, err := dtype.ByteLen(t.DType, t.Shape)
 			if err != nil {
 				return nil, &Error{File: filepath.Join(out, sh.Name), Tensor: t.Name, Msg: err.Error()}
 			}

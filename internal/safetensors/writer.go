@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"unicode/utf8"
 
+	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/tempfile"
 )
 
@@ -41,13 +42,13 @@ func NewWriter(path string, tensors []TensorHeader, metadata map[string]string) 
 	}
 	if isOpenInput(path) {
 		return nil, &Error{File: path, Msg: "refusing to overwrite a file that is open as an input",
-			Hint: "write to a different path"}
+			Advice: "write to a different path"}
 	}
 	if st, err := os.Lstat(path); err == nil && !st.Mode().IsRegular() {
 		// Commit's rename would replace a link, device or pipe, not write
 		// through it.
 		return nil, &Error{File: path, Msg: fmt.Sprintf("exists and is not a regular file (%s); refusing to replace it", st.Mode().Type()),
-			Hint: "write to a regular file path"}
+			Advice: "write to a regular file path"}
 	}
 	tmp, err := tempfile.Create(path)
 	if err != nil {
@@ -135,7 +136,7 @@ func EncodeHeader(file string, tensors []TensorHeader, metadata map[string]strin
 			return fail("declared twice")
 		}
 		seen[t.Name] = true
-		n, err := ByteLen(t.DType, t.Shape)
+		n, err := dtype.ByteLen(t.DType, t.Shape)
 		if err != nil {
 			return fail(err.Error())
 		}
@@ -183,7 +184,7 @@ func marshalJSON(v any) ([]byte, error) {
 func (w *Writer) WriteTensor(name string, data []byte) error {
 	if !w.done && w.next < len(w.tensors) && name == w.tensors[w.next].Name && int64(len(data)) != w.sizes[w.next] {
 		want := w.tensors[w.next]
-		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("got %d bytes, but %s %s is %d bytes", len(data), want.DType, ShapeString(want.Shape), w.sizes[w.next])}
+		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("got %d bytes, but %s %s is %d bytes", len(data), want.DType, dtype.ShapeString(want.Shape), w.sizes[w.next])}
 	}
 	return w.WriteTensorFunc(name, func(out io.Writer) error {
 		_, err := out.Write(data)
@@ -218,7 +219,7 @@ func (w *Writer) WriteTensorFunc(name string, fill func(out io.Writer) error) er
 	}
 	if tw.left != 0 {
 		w.Abort()
-		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("got %d bytes, but %s %s is %d bytes", w.sizes[w.next]-tw.left, want.DType, ShapeString(want.Shape), w.sizes[w.next])}
+		return &Error{File: w.path, Tensor: name, Msg: fmt.Sprintf("got %d bytes, but %s %s is %d bytes", w.sizes[w.next]-tw.left, want.DType, dtype.ShapeString(want.Shape), w.sizes[w.next])}
 	}
 	w.next++
 	return nil
@@ -322,7 +323,7 @@ func CheckNotInput(out string, inputs ...string) error {
 	for _, in := range inputs {
 		if SameFile(out, in) {
 			return &Error{File: out, Msg: "output is the input file " + quote(in),
-				Hint: "write to a different path"}
+				Advice: "write to a different path"}
 		}
 	}
 	return nil

@@ -82,8 +82,10 @@ func findClass(module, name string) (any, error) {
 type globalError struct{ full, hint string }
 
 func (e *globalError) Error() string {
-	return fmt.Sprintf("pickle references global %s, which is not on the allow-list (hint: %s)", short(e.full), e.hint)
+	return fmt.Sprintf("pickle references global %s, which is not on the allow-list", short(e.full))
 }
+
+func (e *globalError) Hint() string { return e.hint }
 
 // maxRank bounds dimensions (PyTorch's own limit is far lower in practice).
 const maxRank = 64

@@ -2,13 +2,13 @@ package torchload
 
 import (
 	"fmt"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"math"
 	"math/big"
 	"math/bits"
 	"strings"
 
 	"github.com/nlpodyssey/gopickle/types"
-	"github.com/seedlm/seedlm/internal/safetensors"
 )
 
 // maxDepth bounds the nesting walked below the root; deeper structures are
@@ -199,17 +199,17 @@ func (f *File) checkView(name string, t *tensorRef) error {
 	n := uint64(1)
 	for i, d := range t.shape {
 		if d < 0 || t.stride[i] < 0 {
-			return bad(fmt.Sprintf("size %s / stride %s has a negative entry", safetensors.ShapeString(t.shape), safetensors.ShapeString(t.stride)))
+			return bad(fmt.Sprintf("size %s / stride %s has a negative entry", dtype.ShapeString(t.shape), dtype.ShapeString(t.stride)))
 		}
 		hi, lo := bits.Mul64(n, uint64(d))
 		if hi != 0 || lo > math.MaxInt64 {
-			return bad(fmt.Sprintf("size %s overflows", safetensors.ShapeString(t.shape)))
+			return bad(fmt.Sprintf("size %s overflows", dtype.ShapeString(t.shape)))
 		}
 		n = lo
 	}
 	hi, nbytes := bits.Mul64(n, uint64(t.st.typ.esize))
 	if hi != 0 || nbytes > uint64(f.size) {
-		return bad(fmt.Sprintf("size %s of %s is %d elements, more bytes than the whole %d-byte file", safetensors.ShapeString(t.shape), t.st.typ.dtype, n, f.size))
+		return bad(fmt.Sprintf("size %s of %s is %d elements, more bytes than the whole %d-byte file", dtype.ShapeString(t.shape), t.st.typ.dtype, n, f.size))
 	}
 	if n == 0 {
 		return nil
@@ -225,7 +225,7 @@ func (f *File) checkView(name string, t *tensorRef) error {
 	}
 	if last >= uint64(t.st.numel) {
 		return bad(fmt.Sprintf("view (offset %d, size %s, stride %s) reaches element %d of a %d-element storage %q",
-			t.offset, safetensors.ShapeString(t.shape), safetensors.ShapeString(t.stride), last, t.st.numel, t.st.key))
+			t.offset, dtype.ShapeString(t.shape), dtype.ShapeString(t.stride), last, t.st.numel, t.st.key))
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package torchload
 
 import (
 	"fmt"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"io"
 	"unsafe"
 
@@ -71,7 +72,7 @@ func (f *File) ReadFloat32Into(name string, dst []float32) (_ []float32, err err
 		return nil, err
 	}
 	dt := t.st.typ.dtype
-	if !safetensors.CanFloat32(dt) {
+	if !dtype.CanFloat32(dt) {
 		return nil, f.fail(name, fmt.Sprintf("dtype %s is not a float type convertible to float32", dt), "read it with ReadRaw", nil)
 	}
 	n := t.numel()
@@ -109,7 +110,7 @@ func (f *File) ReadFloat32Into(name string, dst []float32) (_ []float32, err err
 			if t.st.big {
 				swapInPlace(b, swapUnit(t.st.typ))
 			}
-			if err := safetensors.ToFloat32(dt, dst[i:i+m], b); err != nil {
+			if err := dtype.ToFloat32(dt, dst[i:i+m], b); err != nil {
 				return nil, f.fail(name, err.Error(), "", nil)
 			}
 		}
@@ -119,7 +120,7 @@ func (f *File) ReadFloat32Into(name string, dst []float32) (_ []float32, err err
 	if err := f.gather(name, t, raw); err != nil {
 		return nil, err
 	}
-	if err := safetensors.ToFloat32(dt, dst, raw); err != nil {
+	if err := dtype.ToFloat32(dt, dst, raw); err != nil {
 		return nil, f.fail(name, err.Error(), "", nil)
 	}
 	return dst, nil

@@ -20,8 +20,34 @@ import (
 )
 
 // Error is the error type of this package: it names the file and, where
-// one is involved, the tensor, and may carry a hint.
-type Error = safetensors.Error
+// one is involved, the tensor, and may carry advice on what to do (Hint).
+type Error struct {
+	File   string
+	Tensor string // "" when the problem is not about one tensor
+	Msg    string
+	Advice string // what to do about it, for Hint
+	Err    error  // underlying cause (I/O, pickle), if any
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Tensor != "" {
+		fmt.Fprintf(&b, ": tensor %q", e.Tensor)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	if e.Err != nil {
+		b.WriteString(": ")
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Hint is the advice on what to do ("" if none).
+func (e *Error) Hint() string { return e.Advice }
 
 // maxPickle caps data.pkl (and each legacy pickle): a state dict's pickle
 // holds only names, shapes and storage keys, a few hundred bytes per tensor.
@@ -88,7 +114,7 @@ func NewReader(name string, r io.ReaderAt, size int64) (f *File, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			f, err = nil, &Error{File: name, Msg: fmt.Sprintf("malformed checkpoint (parser panic: %v)", p),
-				Hint: "the file is corrupt or not a torch.save checkpoint"}
+				Advice: "the file is corrupt or not a torch.save checkpoint"}
 		}
 	}()
 	f = &File{path: name, r: r, size: size, index: map[string]int{}}
@@ -104,10 +130,10 @@ func NewReader(name string, r io.ReaderAt, size int64) (f *File, err error) {
 		root, err = f.loadLegacy()
 	case len(head) >= 262 && string(head[257:262]) == "ustar":
 		return nil, &Error{File: name, Msg: "tar-format checkpoint (PyTorch before 0.4) is not supported",
-			Hint: "load it with an old PyTorch and re-save it with torch.save(model.state_dict(), path)"}
+			Advice: "load it with an old PyTorch and re-save it with torch.save(model.state_dict(), path)"}
 	default:
 		return nil, &Error{File: name, Msg: "not a torch.save checkpoint (neither a zip archive nor a legacy pickle)",
-			Hint: "seedlm reads .safetensors, sharded safetensors, and torch.save .bin/.pt/.pth files"}
+			Advice: "seedlm reads .safetensors, sharded safetensors, and torch.save .bin/.pt/.pth files"}
 	}
 	if err != nil {
 		return nil, err
@@ -119,7 +145,7 @@ func NewReader(name string, r io.ReaderAt, size int64) (f *File, err error) {
 }
 
 func (f *File) fail(tensor, msg, hint string, err error) error {
-	return &Error{File: f.path, Tensor: tensor, Msg: msg, Hint: hint, Err: err}
+	return &Error{File: f.path, Tensor: tensor, Msg: msg, Advice: hint, Err: err}
 }
 
 // unpickle scans data, then runs gopickle over it with the allow-list.
@@ -140,7 +166,7 @@ func (f *File) unpickle(what string, data []byte, persistent func(any) (any, err
 	if err != nil {
 		var ge *globalError
 		if errors.As(err, &ge) {
-			return nil, &Error{File: f.path, Msg: fmt.Sprintf("pickle references global %s, which is not on the allow-list", short(ge.full)), Hint: ge.hint}
+			return nil, &Error{File: f.path, Msg: fmt.Sprintf("pickle references global %s, which is not on the allow-list", short(ge.full)), Advice: ge.hint}
 		}
 		return nil, f.fail("", "cannot unpickle "+what, "the file is corrupt or not a state dict", shortErr(err))
 	}

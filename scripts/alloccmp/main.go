@@ -24,11 +24,13 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/seedlm/seedlm/internal/checkpoint"
+	"github.com/seedlm/seedlm/internal/compress"
 	"github.com/seedlm/seedlm/internal/encoder"
 	"github.com/seedlm/seedlm/internal/presets"
 )
@@ -142,48 +144,66 @@ func grid(ctx context.Context, args []string) error {
 	return nil
 }
 
-// eval codes every coded tensor of a plan and returns Σ‖w−ŵ‖², Σ‖w‖² and
-// the encode time. full=false codes a sample at phase ½ instead: a sample
-// disjoint from the one target allocation chose on, so its selection does
-// not grade itself.
-func eval(ctx context.Context, src checkpoint.Source, plans []presets.TensorPlan, full bool) (se, n2 float64, secs float64, err error) {
-	for _, p := range plans {
+// eval measures a plan's error and encode time. full=true runs the
+// compress pipeline itself (compress.Run, into a scratch archive) and
+// returns its measured relative error and encode time; full=false codes a
+// sample at phase ½ instead: a sample disjoint from the one target
+// allocation chose on, so its selection does not grade itself.
+func eval(ctx context.Context, src checkpoint.Source, plan *compress.Plan, full bool) (rel, secs float64, err error) {
+	if full {
+		dir, err := os.MkdirTemp("", "alloccmp-")
+		if err != nil {
+			return 0, 0, err
+		}
+		defer os.RemoveAll(dir)
+		rep, err := compress.Run(ctx, src, plan, compress.Part{}, filepath.Join(dir, "a.seedlm"), compress.RunOptions{})
+		if err != nil {
+			return 0, 0, err
+		}
+		return rep.RelErr, rep.EncodeSeconds, nil
+	}
+	var se, n2 float64
+	t0 := time.Now()
+	for _, p := range plan.Tensors {
 		if p.Passthrough {
 			continue
 		}
 		w, err := src.ReadFloat32(p.Name)
 		if err != nil {
-			return 0, 0, 0, err
+			return 0, 0, err
 		}
-		t0 := time.Now()
-		if full {
-			// Subnormal-only blocks make the encoder ~400× slower (see
-			// presets.FlushSubnormals); flushing them changes no error digit.
-			res, err := encoder.Encode(ctx, p.Name, presets.FlushSubnormals(w), p.Layers, encoder.Options{})
-			if err != nil {
-				return 0, 0, 0, err
-			}
-			se += res.SqErr[len(res.SqErr)-1]
-			n2 += res.Norm2
-		} else {
-			ms, err := presets.MeasureTensor(ctx, p.Name, w, [][]encoder.Params{p.Layers}, presets.Sampler{Phase: 0.5}, encoder.Options{})
-			if err != nil {
-				return 0, 0, 0, err
-			}
-			se += ms[0].SqErr
-			for _, x := range w {
-				n2 += float64(x) * float64(x)
-			}
+		ms, err := presets.MeasureTensor(ctx, p.Name, w, [][]encoder.Params{p.Layers}, presets.Sampler{Phase: 0.5}, encoder.Options{})
+		if err != nil {
+			return 0, 0, err
 		}
-		secs += time.Since(t0).Seconds()
+		se += ms[0].SqErr
+		for _, x := range w {
+			n2 += float64(x) * float64(x)
+		}
 	}
-	return se, n2, secs, nil
+	return math.Sqrt(se / n2), time.Since(t0).Seconds(), nil
 }
 
-func relDB(se, n2 float64) (float64, float64) {
-	r := math.Sqrt(se / n2)
-	return r, -20 * math.Log10(r)
+// makePlan is compress's plan for cfg (as a config file) on src.
+func makePlan(ctx context.Context, src checkpoint.Source, cfg presets.Config) (*compress.Plan, error) {
+	return compress.MakePlan(ctx, src, compress.Settings{File: cfg}, compress.PlanOptions{})
 }
+
+// tensorPlans is the plan in presets' terms, for presets.Summarize.
+func tensorPlans(p *compress.Plan) []presets.TensorPlan {
+	out := make([]presets.TensorPlan, len(p.Tensors))
+	for i, t := range p.Tensors {
+		n := int64(1)
+		for _, d := range t.Shape {
+			n *= d
+		}
+		out[i] = presets.TensorPlan{Name: t.Name, Rule: t.Rule, Passthrough: t.Passthrough, Layers: t.Layers,
+			Elements: n, Bits: t.PlannedBits, Norm2: t.Norm2, EstSqErr: t.EstSqErr, Measured: t.Measured}
+	}
+	return out
+}
+
+func db(rel float64) float64 { return -20 * math.Log10(rel) }
 
 // compare: for each fixed stack, the archive size it gives is the budget;
 // the variance heuristic and the measured allocation (same default
@@ -209,34 +229,34 @@ func compare(ctx context.Context, args []string) error {
 		}
 		name := path[strings.LastIndex(path, "/")+1:]
 		for _, st := range fixed {
-			fc := presets.Config{Codec: presets.Codec{BlockSize: st[0].BlockSize, LatentDim: st[0].LatentDim, SeedBits: st[0].SeedBits, CoeffBits: st[0].CoeffBits, ExpBits: st[0].ExpBits}, Layers: len(st)}
-			fplans, _, err := presets.Plan(ctx, fc, src, presets.Options{})
+			fc := presets.Config{Codec: presets.CodecOf(st[0]), Layers: len(st)}
+			fplan, err := makePlan(ctx, src, fc)
 			if err != nil {
 				return err
 			}
-			budget := presets.Summarize(fplans, 0).BPW
+			budget := presets.Summarize(tensorPlans(fplan), 0).BPW
 			rows := []struct {
 				method string
-				plans  []presets.TensorPlan
-			}{{"fixed " + presets.FormatStack(st), fplans}}
+				plan   *compress.Plan
+			}{{"fixed " + presets.FormatStack(st), fplan}}
 			for _, m := range []string{"variance", "measured"} {
 				c := presets.Config{TargetBPW: budget, Adaptive: &presets.Adaptive{Method: m}}
-				pl, _, err := presets.Plan(ctx, c, src, presets.Options{})
+				pl, err := makePlan(ctx, src, c)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", name, m, err)
 				}
 				rows = append(rows, struct {
 					method string
-					plans  []presets.TensorPlan
+					plan   *compress.Plan
 				}{m, pl})
 			}
 			for _, r := range rows {
-				se, n2, _, err := eval(ctx, src, r.plans, *full)
+				rel, _, err := eval(ctx, src, r.plan, *full)
 				if err != nil {
 					return err
 				}
-				rel, db := relDB(se, n2)
-				fmt.Printf("| %s | %.3f | %s | %.3f | %.4f | %.2f | %s |\n", name, budget, r.method, presets.Summarize(r.plans, 0).BPW, rel, db, histogram(r.plans))
+				tp := tensorPlans(r.plan)
+				fmt.Printf("| %s | %.3f | %s | %.3f | %.4f | %.2f | %s |\n", name, budget, r.method, presets.Summarize(tp, 0).BPW, rel, db(rel), histogram(tp))
 			}
 		}
 		src.Close()
@@ -267,13 +287,19 @@ func histogram(plans []presets.TensorPlan) string {
 	return strings.Join(parts, ", ")
 }
 
-// bench: per preset, plan + full encode; ratio and bits/weight count every
-// tensor's payload (passthrough included; index and header excluded: the
-// CLI reports the real file size).
+// bench: per preset, the compress pipeline itself (compress.MakePlan and
+// compress.Run into a scratch archive): bits per weight and ratio are the
+// archive's real bytes (index and passthrough tensors included), errors and
+// speed what compress measured.
 func bench(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	names := fs.String("presets", "default,"+strings.Join(presets.Names(), ","), "presets to run (default: no preset)")
 	fs.Parse(args)
+	dir, err := os.MkdirTemp("", "alloccmp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
 	fmt.Printf("| model | preset | settings | bits/weight | ratio vs fp32 | rel. error | SNR dB | plan s | encode s | encode weights/s |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, path := range fs.Args() {
 		src, err := checkpoint.Open(path)
@@ -293,29 +319,21 @@ func bench(ctx context.Context, args []string) error {
 				}
 			}
 			t0 := time.Now()
-			plans, _, err := presets.Plan(ctx, cfg, src, presets.Options{})
+			plan, err := makePlan(ctx, src, cfg)
 			if err != nil {
 				return fmt.Errorf("%s %s: %w", name, pn, err)
 			}
 			planS := time.Since(t0).Seconds()
-			se, n2, encS, err := eval(ctx, src, plans, true)
+			rep, err := compress.Run(ctx, src, plan, compress.Part{}, filepath.Join(dir, pn+".seedlm"), compress.RunOptions{Overwrite: true})
 			if err != nil {
 				return err
 			}
-			s := presets.Summarize(plans, 0)
-			rel, db := relDB(se, n2)
-			var coded int64
-			for _, p := range plans {
-				if !p.Passthrough {
-					coded += p.Elements
-				}
-			}
 			fmt.Printf("| %s | %s | %s | %.3f | %.1f× | %.4f | %.2f | %.1f | %.1f | %.0f |\n",
-				name, pn, settings, s.BPW, s.Ratio, rel, db, planS, encS, float64(coded)/encS)
+				name, pn, settings, rep.BitsPerWeight, rep.RatioVsFP32, rep.RelErr, db(rep.RelErr), planS, rep.EncodeSeconds, rep.WeightsPerSecond)
 		}
 		src.Close()
 	}
-	fmt.Println("\nbits/weight and ratio: payload of every tensor (passthrough included) over all elements; rel. error and SNR over coded tensors, full encode; weights/s: coded weights over encode time (plan time excluded), this machine, all cores.")
+	fmt.Println("\nbits/weight and ratio: the archive's bytes on disk (index and passthrough tensors included) over all weights; rel. error and SNR: weight error over coded tensors, full encode (not output KL); weights/s: coded weights × layers over the encode phase's wall time, this machine, all cores.")
 	return nil
 }
 
@@ -341,11 +359,12 @@ func plan(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		plans, warns, err := presets.Plan(ctx, cfg, src, presets.Options{Flags: flags})
+		cp, err := compress.MakePlan(ctx, src, compress.Settings{Flags: flags, File: cfg}, compress.PlanOptions{})
 		if err != nil {
 			return err
 		}
-		for _, w := range warns {
+		plans := tensorPlans(cp)
+		for _, w := range cp.Warnings {
 			fmt.Println("warning:", w)
 		}
 		if *verbose {

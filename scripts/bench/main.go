@@ -20,29 +20,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/seedlm/seedlm/internal/compress"
 	"github.com/seedlm/seedlm/internal/safetensors"
 )
 
 type input struct {
 	name, path, note string
-}
-
-type compressJSON struct {
-	Weights            int64    `json:"weights"`
-	CodedWeights       int64    `json:"coded_weights"`
-	InputBytes         int64    `json:"input_bytes"`
-	OutputBytes        int64    `json:"output_bytes"`
-	RatioVsInput       float64  `json:"ratio_vs_input"`
-	RatioVsFP32        float64  `json:"ratio_vs_fp32"`
-	BitsPerWeight      float64  `json:"bits_per_weight"`
-	CodedBitsPerWeight float64  `json:"coded_bits_per_weight"`
-	RelErr             float64  `json:"rel_err"`
-	SNRMeanDB          *float64 `json:"snr_mean_db"`
-	SNRWorstDB         *float64 `json:"snr_worst_db"`
-	WallSeconds        float64  `json:"wall_seconds"`
-	WeightsPerSecond   float64  `json:"weights_per_second"`
-	Workers            int      `json:"workers"`
-	Kernel             string   `json:"kernel"`
 }
 
 type decompressJSON struct {
@@ -53,7 +36,7 @@ type decompressJSON struct {
 
 type result struct {
 	in       input
-	c        compressJSON
+	c        compress.Report // what compress --json printed
 	d        decompressJSON
 	cRSS     int64 // KiB
 	dRSS     int64
@@ -259,7 +242,7 @@ func cpuModel() string {
 // presetRow is one (model, preset) measurement.
 type presetRow struct {
 	model, preset string
-	c             compressJSON
+	c             compress.Report
 }
 
 // runPresets compresses each real model with each preset and appends a table
@@ -287,7 +270,7 @@ func runPresets(bin, data, work, out string, quick bool, presets []string, readm
 				args = append(args, "--preset", p)
 			}
 			args = append(args, m.path)
-			var c compressJSON
+			var c compress.Report
 			if _, err := runJSON(bin, args, &c); err != nil {
 				return fmt.Errorf("preset %s on %s: %w", p, m.name, err)
 			}

@@ -1,4 +1,4 @@
-package safetensors
+package dtype
 
 import (
 	"encoding/binary"
@@ -111,13 +111,13 @@ func TestByteLen(t *testing.T) {
 			t.Errorf("ByteLen(%s, %v) = %d, %v", c.dtype, c.shape, got, err)
 		}
 	}
-	for _, d := range DTypes() {
-		if _, ok := DTypeBits(d); !ok {
+	for _, d := range Names() {
+		if _, ok := Bits(d); !ok {
 			t.Errorf("DTypes lists %s but DTypeBits does not know it", d)
 		}
 	}
-	if len(DTypes()) != len(dtypeBits) {
-		t.Errorf("DTypes has %d names, table %d", len(DTypes()), len(dtypeBits))
+	if len(Names()) != len(bitsOf) {
+		t.Errorf("DTypes has %d names, table %d", len(Names()), len(bitsOf))
 	}
 }
 

@@ -1,11 +1,9 @@
-package main
+package dtype
 
 import (
 	"math"
 	"math/rand"
 	"testing"
-
-	"github.com/seedlm/seedlm/internal/safetensors"
 )
 
 // decodeMini is the exact value of a code of f (NaN and inf included).
@@ -116,8 +114,8 @@ func TestF16AgainstReader(t *testing.T) {
 	for c := 0; c < 1<<16; c++ {
 		b := []byte{byte(c), byte(c >> 8)}
 		dst := make([]float32, 1)
-		safetensors.F16ToFloat32(dst, b)
-		got := float32ToF16(dst[0])
+		F16ToFloat32(dst, b)
+		got := Float32ToF16(dst[0])
 		if math.IsNaN(float64(dst[0])) {
 			if got&0x7c00 != 0x7c00 || got&0x3ff == 0 {
 				t.Fatalf("NaN %#04x → %#04x", c, got)
@@ -145,11 +143,11 @@ func TestBF16(t *testing.T) {
 		{0x80000000, 0x8000}, // -0
 	}
 	for _, c := range cases {
-		if got := float32ToBF16(math.Float32frombits(c.in)); got != c.want {
+		if got := Float32ToBF16(math.Float32frombits(c.in)); got != c.want {
 			t.Errorf("bf16(%#08x) = %#04x, want %#04x", c.in, got, c.want)
 		}
 	}
-	if got := float32ToBF16(float32(math.NaN())); got&0x7f80 != 0x7f80 || got&0x7f == 0 {
+	if got := Float32ToBF16(float32(math.NaN())); got&0x7f80 != 0x7f80 || got&0x7f == 0 {
 		t.Errorf("bf16(NaN) = %#04x, not a NaN", got)
 	}
 	// Against the generic rounding for random values.
@@ -160,7 +158,7 @@ func TestBF16(t *testing.T) {
 		if math.IsNaN(float64(x)) {
 			continue
 		}
-		if a, b := float32ToBF16(x), roundMini(x, bf); a != b {
+		if a, b := Float32ToBF16(x), roundMini(x, bf); a != b {
 			t.Fatalf("bf16(%v): bit trick %#04x, generic %#04x", x, a, b)
 		}
 	}
@@ -169,12 +167,12 @@ func TestBF16(t *testing.T) {
 func TestEncodeFloatsSizes(t *testing.T) {
 	w := []float32{1, -2, 0.5}
 	for dt, size := range map[string]int{"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1} {
-		b, err := encodeFloats(dt, w)
+		b, err := FromFloat32(dt, w)
 		if err != nil || len(b) != size*len(w) {
 			t.Fatalf("%s: %d bytes, %v", dt, len(b), err)
 		}
 		back := make([]float32, len(w))
-		if err := safetensors.ToFloat32(dt, back, b); err != nil {
+		if err := ToFloat32(dt, back, b); err != nil {
 			t.Fatal(err)
 		}
 		for i := range w {
@@ -183,7 +181,7 @@ func TestEncodeFloatsSizes(t *testing.T) {
 			}
 		}
 	}
-	if _, err := encodeFloats("I64", w); err == nil {
+	if _, err := FromFloat32("I64", w); err == nil {
 		t.Fatal("I64 accepted")
 	}
 }
@@ -200,8 +198,8 @@ func FuzzRoundToNearestEven(f *testing.F) {
 		checkNearestEven(t, x, roundMini(x, f16), f16, "f16")
 		checkNearestEven(t, x, roundMini(x, f8e4m3), f8e4m3, "f8e4m3")
 		checkNearestEven(t, x, roundMini(x, f8e5m2), f8e5m2, "f8e5m2")
-		if !math.IsNaN(float64(x)) && float32ToBF16(x) != roundMini(x, bf) {
-			t.Fatalf("bf16(%v): %#04x vs %#04x", x, float32ToBF16(x), roundMini(x, bf))
+		if !math.IsNaN(float64(x)) && Float32ToBF16(x) != roundMini(x, bf) {
+			t.Fatalf("bf16(%v): %#04x vs %#04x", x, Float32ToBF16(x), roundMini(x, bf))
 		}
 	})
 }

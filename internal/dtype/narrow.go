@@ -1,50 +1,20 @@
-package main
+package dtype
 
 import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"strings"
 )
 
-// Conversions from the decoder's float32 output to the dtypes decompress can
+// Narrowing: from the decoder's float32 output to the dtypes decompress can
 // write. Every narrowing conversion rounds to nearest, ties to even, from the
 // exact value of the float32 (one rounding, no double rounding).
 
-// dtypeSize is the element size in bytes of the float dtypes compress codes.
-func dtypeSize(dtype string) (int, bool) {
-	switch dtype {
-	case "F64":
-		return 8, true
-	case "F32":
-		return 4, true
-	case "F16", "BF16":
-		return 2, true
-	case "F8_E4M3", "F8_E5M2":
-		return 1, true
-	}
-	return 0, false
-}
-
-// parseDTypeFlag maps --dtype to a safetensors dtype ("" = the source's).
-func parseDTypeFlag(s string) (string, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "", "source":
-		return "", nil
-	case "f32", "float32":
-		return "F32", nil
-	case "f16", "float16", "half":
-		return "F16", nil
-	case "bf16", "bfloat16":
-		return "BF16", nil
-	}
-	return "", usagef("--dtype %q: want source, f32, f16 or bf16", s)
-}
-
-// encodeFloats converts w to little-endian bytes of dtype.
-func encodeFloats(dtype string, w []float32) ([]byte, error) {
-	size, ok := dtypeSize(dtype)
-	if !ok {
+// FromFloat32 converts w to little-endian bytes of dtype, one of the Codable
+// types.
+func FromFloat32(dtype string, w []float32) ([]byte, error) {
+	size, ok := Size(dtype)
+	if !ok || !Codable(dtype) {
 		return nil, fmt.Errorf("cannot write coded weights as %s", dtype)
 	}
 	out := make([]byte, len(w)*size)
@@ -59,11 +29,11 @@ func encodeFloats(dtype string, w []float32) ([]byte, error) {
 		}
 	case "BF16":
 		for i, x := range w {
-			binary.LittleEndian.PutUint16(out[2*i:], float32ToBF16(x))
+			binary.LittleEndian.PutUint16(out[2*i:], Float32ToBF16(x))
 		}
 	case "F16":
 		for i, x := range w {
-			binary.LittleEndian.PutUint16(out[2*i:], float32ToF16(x))
+			binary.LittleEndian.PutUint16(out[2*i:], Float32ToF16(x))
 		}
 	case "F8_E4M3":
 		for i, x := range w {
@@ -77,8 +47,8 @@ func encodeFloats(dtype string, w []float32) ([]byte, error) {
 	return out, nil
 }
 
-// float32ToBF16 rounds to nearest even; NaN stays a (quiet) NaN.
-func float32ToBF16(x float32) uint16 {
+// Float32ToBF16 rounds to nearest even; NaN stays a (quiet) NaN.
+func Float32ToBF16(x float32) uint16 {
 	u := math.Float32bits(x)
 	if u&0x7fffffff > 0x7f800000 { // NaN: keep the sign, force a quiet payload
 		return uint16(u>>16) | 0x40
@@ -87,9 +57,9 @@ func float32ToBF16(x float32) uint16 {
 	return uint16(u >> 16)
 }
 
-// float32ToF16 rounds to nearest even (IEEE binary16, with subnormals and
+// Float32ToF16 rounds to nearest even (IEEE binary16, with subnormals and
 // overflow to infinity).
-func float32ToF16(x float32) uint16 { return roundMini(x, f16) }
+func Float32ToF16(x float32) uint16 { return roundMini(x, f16) }
 
 // miniFloat describes a small binary float format.
 type miniFloat struct {

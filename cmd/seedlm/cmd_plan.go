@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/seedlm/seedlm/internal/compress"
+)
+
+// planOptions are plan's resolved settings.
+type planOptions struct {
+	Output   string
+	Force    bool
+	JSON     bool
+	Quiet    bool
+	Workers  int
+	Parts    int
+	Settings compress.Settings
+}
+
+// AddFlags registers plan's flags.
+func (o *planOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVarP(&o.Output, "output", "o", "", "plan file to write (default: INPUT with its extension replaced by .plan.json)")
+	fs.BoolVar(&o.Force, "force", false, "replace an existing plan file")
+	fs.BoolVar(&o.JSON, "json", false, "print the summary as one JSON object on stdout")
+	fs.IntVar(&o.Parts, "parts", 0, "also show how N parts (compress --part I/N) would share the estimated work")
+	fs.BoolP(flagName(keyQuiet), "q", false, "no progress bar and no summary (errors are still printed)")
+	fs.Int(flagName(keyWorkers), 0, "goroutines for measuring and hashing (0: one per CPU); never changes the plan")
+	addSettingsFlags(fs)
+}
+
+func (o *planOptions) resolve(c *config) error {
+	var err error
+	if o.Quiet, o.Workers, err = c.quietAndWorkers(); err != nil {
+		return err
+	}
+	if o.Parts < 0 {
+		return usagef("--parts must be ≥ 0, got %d", o.Parts)
+	}
+	o.Settings, err = settingsFromConfig(c)
+	return err
+}
+
+func newPlanCmd(a *app) *cobra.Command {
+	var o planOptions
+	cmd := &cobra.Command{
+		Use:   "plan INPUT",
+		Short: "Decide once how to compress every tensor, for compress --part on many machines",
+		Long: `Plan a compression once and write it to a file.
+
+The plan holds what compress would decide (each tensor's settings, the
+measured target allocation), the settings, this seedlm's version and the
+input's identity: every file's name and size, a SHA-256 of each file's first
+and last MiB, and a SHA-256 of every tensor's bytes (plan reads the whole
+model once for these). Then, on N machines or N tasks of a batch engine:
+
+  seedlm compress INPUT --plan PLAN.json --part I/N     (I = 0 … N−1)
+  seedlm merge INPUT.part-*-of-N.seedlm -o OUT.seedlm
+
+Each part checks the plan against its input (exit 2 naming what differs)
+and merge writes the archive one machine would have written, byte for
+byte. docs/SCALE-OUT.md has Kubernetes, Slurm and GitHub Actions examples.`,
+		Args: exactArgs("INPUT"),
+		RunE: a.configured(o.resolve, func(ctx context.Context, args []string) error {
+			return runPlan(ctx, &o, args, a.stdout, a.stderr)
+		}),
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// planSummary is what plan prints (--json).
+type planSummary struct {
+	Input        string            `json:"input"`
+	Plan         string            `json:"plan"`
+	SHA256       string            `json:"sha256"`
+	Settings     map[string]string `json:"settings"`
+	Tensors      int               `json:"tensors"`
+	Coded        int               `json:"coded_tensors"`
+	Passthrough  int               `json:"passthrough_tensors"`
+	Weights      int64             `json:"weights"`
+	PlannedBytes int64             `json:"planned_payload_bytes"`
+	// Cost is the estimated encode work in weights at the paper's 4-bit
+	// configuration (compress.TensorPlan.Cost); PartCosts its share per
+	// part with --parts.
+	Cost      float64   `json:"cost"`
+	PartCosts []float64 `json:"part_costs,omitempty"`
+	Warnings  []string  `json:"warnings,omitempty"`
+}
+
+func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr io.Writer) error {
+	input := args[0]
+	out := o.Output
+	if out == "" {
+		out = strings.TrimSuffix(defaultArchiveName(input, compress.Part{}), ".seedlm") + ".plan.json"
+	}
+	if err := checkOutput(out, input, o.Force); err != nil {
+		return err
+	}
+	if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
+		return withHint(fmt.Errorf("output folder %s does not exist", filepath.Dir(out)), "create it first, or choose another path with -o")
+	}
+	src, err := openInput(input)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	workers := o.Workers
+	if workers == 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	plan, err := makePlan(ctx, src, o.Settings, workers, true, !o.Quiet && !o.JSON, stderr)
+	if err != nil {
+		return err
+	}
+	if err := plan.WriteFile(out, o.Force); err != nil {
+		return err
+	}
+	s := plan.Summarize()
+	sum := &planSummary{Input: input, Plan: out, SHA256: plan.SHA256, Settings: plan.Settings, Tensors: s.Tensors,
+		Coded: s.Coded, Passthrough: s.Passthrough, Weights: s.Weights, PlannedBytes: s.PlannedBytes, Cost: s.Cost, Warnings: plan.Warnings}
+	if o.Parts > 0 {
+		for _, ps := range plan.Assign(o.Parts) {
+			var c float64
+			for _, i := range ps {
+				c += plan.Tensors[i].Cost()
+			}
+			sum.PartCosts = append(sum.PartCosts, c)
+		}
+	}
+	if o.JSON {
+		return writeJSON(stdout, sum)
+	}
+	if o.Quiet {
+		return nil
+	}
+	fmt.Fprintf(stdout, "planned %s → %s (sha256 %.12s…)\n", input, out, plan.SHA256)
+	fmt.Fprintf(stdout, "  settings  %s\n", describeSettings(plan.Settings))
+	fmt.Fprintf(stdout, "  tensors   %d (%d coded, %d stored exactly), %s weights\n", s.Tensors, s.Coded, s.Passthrough, commas(s.Weights))
+	bpw := 0.0
+	if s.Weights > 0 {
+		bpw = float64(s.PlannedBytes) * 8 / float64(s.Weights)
+	}
+	fmt.Fprintf(stdout, "  payload   ≈%s bytes planned (%.3f bits/weight, index not counted)\n", commas(s.PlannedBytes), bpw)
+	if len(sum.PartCosts) > 0 {
+		lo, hi := sum.PartCosts[0], sum.PartCosts[0]
+		for _, c := range sum.PartCosts {
+			lo, hi = min(lo, c), max(hi, c)
+		}
+		fmt.Fprintf(stdout, "  parts     %d: estimated work per part %.3g to %.3g weight-equivalents (largest/mean %.2f)\n",
+			o.Parts, lo, hi, hi*float64(o.Parts)/max(s.Cost, 1))
+	}
+	fmt.Fprintf(stdout, "next: seedlm compress %s --plan %s --part I/N   (I = 0 … N−1), then seedlm merge\n", input, out)
+	return nil
+}

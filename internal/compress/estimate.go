@@ -1,0 +1,124 @@
+package compress
+
+import (
+	"context"
+	"math/rand"
+	"time"
+
+	"github.com/seedlm/seedlm/internal/checkpoint"
+	"github.com/seedlm/seedlm/internal/dtype"
+	"github.com/seedlm/seedlm/internal/encoder"
+)
+
+// Estimate is what a run of a plan would write and how long it would take,
+// without running it: `seedlm compress --dry-run --json` prints it.
+type Estimate struct {
+	Input    string            `json:"input"`
+	DryRun   bool              `json:"dry_run"`
+	Workers  int               `json:"workers"`
+	Kernel   string            `json:"kernel"`
+	Settings map[string]string `json:"settings"`
+	Part     *PartReport       `json:"part,omitempty"`
+	Tensors  []EstimateRow     `json:"tensors"`
+	// ExpectedPayloadBytes is the chunks' bytes (header and index not
+	// counted); EstimatedSeconds the encode time at the measured rates.
+	ExpectedPayloadBytes int64   `json:"expected_payload_bytes"`
+	Weights              int64   `json:"weights"`
+	EstimatedSeconds     float64 `json:"estimated_seconds"`
+}
+
+// EstimateRow is one tensor of an Estimate.
+type EstimateRow struct {
+	Name        string  `json:"name"`
+	DType       string  `json:"dtype"`
+	Shape       []int64 `json:"shape"`
+	Weights     int64   `json:"weights"`
+	Rule        string  `json:"rule"`
+	Passthrough bool    `json:"passthrough"`
+	Codec       string  `json:"codec,omitempty"`
+	// BitsPerWeight is the nominal rate of the codec (or the dtype's
+	// width), ExpectedBytes the exact payload size.
+	BitsPerWeight    float64 `json:"bits_per_weight"`
+	ExpectedBytes    int64   `json:"expected_bytes"`
+	EstimatedSeconds float64 `json:"estimated_seconds"`
+}
+
+// EstimateRun estimates the run of part of the plan on src: exact payload
+// sizes, and encode times from this machine's measured rate for each codec
+// (MeasureRate, on random weights: real weights often encode faster).
+func EstimateRun(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, workers int) (*Estimate, error) {
+	workers = workersOr(workers)
+	e := &Estimate{Input: src.Path(), DryRun: true, Workers: workers, Kernel: encoder.KernelName(), Settings: plan.Settings}
+	if !part.Whole() {
+		e.Part = &PartReport{Index: part.Index, Count: part.Count, Of: len(plan.Tensors)}
+	}
+	rates := map[encoder.Params]float64{}
+	for _, i := range plan.positions(part) {
+		p := &plan.Tensors[i]
+		n := p.info().NumElements()
+		r := EstimateRow{Name: p.Name, DType: p.DType, Shape: p.Shape, Weights: n, Rule: p.Rule, Passthrough: p.Passthrough}
+		if p.Passthrough {
+			if sz, ok := dtype.Size(p.DType); ok {
+				r.ExpectedBytes = n * int64(sz)
+			} else if raw, err := src.ReadRaw(p.Name); err == nil {
+				r.ExpectedBytes = int64(len(raw))
+			}
+			if n > 0 {
+				r.BitsPerWeight = float64(r.ExpectedBytes) * 8 / float64(n)
+			}
+		} else {
+			r.Codec = LayersString(p.Layers)
+			for _, lp := range p.Layers {
+				r.BitsPerWeight += lp.BitsPerWeight()
+				r.ExpectedBytes += int64(lp.PayloadBytes(int(n)))
+				rate, ok := rates[lp]
+				if !ok {
+					var err error
+					if rate, err = MeasureRate(ctx, lp, workers); err != nil {
+						return nil, err
+					}
+					rates[lp] = rate
+				}
+				r.EstimatedSeconds += float64(n) / rate
+			}
+		}
+		e.ExpectedPayloadBytes += r.ExpectedBytes
+		e.Weights += n
+		e.EstimatedSeconds += r.EstimatedSeconds
+		e.Tensors = append(e.Tensors, r)
+	}
+	return e, nil
+}
+
+// MeasureRate times the encoder on random normal weights with p, in
+// weights per second with workers goroutines: one warm-up run (it builds
+// the per-K tables), then growing runs until one takes at least 100 ms.
+// Real weights often encode faster than random ones (the search prunes
+// more), so this errs on the slow side.
+func MeasureRate(ctx context.Context, p encoder.Params, workers int) (float64, error) {
+	rng := rand.New(rand.NewSource(1))
+	gen := func(blocks int) []float32 {
+		w := make([]float32, blocks*p.BlockSize)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64() * 0.02)
+		}
+		return w
+	}
+	opt := encoder.Options{Workers: workers}
+	if _, err := encoder.EncodeLayer(ctx, "calibration", gen(workers), p, opt); err != nil {
+		return 0, err
+	}
+	blocks := 16 * workers
+	for {
+		w := gen(blocks)
+		t0 := time.Now()
+		if _, err := encoder.EncodeLayer(ctx, "calibration", w, p, opt); err != nil {
+			return 0, err
+		}
+		d := time.Since(t0)
+		if d >= 100*time.Millisecond || blocks >= 1<<16 {
+			return float64(len(w)) / max(d.Seconds(), 1e-9), nil
+		}
+		blocks *= 4
+	}
+}

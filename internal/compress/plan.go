@@ -1,0 +1,356 @@
+package compress
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/seedlm/seedlm/internal/archive"
+	"github.com/seedlm/seedlm/internal/checkpoint"
+	"github.com/seedlm/seedlm/internal/encoder"
+	"github.com/seedlm/seedlm/internal/presets"
+)
+
+// PlanFormat names the plan file format (docs/SCALE-OUT.md).
+const PlanFormat = "seedlm-plan/1"
+
+// Plan is what compress will do with every tensor of one source, decided
+// once: the settings record, each tensor's codec (or exact storage), the
+// target allocation's results and the warnings. It is JSON-serialisable
+// and its SHA256 covers everything else in it, so parts made from one plan
+// file can prove it.
+type Plan struct {
+	Format        string            `json:"format"` // PlanFormat
+	SeedlmVersion string            `json:"seedlm_version"`
+	Source        Source            `json:"source"`
+	Settings      map[string]string `json:"settings,omitempty"` // Settings.Record
+	Tensors       []TensorPlan      `json:"tensors"`
+	Warnings      []string          `json:"warnings,omitempty"`
+	// SHA256 is the SHA-256 of the plan's compact JSON encoding with this
+	// field empty (lowercase hex).
+	SHA256 string `json:"sha256"`
+}
+
+// TensorPlan is one tensor's plan.
+type TensorPlan struct {
+	Name  string  `json:"name"`
+	DType string  `json:"dtype"`
+	Shape []int64 `json:"shape"`
+	Shard string  `json:"shard,omitempty"`
+	// Rule names what decided the plan (presets.TensorPlan.Rule).
+	Rule        string           `json:"rule"`
+	Passthrough bool             `json:"passthrough"`
+	Layers      []encoder.Params `json:"layers,omitempty"`
+	// PlannedBits is the planned payload in bits (index excluded).
+	PlannedBits int64 `json:"planned_bits"`
+	// The target allocation's measurements (Measured): ‖w‖² and the
+	// sampled estimate of ‖w − ŵ‖².
+	Norm2    float64 `json:"norm2,omitempty"`
+	EstSqErr float64 `json:"est_sq_err,omitempty"`
+	Measured bool    `json:"measured,omitempty"`
+	// SHA256 is the SHA-256 of the tensor's bytes (checkpoint.Source
+	// ReadRaw), recorded by plans made with HashTensors; a run checks the
+	// tensors it reads against it.
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+func (t *TensorPlan) info() checkpoint.TensorInfo {
+	return checkpoint.TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape, Shard: t.Shard}
+}
+
+// PlanOptions tune MakePlan; none changes the plan but HashTensors.
+type PlanOptions struct {
+	// Workers for the target allocation's measurements and the hashing
+	// (0: GOMAXPROCS).
+	Workers int
+	// Progress, when set, is called after each tensor a measuring pass
+	// reads.
+	Progress func(done, total int, name string)
+	// HashTensors records every tensor's SHA-256 (one read of the whole
+	// model), for a plan file that parts on other machines check.
+	HashTensors bool
+}
+
+// Version is this build's seedlm version ("(devel)" for a build outside a
+// module release).
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+// MakePlan decides what to do with every tensor of src (presets.Plan, with
+// the archive's real header and index counted against a size target).
+func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOptions) (*Plan, error) {
+	if err := s.Validate(); err != nil {
+		return nil, &SettingsError{Err: err}
+	}
+	id, err := identify(src)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{Format: PlanFormat, SeedlmVersion: Version(), Source: id, Settings: s.Record()}
+	hdr, err := header(src, p.Settings)
+	if err != nil {
+		return nil, err
+	}
+	overhead := func(infos []checkpoint.TensorInfo, plans []presets.TensorPlan) int64 {
+		return overheadBytes(hdr, infos, plans)
+	}
+	plans, warnings, err := presets.Plan(ctx, s.File, src, presets.Options{
+		Flags:         s.Flags,
+		Encoder:       encoder.Options{Workers: opt.Workers},
+		Progress:      opt.Progress,
+		OverheadBytes: overhead,
+	})
+	if err != nil {
+		var ue *presets.UnreachableError
+		if errors.As(err, &ue) {
+			return nil, &SettingsError{Err: err}
+		}
+		return nil, err
+	}
+	p.Warnings = warnings
+	for i, t := range src.Tensors() {
+		tp := plans[i]
+		p.Tensors = append(p.Tensors, TensorPlan{
+			Name: t.Name, DType: t.DType, Shape: t.Shape, Shard: t.Shard,
+			Rule: tp.Rule, Passthrough: tp.Passthrough, Layers: tp.Layers, PlannedBits: tp.Bits,
+			Norm2: tp.Norm2, EstSqErr: tp.EstSqErr, Measured: tp.Measured,
+		})
+	}
+	if err := p.check(); err != nil {
+		return nil, fmt.Errorf("internal: %w", err)
+	}
+	if opt.HashTensors {
+		if err := p.hashTensors(ctx, src, opt.Workers); err != nil {
+			return nil, err
+		}
+	}
+	p.SHA256 = p.contentHash()
+	return p, nil
+}
+
+// overheadBytes estimates the archive's header and index for these plans
+// (tensors not yet decided counted with one layer).
+func overheadBytes(h archive.Header, infos []checkpoint.TensorInfo, plans []presets.TensorPlan) int64 {
+	ts := make([]archive.TensorEntry, len(infos))
+	for i, t := range infos {
+		p := plans[i]
+		e := archive.TensorEntry{Name: t.Name, DType: t.DType, Shape: t.Shape, Shard: t.Shard, Rule: p.Rule, Passthrough: p.Passthrough}
+		if e.Rule == "" {
+			e.Rule = "flags: target 1.000 bits/weight, measured allocation"
+		}
+		layers := p.Layers
+		if !p.Passthrough && len(layers) == 0 {
+			layers = []encoder.Params{encoder.Paper4Bit}
+		}
+		for _, l := range layers {
+			e.Layers = append(e.Layers, archive.LayerEntry{Params: l})
+		}
+		ts[i] = e
+	}
+	return archive.EstimateOverheadBytes(h, ts)
+}
+
+// hashTensors records every tensor's SHA-256, workers tensors at a time.
+func (p *Plan) hashTensors(ctx context.Context, src checkpoint.Source, workers int) error {
+	workers = max(1, min(workersOr(workers), len(p.Tensors)))
+	var next atomic.Int64
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(p.Tensors) || ctx.Err() != nil {
+					errs[w] = ctx.Err()
+					return
+				}
+				raw, err := src.ReadRaw(p.Tensors[i].Name)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				p.Tensors[i].SHA256 = sha256Hex(raw)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// contentHash is the SHA-256 of the plan's compact JSON with SHA256 empty.
+func (p *Plan) contentHash() string {
+	c := *p
+	c.SHA256 = ""
+	b, err := json.Marshal(&c)
+	if err != nil {
+		panic(err) // plain data: cannot fail
+	}
+	return sha256Hex(b)
+}
+
+// check validates a plan's own contents (a plan file is input).
+func (p *Plan) check() error {
+	if len(p.Tensors) > archive.MaxTensors {
+		return fmt.Errorf("%d tensors, more than %d", len(p.Tensors), archive.MaxTensors)
+	}
+	names := make(map[string]bool, len(p.Tensors))
+	for i := range p.Tensors {
+		t := &p.Tensors[i]
+		if t.Name == "" || names[t.Name] {
+			return fmt.Errorf("tensor %d: name %q is empty or repeated", i, t.Name)
+		}
+		names[t.Name] = true
+		switch {
+		case t.Passthrough && len(t.Layers) != 0:
+			return fmt.Errorf("tensor %q: stored exactly, yet it lists layers", t.Name)
+		case !t.Passthrough && (len(t.Layers) == 0 || len(t.Layers) > archive.MaxLayers):
+			return fmt.Errorf("tensor %q: %d layers, want 1 to %d", t.Name, len(t.Layers), archive.MaxLayers)
+		}
+		for k, l := range t.Layers {
+			if err := l.Validate(); err != nil {
+				return fmt.Errorf("tensor %q layer %d: %w", t.Name, k, err)
+			}
+		}
+	}
+	return nil
+}
+
+// WriteFile writes the plan as indented JSON to path, through a temporary
+// file beside it; an existing file is replaced only with overwrite.
+func (p *Plan) WriteFile(path string, overwrite bool) error {
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); err == nil && !overwrite {
+		return fmt.Errorf("plan file %s already exists", path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// maxPlanBytes bounds a plan file (≈ 500 bytes per tensor).
+const maxPlanBytes = 1 << 30
+
+// PlanFileError is a plan file that cannot be used: unreadable, not a plan,
+// edited since it was made, or inconsistent.
+type PlanFileError struct {
+	Path   string
+	Reason string
+}
+
+func (e *PlanFileError) Error() string { return fmt.Sprintf("plan %s: %s", e.Path, e.Reason) }
+
+// Hint says what to do.
+func (e *PlanFileError) Hint() string {
+	return "make the plan again with seedlm plan (it writes the file whole, with its hash)"
+}
+
+// ReadPlan reads and checks a plan file: its format, its hash (a plan edited
+// by hand or cut short is refused) and its contents.
+func ReadPlan(path string) (*Plan, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPlanBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	bad := func(format string, a ...any) error {
+		return &PlanFileError{Path: path, Reason: fmt.Sprintf(format, a...)}
+	}
+	if len(b) > maxPlanBytes {
+		return nil, bad("larger than %d bytes", maxPlanBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	p := new(Plan)
+	if err := dec.Decode(p); err != nil {
+		return nil, bad("not a plan file: %v", err)
+	}
+	if dec.More() {
+		return nil, bad("trailing data after the plan")
+	}
+	if p.Format != PlanFormat {
+		return nil, bad("format %q, this seedlm reads %q", p.Format, PlanFormat)
+	}
+	if got := p.contentHash(); got != p.SHA256 {
+		return nil, bad("content hash %s does not match the recorded %s (the file was edited or damaged)", short(got), short(p.SHA256))
+	}
+	if err := p.check(); err != nil {
+		return nil, bad("%v", err)
+	}
+	return p, nil
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12] + "…"
+	}
+	return h
+}
+
+// Summary totals a plan: tensors, weights, planned payload bytes and the
+// estimated encode cost in C8 P3 K16 weight-equivalents (see Cost).
+type Summary struct {
+	Tensors, Coded, Passthrough int
+	Weights                     int64
+	PlannedBytes                int64
+	Cost                        float64
+}
+
+// Summarize totals the plan.
+func (p *Plan) Summarize() Summary {
+	var s Summary
+	for i := range p.Tensors {
+		t := &p.Tensors[i]
+		s.Tensors++
+		s.Weights += t.info().NumElements()
+		s.PlannedBytes += (t.PlannedBits + 7) / 8
+		s.Cost += t.Cost()
+		if t.Passthrough {
+			s.Passthrough++
+		} else {
+			s.Coded++
+		}
+	}
+	return s
+}

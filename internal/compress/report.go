@@ -1,0 +1,119 @@
+package compress
+
+import "math"
+
+// Report is what a run did, measured from what it wrote: the one schema
+// `seedlm compress --json` prints and scripts read.
+type Report struct {
+	Input              string  `json:"input"`
+	Output             string  `json:"output"`
+	SourceFormat       string  `json:"source_format"`
+	Tensors            int     `json:"tensors"`
+	CodedTensors       int     `json:"coded_tensors"`
+	PassthroughTensors int     `json:"passthrough_tensors"`
+	Weights            int64   `json:"weights"`
+	CodedWeights       int64   `json:"coded_weights"`
+	InputBytes         int64   `json:"input_bytes"`
+	OutputBytes        int64   `json:"output_bytes"`
+	RatioVsInput       float64 `json:"ratio_vs_input"`
+	RatioVsFP32        float64 `json:"ratio_vs_fp32"`
+	// BitsPerWeight is the file's bits over all weights; CodedBitsPerWeight
+	// the coded tensors' chunk bits over their weights.
+	BitsPerWeight      float64 `json:"bits_per_weight"`
+	CodedBitsPerWeight float64 `json:"coded_bits_per_weight"`
+	// RelErr is √(Σ‖w−ŵ‖²/Σ‖w‖²) over the coded tensors (weight error, not
+	// output quality); SNR in dB per tensor, nil when exact.
+	RelErr         float64  `json:"rel_err"`
+	SNRMeanDB      *float64 `json:"snr_mean_db"`
+	SNRWorstDB     *float64 `json:"snr_worst_db"`
+	SNRWorstTensor string   `json:"snr_worst_tensor,omitempty"`
+	WallSeconds    float64  `json:"wall_seconds"`
+	// EncodeSeconds is the wall time from the first tensor read to the last
+	// tensor written; WeightsPerSecond the coded weights (once per layer)
+	// over it: the end-to-end encode rate with every worker.
+	EncodeSeconds    float64           `json:"encode_seconds"`
+	WeightsPerSecond float64           `json:"weights_per_second"`
+	Workers          int               `json:"workers"`
+	Kernel           string            `json:"kernel"`
+	Settings         map[string]string `json:"settings"`
+	// Warnings are the plan's and the run's (tensors stored exactly because
+	// coding them would have lost them, see MaxRelErr).
+	Warnings []string `json:"warnings,omitempty"`
+	// Part is set for a part archive (compress --part).
+	Part *PartReport `json:"part,omitempty"`
+	// PlanSHA256 is the plan's content hash.
+	PlanSHA256 string       `json:"plan_sha256"`
+	PerTensor  []TensorStat `json:"per_tensor"`
+}
+
+// PartReport says which part a run wrote.
+type PartReport struct {
+	Index int `json:"index"`
+	Count int `json:"count"`
+	// Of is the number of tensors in the whole archive.
+	Of int `json:"of"`
+}
+
+// TensorStat is one tensor's line in the report.
+type TensorStat struct {
+	Name        string     `json:"name"`
+	DType       string     `json:"dtype"`
+	Shape       []int64    `json:"shape"`
+	Rule        string     `json:"rule"`
+	Passthrough bool       `json:"passthrough"`
+	Codec       string     `json:"codec,omitempty"`
+	Weights     int64      `json:"weights"`
+	StoredBytes int64      `json:"stored_bytes"`
+	RelErr      []float64  `json:"rel_err,omitempty"` // after 1, 2, … layers
+	SNRdB       []*float64 `json:"snr_db,omitempty"`  // null: exact
+	// Seconds is the tensor's read + encode time (tensors overlap).
+	Seconds float64 `json:"seconds"`
+	norm2   float64 // ‖w‖²
+	sqErr   float64 // ‖w−ŵ‖² with every layer
+}
+
+// SNRdB is 10·log10(‖w‖²/‖w−ŵ‖²); nil when the error is 0 (exact).
+func SNRdB(norm2, sqErr float64) *float64 {
+	if sqErr <= 0 || norm2 <= 0 {
+		return nil
+	}
+	v := 10 * math.Log10(norm2/sqErr)
+	return &v
+}
+
+// finish computes the derived totals.
+func (r *Report) finish() {
+	if r.OutputBytes > 0 {
+		r.RatioVsInput = float64(r.InputBytes) / float64(r.OutputBytes)
+		r.RatioVsFP32 = float64(4*r.Weights) / float64(r.OutputBytes)
+	}
+	if r.Weights > 0 {
+		r.BitsPerWeight = float64(r.OutputBytes) * 8 / float64(r.Weights)
+	}
+	var norm, se, sum float64
+	var cnt int
+	for _, st := range r.PerTensor {
+		if st.Passthrough || len(st.RelErr) == 0 {
+			continue
+		}
+		last := len(st.RelErr) - 1
+		norm += st.norm2
+		se += st.sqErr
+		if s := st.SNRdB[last]; s != nil {
+			sum += *s
+			cnt++
+			if r.SNRWorstDB == nil || *s < *r.SNRWorstDB {
+				v := *s
+				r.SNRWorstDB = &v
+				r.SNRWorstTensor = st.Name
+			}
+		}
+	}
+	if norm > 0 {
+		r.RelErr = math.Sqrt(se / norm)
+	}
+	if cnt > 0 {
+		m := sum / float64(cnt)
+		r.SNRMeanDB = &m
+	}
+}
