@@ -90,3 +90,8 @@ func isIntegrityError(err error) bool {
 
 // sameFile reports whether a and b name the same existing file.
 func sameFile(a, b string) bool { return safetensors.SameFile(a, b) }
+
+// partString describes a part archive's part record for messages.
+func partString(p *archive.Part) string {
+	return fmt.Sprintf("part %d of %d (numbered from 0) of an archive compressed with --part, holding %d of its %d tensors", p.Index, p.Count, len(p.Positions), p.Tensors)
+}

@@ -187,6 +187,10 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		return withHint(usagef("--layers %d: %s has at most %d layer(s) per tensor", o.Layers, path, maxLayers), "omit --layers to decode every layer")
 	}
 	h := ix.Header
+	if h.Part != nil {
+		return withHint(usagef("%s is %s, not a whole archive", path, partString(h.Part)),
+			"join the parts first (seedlm merge PART.seedlm... -o MODEL.seedlm), then decompress the merged archive")
+	}
 	sharded := h.SourceFormat == archive.FormatSafetensorsSharded
 	out := o.Output
 	if out == "" {

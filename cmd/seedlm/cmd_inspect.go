@@ -103,14 +103,28 @@ type inspectTotals struct {
 	SNRdB              []*float64 `json:"snr_db"`
 }
 
+// inspectPart is a part archive's part record (the tensors' positions
+// left out).
+type inspectPart struct {
+	Index      int    `json:"index"`
+	Count      int    `json:"count"`
+	PlanSHA256 string `json:"plan_sha256"`
+	// Tensors is the number of tensors of the whole (merged) archive.
+	Tensors int `json:"tensors"`
+}
+
 type inspectReport struct {
 	Archive      string            `json:"archive"`
 	SourceFormat string            `json:"source_format"`
 	SourceFiles  []string          `json:"source_files,omitempty"`
+	SourceIndex  string            `json:"source_index,omitempty"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
 	Settings     map[string]string `json:"settings,omitempty"`
-	Tensors      []inspectTensor   `json:"tensors"`
-	Total        inspectTotals     `json:"total"`
+	// Part is set for a part archive (compress --part), which holds only
+	// some of the model's tensors.
+	Part    *inspectPart    `json:"part,omitempty"`
+	Tensors []inspectTensor `json:"tensors"`
+	Total   inspectTotals   `json:"total"`
 	// Partial file (--allow-partial): the complete archive's size and the
 	// chunks missing from this file.
 	Partial       bool           `json:"partial,omitempty"`
@@ -196,7 +210,10 @@ func (in *inspection) row(i int) inspectTensor {
 func newInspection(path string, fileBytes int64, ix *archive.Index, missing []int) *inspection {
 	h := ix.Header
 	in := &inspection{ix: ix, missing: missing,
-		rep: &inspectReport{Archive: path, SourceFormat: h.SourceFormat, SourceFiles: h.SourceFiles, Metadata: h.Metadata, Settings: h.Settings}}
+		rep: &inspectReport{Archive: path, SourceFormat: h.SourceFormat, SourceFiles: h.SourceFiles, SourceIndex: h.SourceIndex, Metadata: h.Metadata, Settings: h.Settings}}
+	if p := h.Part; p != nil {
+		in.rep.Part = &inspectPart{Index: p.Index, Count: p.Count, PlanSHA256: p.PlanSHA256, Tensors: p.Tensors}
+	}
 	tot := &in.rep.Total
 	tot.FileBytes = fileBytes
 	tot.SourceBytes = h.SourceBytes
@@ -233,7 +250,9 @@ func newInspection(path string, fileBytes int64, ix *archive.Index, missing []in
 	if fileBytes > 0 {
 		tot.RatioVsFP32 = float64(4*tot.Weights) / float64(fileBytes)
 		src := h.SourceBytes
-		if src == 0 {
+		if src == 0 || h.Part != nil {
+			// A part holds some tensors of the source: compare with
+			// those alone.
 			src = srcTensorBytes
 		}
 		tot.RatioVsSource = float64(src) / float64(fileBytes)
@@ -347,6 +366,10 @@ func (in *inspection) print(out io.Writer) error {
 	}
 	fmt.Fprintln(w, ")")
 	fmt.Fprintf(w, "settings: %s\n", describeSettings(r.Settings))
+	if p := r.Part; p != nil {
+		fmt.Fprintf(w, "part: %d of %d (numbered from 0), %d of the model's %d tensors, plan %.12s…; ratios vs source count this part's tensors; join the parts with seedlm merge\n",
+			p.Index, p.Count, t.Tensors, p.Tensors, p.PlanSHA256)
+	}
 	if r.Partial {
 		fmt.Fprintf(w, "partial file: %s of %s bytes; %d chunk(s) missing (listed below); figures are for the complete layers it holds\n",
 			commas(t.FileBytes), commas(r.FullBytes), len(r.MissingChunks))

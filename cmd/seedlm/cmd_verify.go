@@ -62,5 +62,8 @@ func runVerify(ctx context.Context, o *verifyOptions, args []string, stdout, _ i
 	}
 	fmt.Fprintf(stdout, "ok: %s: %d tensors, %d chunks, %s payload bytes verified (SHA-256)\n",
 		path, len(ix.Tensors), chunks, commas(bytes))
+	if p := ix.Header.Part; p != nil {
+		fmt.Fprintf(stdout, "note: %s is %s; join the parts with seedlm merge before decompressing\n", path, partString(p))
+	}
 	return nil
 }
