@@ -100,7 +100,7 @@ func partFiles(args []string) ([]string, error) {
 	return out, nil
 }
 
-func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, _ io.Writer) error {
+func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, stderr io.Writer) error {
 	start := time.Now()
 	parts, err := partFiles(args)
 	if err != nil {
@@ -120,6 +120,7 @@ func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, _ io.
 			return err
 		}
 	}
+	sweepTemps(out, stderr)
 	mr, err := archive.Merge(ctx, out, parts, archive.CreateOptions{Overwrite: o.Force})
 	var me *archive.MergeError
 	if errors.As(err, &me) && len(me.Missing) > 0 {

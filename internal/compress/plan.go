@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -19,6 +18,7 @@ import (
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/encoder"
 	"github.com/seedlm/seedlm/internal/presets"
+	"github.com/seedlm/seedlm/internal/tempfile"
 )
 
 // PlanFormat names the plan file format (docs/SCALE-OUT.md).
@@ -246,7 +246,9 @@ func (p *Plan) WriteFile(path string, overwrite bool) error {
 	if _, err := os.Stat(path); err == nil && !overwrite {
 		return fmt.Errorf("plan file %s already exists", path)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	// A locked temp file: the next run in this folder sweeps it if this
+	// one is killed (package tempfile).
+	f, err := tempfile.Create(path)
 	if err != nil {
 		return err
 	}
