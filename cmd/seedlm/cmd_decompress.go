@@ -280,7 +280,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 					if err != nil {
 						return fmt.Errorf("tensor %q: %w", t.Name, err)
 					}
-					over += countOverflow(dt, f32[:n], data)
+					over += dtype.Overflowed(dt, f32[:n], data)
 					_, err = dst.Write(data)
 					return err
 				})
@@ -314,7 +314,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 					if err != nil {
 						return fmt.Errorf("tensor %q: %w", t.Name, err)
 					}
-					over += countOverflow(dt, wts, data)
+					over += dtype.Overflowed(dt, wts, data)
 					bar.Add(int64(len(wts)))
 					_, err = dst.Write(data)
 					t0 = time.Now()

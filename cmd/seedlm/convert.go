@@ -1,17 +1,15 @@
 package main
 
 import (
-	"encoding/binary"
 	"fmt"
 	"io"
-	"math"
 
 	"github.com/seedlm/seedlm/internal/dtype"
 )
 
-// convertRaw converts raw little-endian elements of dtype to float32 in
-// *buf (grown as needed). It returns how many there were and how many
-// finite F64 values were beyond float32's range (now ±Inf).
+// convertRaw converts raw little-endian elements of dt to float32 in *buf
+// (grown as needed). It returns how many there were and how many finite
+// values were beyond float32's range (now ±Inf).
 func convertRaw(dt string, raw []byte, buf *[]float32) (n int, over int64, err error) {
 	size, ok := dtype.Size(dt)
 	if !ok || len(raw)%size != 0 {
@@ -25,48 +23,7 @@ func convertRaw(dt string, raw []byte, buf *[]float32) (n int, over int64, err e
 	if err := dtype.ToFloat32(dt, w, raw); err != nil {
 		return 0, 0, err
 	}
-	if dt == "F64" {
-		for i, x := range w {
-			if math.IsInf(float64(x), 0) && !math.IsInf(math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:])), 0) {
-				over++
-			}
-		}
-	}
-	return n, over, nil
-}
-
-// countOverflow counts the finite weights of w that dtype.FromFloat32 wrote to
-// data as ±Inf (F16, BF16, F8_E5M2) or saturated (F8_E4M3, which has no
-// infinity): values beyond the dtype's range. The output code is looked at
-// first, so the common case costs one integer test per weight.
-func countOverflow(dt string, w []float32, data []byte) int64 {
-	finite := func(x float32) bool { return !math.IsInf(float64(x), 0) && !math.IsNaN(float64(x)) }
-	var n int64
-	switch dt {
-	case "F16", "BF16":
-		inf := uint16(0x7c00)
-		if dt == "BF16" {
-			inf = 0x7f80
-		}
-		for i := range w {
-			if binary.LittleEndian.Uint16(data[2*i:])&0x7fff == inf && finite(w[i]) {
-				n++
-			}
-		}
-	case "F8_E5M2":
-		for i := range w {
-			if data[i]&0x7f == 0x7c && finite(w[i]) {
-				n++
-			}
-		}
-	case "F8_E4M3":
-		for _, x := range w {
-			if finite(x) && math.Abs(float64(x)) > 448 {
-				n++
-			}
-		}
-	}
-	return n
+	return n, dtype.WidenedToInf(dt, w, raw), nil
 }
 
 // warnOverflow lists the tensors with weights beyond their output dtype.

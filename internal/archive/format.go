@@ -212,14 +212,19 @@ func indexReserve(ix *Index) (int64, error) {
 }
 
 // planLayout gives every chunk its offset for an index region of
-// indexReserve bytes and returns that length and the file length. Offsets
-// depend on the reserve and the reserve on the offsets' digits, so it
-// iterates from a reserve of 0: a longer reserve only moves offsets up,
-// which never shortens the reserve, so the sequence rises to a fixed point
-// in a few steps.
+// indexReserve bytes and returns that length and the file length.
 func planLayout(ix *Index) (reserve, fileLen int64, err error) {
+	return fixLayout(ix, indexReserve)
+}
+
+// fixLayout gives every chunk its offset for an index region of
+// regionLen(ix) bytes and returns that length and the file length. Offsets
+// depend on the region's length and the length on the offsets' digits, so
+// it iterates from a length of 0: a longer region only moves offsets up,
+// which never shortens it (more digits at most), so the sequence rises to a
+// fixed point in a few steps.
+func fixLayout(ix *Index, regionLen func(*Index) (int64, error)) (n, fileLen int64, err error) {
 	order := chunkOrder(ix.Tensors)
-	var n int64
 	for iter := 0; iter < 64; iter++ {
 		off := HeaderSize + n
 		for _, s := range order {
@@ -227,7 +232,7 @@ func planLayout(ix *Index) (reserve, fileLen int64, err error) {
 			r.Offset = off
 			off += r.Length
 		}
-		r, err := indexReserve(ix)
+		r, err := regionLen(ix)
 		if err != nil {
 			return 0, 0, err
 		}

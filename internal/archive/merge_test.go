@@ -212,27 +212,17 @@ func rewriteVersion1(t *testing.T, path, out string) {
 	}
 }
 
-// layoutV1 is version 1's layout: the canonical index with no padding, its
-// length a fixed point of the offsets' digits.
+// layoutV1 is version 1's layout: the canonical index with no padding.
 func layoutV1(ix *Index) ([]byte, int64, error) {
-	var n int64
-	for iter := 0; iter < 64; iter++ {
-		off := HeaderSize + n
-		for _, s := range chunkOrder(ix.Tensors) {
-			r := ix.ref(s)
-			r.Offset = off
-			off += r.Length
-		}
+	_, fileLen, err := fixLayout(ix, func(ix *Index) (int64, error) {
 		b, err := marshalIndex(ix)
-		if err != nil {
-			return nil, 0, err
-		}
-		if int64(len(b)) == n {
-			return b, off, nil
-		}
-		n = int64(len(b))
+		return int64(len(b)), err
+	})
+	if err != nil {
+		return nil, 0, err
 	}
-	return nil, 0, errors.New("version-1 layout did not converge")
+	b, err := marshalIndex(ix)
+	return b, fileLen, err
 }
 
 // Version 1 kept a sharded source's index name in settings; it reads as

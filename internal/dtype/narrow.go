@@ -47,6 +47,40 @@ func FromFloat32(dtype string, w []float32) ([]byte, error) {
 	return out, nil
 }
 
+// Overflowed counts the finite values of w that FromFloat32 wrote to data
+// (its output for w) as ±Inf (F16, BF16, F8_E5M2) or saturated (F8_E4M3,
+// which has no infinity: ±448): values beyond dtype's range. The output code
+// is looked at first, so the common case costs one integer test per value.
+func Overflowed(dtype string, w []float32, data []byte) int64 {
+	finite := func(x float32) bool { return !math.IsInf(float64(x), 0) && !math.IsNaN(float64(x)) }
+	var n int64
+	switch dtype {
+	case "F16", "BF16":
+		inf := uint16(0x7c00)
+		if dtype == "BF16" {
+			inf = 0x7f80
+		}
+		for i := range w {
+			if binary.LittleEndian.Uint16(data[2*i:])&0x7fff == inf && finite(w[i]) {
+				n++
+			}
+		}
+	case "F8_E5M2":
+		for i := range w {
+			if data[i]&0x7f == 0x7c && finite(w[i]) {
+				n++
+			}
+		}
+	case "F8_E4M3":
+		for _, x := range w {
+			if finite(x) && math.Abs(float64(x)) > 448 {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // Float32ToBF16 rounds to nearest even; NaN stays a (quiet) NaN.
 func Float32ToBF16(x float32) uint16 {
 	u := math.Float32bits(x)

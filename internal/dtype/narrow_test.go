@@ -1,6 +1,7 @@
 package dtype
 
 import (
+	"encoding/binary"
 	"math"
 	"math/rand"
 	"testing"
@@ -202,4 +203,51 @@ func FuzzRoundToNearestEven(f *testing.F) {
 			t.Fatalf("bf16(%v): %#04x vs %#04x", x, Float32ToBF16(x), roundMini(x, bf))
 		}
 	})
+}
+
+// TestOverflowed: a finite value beyond the dtype's range is counted once
+// FromFloat32 made it ±Inf (or saturated it, F8_E4M3); values in range and
+// values that were ±Inf or NaN already are not.
+func TestOverflowed(t *testing.T) {
+	inf, nan := float32(math.Inf(1)), float32(math.NaN())
+	for _, c := range []struct {
+		dtype string
+		w     []float32
+		want  int64
+	}{
+		{"F16", []float32{1, 65504, 65520, -7e4, inf, nan}, 2},
+		{"BF16", []float32{1, 3e38, math.MaxFloat32, -inf}, 1},
+		{"F8_E5M2", []float32{57344, 61440, -1e5, 0.5}, 2},
+		{"F8_E4M3", []float32{448, 449, -500, inf}, 2},
+		{"F32", []float32{math.MaxFloat32, inf}, 0},
+		{"F64", []float32{math.MaxFloat32}, 0},
+	} {
+		data, err := FromFloat32(c.dtype, c.w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Overflowed(c.dtype, c.w, data); got != c.want {
+			t.Errorf("%s %v: %d overflowed, want %d", c.dtype, c.w, got, c.want)
+		}
+	}
+}
+
+// TestWidenedToInf: F64 values beyond float32's range become ±Inf and are
+// counted; F64 infinities and other dtypes are not.
+func TestWidenedToInf(t *testing.T) {
+	vals := []float64{1, 1e39, -1e300, math.Inf(1), math.MaxFloat32}
+	src := make([]byte, 8*len(vals))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint64(src[8*i:], math.Float64bits(v))
+	}
+	dst := make([]float32, len(vals))
+	if err := ToFloat32("F64", dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if got := WidenedToInf("F64", dst, src); got != 2 {
+		t.Errorf("F64: %d widened to ±Inf, want 2", got)
+	}
+	if got := WidenedToInf("F32", []float32{float32(math.Inf(1))}, make([]byte, 4)); got != 0 {
+		t.Errorf("F32: %d, want 0", got)
+	}
 }

@@ -42,6 +42,22 @@ func ToFloat32(dtype string, dst []float32, src []byte) error {
 	return nil
 }
 
+// WidenedToInf counts the values of src (little-endian dtype elements) that
+// ToFloat32 made ±Inf in dst although they are finite: F64 values beyond
+// float32's range. 0 for every other dtype (their range fits).
+func WidenedToInf(dtype string, dst []float32, src []byte) int64 {
+	if dtype != "F64" {
+		return 0
+	}
+	var n int64
+	for i, x := range dst {
+		if math.IsInf(float64(x), 0) && !math.IsInf(math.Float64frombits(binary.LittleEndian.Uint64(src[8*i:])), 0) {
+			n++
+		}
+	}
+	return n
+}
+
 // BF16ToFloat32 widens little-endian bfloat16 values: the float32 with the
 // same top 16 bits, exactly. len(src) must be 2*len(dst).
 func BF16ToFloat32(dst []float32, src []byte) {
