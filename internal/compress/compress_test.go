@@ -134,6 +134,58 @@ func TestPartsMergeToTheSameArchive(t *testing.T) {
 	}
 }
 
+// Run writes the archive in one pass, a whole model and a part alike: when
+// the first tensor has been added, the one temp file beside the output
+// already reaches past that tensor's first chunk at its final offset (the
+// index's reserve in front of it), which a spill file holding the chunks
+// alone never does.
+func TestRunWritesInPlace(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "m.safetensors")
+	writeModel(t, in)
+	src := open(t, in)
+	ctx := context.Background()
+	plan, err := MakePlan(ctx, src, k8, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, part := range []Part{{}, {Index: 1, Count: 2}} {
+		out := filepath.Join(dir, fmt.Sprintf("out-%d-%d.seedlm", part.Index, part.Count))
+		var temps []string
+		var size int64
+		_, err := Run(ctx, src, plan, part, out, RunOptions{Workers: 1, TensorDone: func(k int) {
+			if k != 0 {
+				return
+			}
+			ents, _ := os.ReadDir(dir)
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), "."+filepath.Base(out)) {
+					temps = append(temps, e.Name())
+					if fi, err := e.Info(); err == nil {
+						size = fi.Size()
+					}
+				}
+			}
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := archive.Open(out, archive.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := &a.Index().Tensors[0]
+		r := e.Raw
+		if r == nil {
+			r = &e.Layers[0].Chunk
+		}
+		a.Close()
+		if len(temps) != 1 || size < r.Offset+r.Length {
+			t.Errorf("part %v: after the first tensor, temp files %v, %d bytes; want one file reaching its chunk's end at %d", part, temps, size, r.Offset+r.Length)
+		}
+	}
+}
+
 // Parts cover every tensor once, are deterministic, and balance the
 // estimated cost: no part exceeds the mean by more than the largest
 // tensor.
