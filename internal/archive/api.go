@@ -30,6 +30,7 @@
 //	    // StreamReport.SourceDamage: left-out source chunks that fail their hash
 //	(*TensorEntry).SqErrAt(k) / RelErr(k) / Bytes() / BytesUpTo(k) / BitsPerWeight()
 //	(*Index).Totals(); DefaultShardIndex
+//	archive.Merge(ctx, out, partPaths, opt)                   // part archives (Header.Part) → the one-machine archive
 //	archive.FormatSafetensors / FormatSafetensorsSharded / FormatTorch
 //
 // Every index any reader opens, and every archive the writer commits,
@@ -37,8 +38,8 @@
 //
 // Errors: *IntegrityError (Tensor, Chunk, Offset; errors.Is with
 // ErrVersion, ErrTruncated, ErrCorrupt), *NotArchiveError (no magic:
-// errors.Is ErrNotArchive; bad input, not damage) and, from Stream,
-// *BudgetError (MinBytes).
+// errors.Is ErrNotArchive; bad input, not damage), from Stream,
+// *BudgetError (MinBytes), and from Merge, *MergeError (Missing, Count).
 package archive
 
 import "github.com/seedlm/seedlm/internal/encoder"
