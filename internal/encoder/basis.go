@@ -19,49 +19,51 @@ type basis struct {
 	L       int   // period 2^K − 1
 	h       int64 // 2^{K−1}
 	cyc     *lfsr.Cycle
-	// u[j] = float32((State[j] − h)/(h − 1)): basis entries as the pruning
-	// kernels read them.
-	u []float32
+	// dec is the centered cycle split by residue mod P, the projection
+	// kernels' input (shared by every C with this K and P).
+	dec *decTable
 	// coef holds, per position, the quadratic form bᵀG⁻¹b of the pruning
-	// bound (upper triangle, off-diagonals doubled, row by row) followed by
-	// the position's error margin: stride = P(P+1)/2 + 1 float32s.
+	// bound in integer units (upper triangle, off-diagonals doubled, row by
+	// row) followed by the position's error margin: stride = P(P+1)/2 + 1
+	// float32s.
 	coef   []float32
 	stride int
 	// excluded marks positions whose Gram matrix fails the conditioning rule
-	// (see gram.go): those seeds are never chosen.
+	// (see cholesky): those seeds are never chosen.
 	excluded []bool
 	// lowest is the smallest seed not excluded: zero blocks use it.
 	lowest uint32
-	// sigmaLB[i] is a lower bound on the smallest singular value of U(s) at
-	// position i (1/√tr G⁻¹ ≤ √λmin(G)), and bySigma lists the non-excluded
-	// positions in increasing sigmaLB. A nonzero code's ŵ = U·q·2^e has
-	// ‖ŵ‖ ≥ sigmaLB·2^e, which rules out whole seeds for blocks far below
-	// the exponent window (see searcher.tiny).
-	sigmaLB []float64
+	// bySigma lists the non-excluded positions in increasing order of a
+	// lower bound on the smallest singular value of U(s) (1/√tr G⁻¹ ≤
+	// √λmin(G), in U units), and sigma holds those bounds (rounded down to
+	// float32) in the same order. A nonzero code's ŵ = U·q·2^e has ‖ŵ‖ ≥
+	// sigma·2^e, which rules out whole seeds for blocks far below the
+	// exponent window (see searcher.tiny).
+	sigma   []float32
 	bySigma []int32
-	// ill lists the positions whose float32 margin exceeds illMargin: near-
-	// singular bases where the float32 quadratic form is meaningless. The
-	// kernels skip them (coefficients zeroed); the searcher bounds them in
-	// float64 through an orthonormal basis, illQ (C×P per seed, row-major),
-	// whose projection ‖Qᵀw‖² has error ~1e-15·‖w‖² whatever the
-	// conditioning.
-	ill  []int32
-	illQ []float64
-	// illQ32 is illQ in float32 for the kernels, whose uniform relative
-	// margin is illM (orthonormal columns: no conditioning to amplify).
+	// ill lists the positions whose margin exceeds illMargin: near-singular
+	// bases where the float32 quadratic form is meaningless. The kernels
+	// skip them (coefficients zeroed); the searcher bounds them through an
+	// orthonormal basis of their span, illQ32 (C×P per seed, row-major,
+	// computed in float64), whose float32 projection ‖Qᵀw‖² has a uniform
+	// relative margin illM whatever the conditioning.
+	ill    []int32
 	illQ32 []float32
 	illM   float32
-	// gl caches, per position, the integer Gram matrix G = ÛᵀÛ and its
-	// inverse (both full P×P, float64) for the exact quantizer; nil
-	// for K > glMaxK, where it would take too much memory and they are
-	// recomputed per candidate instead (same arithmetic, same results).
-	gl []float64
+	// ainv caches, per position, G⁻¹ for the exact quantizer (upper
+	// triangle, float64, integer units); nil for K > ainvMaxK, where it is
+	// recomputed per candidate instead (same arithmetic, same values).
+	ainv []float64
 }
 
-const glMaxK = 18
+// ainvMaxK bounds the seed widths whose exact inverses are cached: at
+// K = 16 the cache is at most 5 MB (P = 4); beyond, the candidates are few
+// next to the seeds scanned and the inverse is cheaper to recompute than
+// to hold.
+const ainvMaxK = 16
 
 // illMargin: seeds whose relative pruning margin exceeds this go to the
-// float64 path. For K=16 that is 441 seeds at C=8, P=3 and 56 at C=12, P=4.
+// orthonormal path. For K = 16 that is a few hundred seeds at C=8, P=3.
 const illMargin = 1e-2
 
 type basisKey struct{ K, C, P int }
@@ -72,7 +74,7 @@ var (
 )
 
 // basisFor returns the shared tables for p's K, C and P, building them on
-// first use (K=16, C=8, P=3: about 10 ms).
+// first use (K=16, C=8, P=3: a few tens of ms).
 func basisFor(p Params) (*basis, error) {
 	key := basisKey{p.SeedBits, p.BlockSize, p.LatentDim}
 	basisMu.Lock()
@@ -96,45 +98,37 @@ func buildBasis(K, C, P int) (*basis, error) {
 	if err != nil {
 		return nil, err
 	}
+	dec, err := decTableFor(K, P)
+	if err != nil {
+		return nil, err
+	}
 	L := cyc.Reg.Period()
 	h := int64(1) << (K - 1)
-	b := &basis{K: K, C: C, P: P, L: L, h: h, cyc: cyc}
-	n := L + C*P + 1
-	b.u = make([]float32, n)
-	den := float64(h - 1)
-	for j := 0; j < n; j++ {
-		b.u[j] = float32(float64(int64(cyc.State[j])-h) / den)
-	}
+	b := &basis{K: K, C: C, P: P, L: L, h: h, cyc: cyc, dec: dec}
 	b.stride = P*(P+1)/2 + 1
 	b.coef = make([]float32, L*b.stride)
 	b.excluded = make([]bool, L)
-	b.sigmaLB = make([]float64, L)
-	if K <= glMaxK {
-		b.gl = make([]float64, L*2*P*P)
+	na := P * (P + 1) / 2
+	if K <= ainvMaxK {
+		b.ainv = make([]float64, L*na)
 	}
+	sigmaLB := make([]float64, L)
+	var illQ []float64
 
-	var g, a [MaxLatentDim * MaxLatentDim]float64
-	den2 := den * den
+	var g, a, l [MaxLatentDim * MaxLatentDim]float64
 	for i := 0; i < L; i++ {
 		v := cyc.State[i+1 : i+1+C*P]
 		gramInt(v, h, C, P, g[:])
 		// The exclusion test runs on the integer Gram matrix, exactly as the
 		// exact quantizer factors it, so both agree on every seed.
-		copy(a[:P*P], g[:P*P])
-		if !cholesky(a[:], P) {
+		copy(l[:P*P], g[:P*P])
+		if !cholesky(l[:], P) {
 			b.excluded[i] = true
 			continue // coefficients and margin stay 0: such seeds can't win
 		}
-		if b.gl != nil {
-			copy(b.gl[i*2*P*P:], g[:P*P])
-			invertCholesky(a[:], b.gl[i*2*P*P+P*P:(i+1)*2*P*P], P)
-		}
-		for k := 0; k < P*P; k++ {
-			g[k] /= den2 // G in U units
-		}
-		if !invertSPD(g[:], a[:], P) {
-			b.excluded[i] = true
-			continue // coefficients and margin stay 0: see pruneMargin
+		invertCholesky(l[:], a[:], P)
+		if b.ainv != nil {
+			packUpper(a[:], P, b.ainv[i*na:(i+1)*na])
 		}
 		c := b.coef[i*b.stride : (i+1)*b.stride]
 		k := 0
@@ -152,32 +146,37 @@ func buildBasis(K, C, P int) (*basis, error) {
 				k++
 			}
 		}
-		// Rounded down (by more than the inverse's float64 error, even for the
-		// near-singular seeds): it must stay a lower bound.
-		b.sigmaLB[i] = (1 - 1e-4) / math.Sqrt(trA)
+		// σ in U units: G in U units is G/(h−1)², so tr G⁻¹ scales by
+		// (h−1)². Rounded down (by more than the inverse's float64 error,
+		// even for the near-singular seeds): it must stay a lower bound.
+		sigmaLB[i] = (1 - 1e-4) / (math.Sqrt(trA) * float64(h-1))
 		b.bySigma = append(b.bySigma, int32(i))
-		m := pruneMargin(C, P, trA, trG, sumAbs)
+		m := pruneMargin(K, C, P, trA, trG, sumAbs)
 		if m > illMargin {
 			for k := range c {
 				c[k] = 0
 			}
 			b.ill = append(b.ill, int32(i))
-			b.illQ = append(b.illQ, orthonormal(v, h, C, P)...)
+			illQ = append(illQ, orthonormal(v, h, C, P)...)
 			continue
 		}
-		c[k] = float32(m)
+		c[k] = roundUp32(m)
 	}
-	b.illQ32 = make([]float32, len(b.illQ))
-	for i, x := range b.illQ {
+	b.illQ32 = make([]float32, len(illQ))
+	for i, x := range illQ {
 		b.illQ32[i] = float32(x)
 	}
 	// |Δd_p| ≤ (C+2)·u·‖w‖ for each unit column, so |Δ Σ d_p²| ≤
 	// (2(C+2)√P + P + 2)·u·‖w‖²; doubled for safety.
 	b.illM = roundUp32(2 * (2*float64(C+2)*math.Sqrt(float64(P)) + float64(P) + 4) * u32)
 	sort.Slice(b.bySigma, func(x, y int) bool {
-		sx, sy := b.sigmaLB[b.bySigma[x]], b.sigmaLB[b.bySigma[y]]
+		sx, sy := sigmaLB[b.bySigma[x]], sigmaLB[b.bySigma[y]]
 		return sx < sy || (sx == sy && b.bySigma[x] < b.bySigma[y])
 	})
+	b.sigma = make([]float32, len(b.bySigma))
+	for i, pos := range b.bySigma {
+		b.sigma[i] = roundDown32(sigmaLB[pos])
+	}
 	b.lowest = 0
 	for i := 0; i < L; i++ {
 		if s := cyc.State[i]; !b.excluded[i] && (b.lowest == 0 || s < b.lowest) {
@@ -190,18 +189,65 @@ func buildBasis(K, C, P int) (*basis, error) {
 	return b, nil
 }
 
-// pruneMargin bounds, relative to ‖w‖², how far the float32 kernels' value of
-// bᵀG⁻¹b can be from the exact one for this seed (see docs/PERFORMANCE.md):
+// packUpper stores the upper triangle of the symmetric P×P matrix a, row by
+// row, in dst; unpackUpper is its inverse.
+func packUpper(a []float64, P int, dst []float64) {
+	k := 0
+	for r := 0; r < P; r++ {
+		for s := r; s < P; s++ {
+			dst[k] = a[r*P+s]
+			k++
+		}
+	}
+}
+
+func unpackUpper(src []float64, P int, a []float64) {
+	k := 0
+	for r := 0; r < P; r++ {
+		for s := r; s < P; s++ {
+			a[r*P+s] = src[k]
+			a[s*P+r] = src[k]
+			k++
+		}
+	}
+}
+
+// inverse writes G⁻¹ (full P×P, integer units) of position pos, whose basis
+// states are v, into a: from the cache or recomputed (same arithmetic).
+// False for excluded positions.
+func (b *basis) inverse(pos int, v []uint32, a []float64) bool {
+	if b.excluded[pos] {
+		return false
+	}
+	P := b.P
+	if b.ainv != nil {
+		na := P * (P + 1) / 2
+		unpackUpper(b.ainv[pos*na:(pos+1)*na], P, a)
+		return true
+	}
+	var l [MaxLatentDim * MaxLatentDim]float64
+	gramInt(v, b.h, b.C, P, l[:])
+	if !cholesky(l[:], P) {
+		return false // unreachable: excluded agrees
+	}
+	invertCholesky(l[:], a, P)
+	return true
+}
+
+// pruneMargin bounds, relative to ‖w̃‖², how far the kernels' float32 value
+// of bᵀG⁻¹b can be from the exact one for this seed (integer units; see
+// scan.go for the projections' error and docs/PERFORMANCE.md):
 //
-//	‖Δb‖ ≤ δ‖w‖,  δ = (C+2)·u·√tr G              (rounded basis, C-term dot products)
-//	|b̃ᵀAb̃ − bᵀAb| ≤ tr A · δ(2√tr G + δ) · ‖w‖²  (A = G⁻¹, λmax ≤ trace)
-//	coefficient and evaluation rounding ≤ (P²+4)·u·Σ|A'|·tr G·(1+δ)²·‖w‖²
+//	‖Δb‖ ≤ δ‖w̃‖,  δ = κ√tr G + λ√P               (projections to float32)
+//	|b̃ᵀAb̃ − bᵀAb| ≤ (2δ√tr A + δ²·tr A)·‖w̃‖²        (A = G⁻¹, ‖Ab‖ ≤ √λmax(A)·‖w̃‖)
+//	coefficient and evaluation rounding ≤ (P²+2P+4)·u·Σ|A'|·(√tr G + δ)²·‖w̃‖²
 //
 // doubled for safety. Badly conditioned seeds get a large margin, so the
 // kernel never prunes them on the strength of a float32 value.
-func pruneMargin(C, P int, trA, trG, sumAbs float64) float64 {
-	d := float64(C+2) * u32 * math.Sqrt(trG)
-	m := trA*d*(2*math.Sqrt(trG)+d) + float64(P*P+4)*u32*sumAbs*trG*(1+d)*(1+d)
+func pruneMargin(K, C, P int, trA, trG, sumAbs float64) float64 {
+	kappa, lambda := projError(K, C)
+	d := kappa*math.Sqrt(trG) + lambda*math.Sqrt(float64(P))
+	m := 2*d*math.Sqrt(trA) + d*d*trA + float64(P*P+2*P+4)*u32*sumAbs*(math.Sqrt(trG)+d)*(math.Sqrt(trG)+d)
 	return 2 * m
 }
 
@@ -303,17 +349,6 @@ func cholSolve(l []float64, P int, b []float64) {
 		}
 		b[i] = s / l[i*P+i]
 	}
-}
-
-// invertSPD writes g⁻¹ into a; false when the conditioning rule rejects g.
-func invertSPD(g, a []float64, P int) bool {
-	var l [MaxLatentDim * MaxLatentDim]float64
-	copy(l[:P*P], g[:P*P])
-	if !cholesky(l[:], P) {
-		return false
-	}
-	invertCholesky(l[:], a, P)
-	return true
 }
 
 // invertCholesky writes (LLᵀ)⁻¹ into a, column by column.

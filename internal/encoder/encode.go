@@ -108,7 +108,7 @@ func EncodeLayer(ctx context.Context, name string, w []float32, p Params, opt Op
 		wg.Add(1)
 		go func(wi int) {
 			defer wg.Done()
-			s := &searcher{qz: qz, scan: pickScanFor(opt.Kernel, p.BlockSize, p.LatentDim), ill: pickIllFor(opt.Kernel, p.LatentDim)}
+			s := newSearcher(qz, opt.Kernel)
 			C := p.BlockSize
 			buf := make([]float64, lanes*C)
 			ws := make([][]float64, 0, lanes)

@@ -54,7 +54,7 @@ func checkAgainstReference(t *testing.T, p Params, bias int, ws [][]float64, k K
 		t.Fatal(err)
 	}
 	qz := newQuantizer(p, bs, bias, true)
-	s := &searcher{qz: qz, scan: pickScanFor(k, p.BlockSize, p.LatentDim), ill: pickIllFor(k, p.LatentDim)}
+	s := newSearcher(qz, k)
 	out := make([]code, len(ws))
 	for b := 0; b < len(ws); b += lanes {
 		e := min(b+lanes, len(ws))

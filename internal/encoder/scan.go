@@ -1,0 +1,405 @@
+package encoder
+
+import (
+	"math"
+	"sync"
+
+	"github.com/seedlm/seedlm/internal/lfsr"
+)
+
+// The pruning pass, in two steps per chunk of seeds (see docs/PERFORMANCE.md):
+//
+//  1. Projections. A tile's blocks enter the kernels as integers: block w is
+//     scaled by a power of two α and rounded, w̃ = round(α·w), with
+//     Σ|w̃_c| ≤ 65535 and |w̃_c| ≤ 32767. The centered basis entries
+//     û = V − 2^{K−1} fit int16 for K ≤ 16, so every projection
+//     d_j = Σ_c û[j + c·P]·w̃_c is an exact int32 (|d_j| ≤ 32767·65535 < 2^31),
+//     computed with int16 multiply-adds (VPMADDWD) and rounded once to
+//     float32. For K > 16, û = 256·hi + lo is split into two int16 parts,
+//     each projected exactly, and combined in float32 (d = 256·hi + lo).
+//  2. Bounds. Seed i has b = (d_{i+1} … d_{i+P}) (the sliding window: its
+//     basis columns are every P-th state from i+1), and the float32 bound
+//     q̃ = bᵀG⁻¹b + m_i·‖w̃‖² is compared with the lane's threshold.
+//
+// Rounding w to w̃ moves each projection norm by at most ε = ‖w̃ − α·w‖
+// (projections are non-expansive), so a seed that can reach an exact error
+// ≤ best (its projection energy π(w) ≥ T = ‖w‖² − best − slack) has
+// π(w̃) ≥ (α√T − ε)², and the per-lane threshold is that, rounded down. No
+// float32 subnormal ever reaches the kernels, whatever the weights.
+
+// decTable is the centered cycle split by residue mod P: row r holds
+// û[r + k·P] for k = 0, 1, … (the column of every seed whose first state
+// is at position r + k·P is the row's run from k, one entry per weight). For
+// K > 16 rows hold the high part û >> 8 and a second table, lo int16s
+// after the first, the low byte û & 255.
+type decTable struct {
+	K, P   int
+	rowLen int     // int16 entries per row
+	tab    []int16 // P rows (then P low-part rows when split)
+	split  bool
+}
+
+type decTableKey struct{ K, P int }
+
+var (
+	decTableMu    sync.Mutex
+	decTableCache = map[decTableKey]*decTable{}
+)
+
+// splitK is the widest seed whose centered states fit int16.
+const splitK = 16
+
+func decTableFor(K, P int) (*decTable, error) {
+	decTableMu.Lock()
+	defer decTableMu.Unlock()
+	if d, ok := decTableCache[decTableKey{K, P}]; ok {
+		return d, nil
+	}
+	cyc, err := lfsr.CycleFor(K)
+	if err != nil {
+		return nil, err
+	}
+	L := cyc.Reg.Period()
+	h := int64(1) << (K - 1)
+	// Positions up to L + P (the last seed's window) plus a chunk's
+	// overshoot; each row is read up to MaxBlockSize+2 entries further.
+	rowLen := (L+P)/P + 2 + MaxBlockSize + 2
+	d := &decTable{K: K, P: P, rowLen: rowLen, split: K > splitK}
+	n := P * rowLen
+	if d.split {
+		d.tab = make([]int16, 2*n)
+	} else {
+		d.tab = make([]int16, n)
+	}
+	for r := 0; r < P; r++ {
+		row := d.tab[r*rowLen : (r+1)*rowLen]
+		j := r
+		for k := range row {
+			u := int64(cyc.State[j%L]) - h
+			if d.split {
+				row[k] = int16(u >> 8)
+				d.tab[n+r*rowLen+k] = int16(u & 255)
+			} else {
+				row[k] = int16(u)
+			}
+			j += P
+		}
+	}
+	decTableCache[decTableKey{K, P}] = d
+	return d, nil
+}
+
+// projError returns (κ, λ) with |d̃_j − d_j| ≤ (κ·‖û_j‖ + λ)·‖w̃‖ for the
+// float32 projections d̃ of column û_j (C entries): one rounding of an exact
+// int32 for K ≤ 16; for K > 16, 256·hi and lo are each rounded and summed
+// with one more rounding, |err| ≤ 2u(1+u)·Σ(256|hi_c| + lo_c)|w̃_c| and
+// 256|hi_c| + lo_c ≤ |û_c| + 511.
+func projError(K, C int) (kappa, lambda float64) {
+	if K <= splitK {
+		return u32, 0
+	}
+	kappa = 2.01 * u32
+	return kappa, kappa * 511 * math.Sqrt(float64(C))
+}
+
+// tile is the kernels' input: up to 8 blocks as integers, pairs of weights
+// interleaved by lane, plus per-lane thresholds.
+type tile struct {
+	// w16[m·8 + l] holds lane l's weights 2m (low half) and 2m+1 (high
+	// half) as int16s; an odd C is padded with a zero weight.
+	w16 [MaxBlockSize / 2 * lanes]int32
+	// wf[c·8 + l] is lane l's w̃_c as float32 (exact), for the ill kernels.
+	wf  [MaxBlockSize * lanes]float32
+	thr [lanes]float32
+	// n2 is ‖w̃‖² rounded up.
+	n2 [lanes]float32
+	// alpha is the lane's scale α (a power of two) and eps an upper bound
+	// on ‖w̃ − α·w‖.
+	alpha, eps [lanes]float64
+	np         int // weight pairs: ⌈C/2⌉
+}
+
+// setLane loads block w (float64 of the float32 input) into lane l.
+func (t *tile) setLane(l int, w []float64) {
+	C := len(w)
+	var sumAbs, maxAbs float64
+	for _, x := range w {
+		a := math.Abs(x)
+		sumAbs += a
+		maxAbs = math.Max(maxAbs, a)
+	}
+	// α = 2^s, the largest power of two with α·Σ|w| ≤ 65535 − C (rounding
+	// adds at most C/2) and α·max|w| ≤ 32766. Exact in float64 for every
+	// finite float32 block: α·w_c stays far from float64's limits.
+	s := min(floorLog2((65535-float64(C))/sumAbs), floorLog2(32766/maxAbs))
+	alpha := math.Ldexp(1, s)
+	var e2 float64
+	var n2 int64
+	var wi [MaxBlockSize + 1]int64
+	for c, x := range w {
+		ax := alpha * x
+		r := math.Round(ax)
+		d := r - ax // exact: both are multiples of ax's ulp, |d| ≤ 1/2
+		e2 += float64(d * d)
+		wi[c] = int64(r)
+		n2 += wi[c] * wi[c]
+		t.wf[c*lanes+l] = float32(r)
+	}
+	for m := 0; m < t.np; m++ {
+		t.w16[m*lanes+l] = int32(uint32(uint16(int16(wi[2*m]))) | uint32(uint16(int16(wi[2*m+1])))<<16)
+	}
+	t.alpha[l] = alpha
+	t.eps[l] = math.Sqrt(e2) * (1 + 1e-12)
+	t.n2[l] = roundUp32(float64(n2))
+}
+
+// clearLane makes lane l inert: zero weights, a threshold no bound reaches.
+func (t *tile) clearLane(l int, C int) {
+	for m := 0; m < t.np; m++ {
+		t.w16[m*lanes+l] = 0
+	}
+	for c := 0; c < C; c++ {
+		t.wf[c*lanes+l] = 0
+	}
+	t.thr[l] = float32(math.Inf(1))
+	t.n2[l] = 0
+	t.alpha[l], t.eps[l] = 1, 0
+}
+
+// floorLog2 is ⌊log2 x⌋ for finite x > 0.
+func floorLog2(x float64) int {
+	_, e := math.Frexp(x)
+	return e - 1
+}
+
+// setThreshold sets lane l's kernel threshold for a block with ‖w‖² = n2
+// whose best exact error so far is best: (α√T − ε)² rounded down, with
+// T = n2 − best − slack. The slack (1e-6·‖w‖²) covers the exact error's
+// own float32 rounding of ŵ, which can put it a hair below the
+// least-squares bound. No candidate can be ruled out while T ≤ 0 or
+// α√T ≤ ε: the threshold is then −∞.
+func (t *tile) setThreshold(l int, n2, best float64) {
+	t.thr[l] = float32(math.Inf(-1))
+	if math.IsInf(best, 1) {
+		return
+	}
+	T := n2 - best - 1e-6*n2
+	if !(T > 0) {
+		return
+	}
+	r := t.alpha[l]*math.Sqrt(T)*(1-1e-12) - t.eps[l]
+	if !(r > 0) {
+		return
+	}
+	t.thr[l] = roundDown32(r * r * (1 - 1e-12))
+}
+
+// roundUp32 is x rounded up to float32.
+func roundUp32(x float64) float32 {
+	f := float32(x)
+	if float64(f) < x {
+		f = math.Nextafter32(f, float32(math.Inf(1)))
+	}
+	return f
+}
+
+// roundDown32 is x rounded down to float32.
+func roundDown32(x float64) float32 {
+	f := float32(x)
+	if float64(f) > x {
+		f = math.Nextafter32(f, float32(math.Inf(-1)))
+	}
+	return f
+}
+
+// chunkSeeds is how many seeds one projection pass covers: its 16 KB of
+// projections stay in L1 for the bound pass.
+const chunkSeeds = 512
+
+// projBufLen is the projection buffer's length in float32s: a chunk's
+// windows plus the rounding of its ends to whole rows.
+const projBufLen = (chunkSeeds + 3*MaxLatentDim) * lanes
+
+// kernels is one implementation of the two passes (and the ill bound).
+type kernels struct {
+	// proj writes d_{r+k·P} for k ∈ [k0, k0+nk), r < P, at out[((k−k0)·P+r)·8 …].
+	proj func(d *decTable, t *tile, k0, nk int, out []float32)
+	// quad returns the first of n seeds (coefficient rows from coef, windows
+	// from d) with a candidate lane, and the lane mask; (n, 0) if none.
+	quad func(P int, d, coef []float32, t *tile, n int) (int, uint32)
+	ill  func(bs *basis, t *tile, from, to int) (int, uint32)
+	// qmax merges, for n seeds, each lane's largest bound (margin
+	// included) and the first position t0+i reaching it into best, arg.
+	qmax func(P int, d, coef []float32, t *tile, n, t0 int, best *[lanes]float32, arg *[lanes]int32)
+}
+
+// scan returns the first position in [from, to) with a candidate lane and
+// the lane mask, or (to, 0). Projections are computed a chunk at a time and
+// kept while the tile stays (s.c0, s.c1: the seeds they cover).
+func (s *searcher) scan(from, to int) (int, uint32) {
+	bs := s.qz.bs
+	P, S := bs.P, bs.stride
+	for from < to {
+		end := min(to, s.project(from))
+		off := (from + 1 - s.kA*P) * lanes
+		idx, mask := s.k.quad(P, s.buf[off:], bs.coef[from*S:], &s.t, end-from)
+		if mask != 0 {
+			return from + idx, mask
+		}
+		from = end
+	}
+	return to, 0
+}
+
+// projGeneric is the portable twin of the proj kernels (bit-identical: the
+// sums are exact integers, converted and combined as the kernels do).
+func projGeneric(d *decTable, t *tile, k0, nk int, out []float32) {
+	P, np := d.P, t.np
+	lo := P * d.rowLen
+	for r := 0; r < P; r++ {
+		row := d.tab[r*d.rowLen:]
+		for k := 0; k < nk; k++ {
+			u := row[k0+k:]
+			o := out[(k*P+r)*lanes : (k*P+r+1)*lanes]
+			for l := 0; l < lanes; l++ {
+				var hi, low int32
+				for m := 0; m < np; m++ {
+					x := uint32(t.w16[m*lanes+l])
+					w0, w1 := int32(int16(x)), int32(int16(x>>16))
+					hi += int32(u[2*m])*w0 + int32(u[2*m+1])*w1
+					if d.split {
+						ul := d.tab[lo+r*d.rowLen+k0+k:]
+						low += int32(ul[2*m])*w0 + int32(ul[2*m+1])*w1
+					}
+				}
+				if d.split {
+					o[l] = float32(float32(hi)*256) + float32(low)
+				} else {
+					o[l] = float32(hi)
+				}
+			}
+		}
+	}
+}
+
+// quadGeneric is the portable twin of the quad kernels.
+func quadGeneric(P int, d, coef []float32, t *tile, n int) (int, uint32) {
+	S := P*(P+1)/2 + 1
+	for i := 0; i < n; i++ {
+		cf := coef[i*S : i*S+S]
+		win := d[i*lanes:]
+		var mask uint32
+		for l := 0; l < lanes; l++ {
+			q := float32(cf[S-1] * t.n2[l])
+			k := 0
+			for r := 0; r < P; r++ {
+				br := win[r*lanes+l]
+				var acc float32
+				for s := r; s < P; s++ {
+					acc += float32(cf[k] * win[s*lanes+l])
+					k++
+				}
+				q += float32(br * acc)
+			}
+			if q >= t.thr[l] {
+				mask |= 1 << l
+			}
+		}
+		if mask != 0 {
+			return i, mask
+		}
+	}
+	return n, 0
+}
+
+// illGeneric is the portable twin of the illAVX2 kernels.
+func illGeneric(bs *basis, t *tile, from, to int) (int, uint32) {
+	C, P := bs.C, bs.P
+	for j := from; j < to; j++ {
+		q := bs.illQ32[j*C*P : (j+1)*C*P]
+		var mask uint32
+		for l := 0; l < lanes; l++ {
+			var proj float32
+			for p := 0; p < P; p++ {
+				var d float32
+				for c := 0; c < C; c++ {
+					d += float32(q[c*P+p] * t.wf[c*lanes+l])
+				}
+				proj += float32(d * d)
+			}
+			if proj+float32(bs.illM*t.n2[l]) >= t.thr[l] {
+				mask |= 1 << l
+			}
+		}
+		if mask != 0 {
+			return j, mask
+		}
+	}
+	return to, 0
+}
+
+// quadMaxGeneric is the portable twin of the quadMax kernels.
+func quadMaxGeneric(P int, d, coef []float32, t *tile, n, t0 int, best *[lanes]float32, arg *[lanes]int32) {
+	S := P*(P+1)/2 + 1
+	for i := 0; i < n; i++ {
+		cf := coef[i*S : i*S+S]
+		win := d[i*lanes:]
+		for l := 0; l < lanes; l++ {
+			q := float32(cf[S-1] * t.n2[l])
+			k := 0
+			for r := 0; r < P; r++ {
+				var acc float32
+				for s := r; s < P; s++ {
+					acc += float32(cf[k] * win[s*lanes+l])
+					k++
+				}
+				q += float32(win[r*lanes+l] * acc)
+			}
+			if q > best[l] {
+				best[l], arg[l] = q, int32(t0+i)
+			}
+		}
+	}
+}
+
+var genericKernels = kernels{proj: projGeneric, quad: quadGeneric, ill: illGeneric, qmax: quadMaxGeneric}
+
+// warmSeeds is how many seeds the warm start looks at: the lane's best
+// bound among them gives a first upper bound, so the scan starts with a
+// useful threshold instead of stopping at every early record.
+const warmSeeds = chunkSeeds
+
+// project makes sure the buffer holds the windows of seeds [from, …) and
+// returns the end of the seeds it covers.
+func (s *searcher) project(from int) int {
+	bs := s.qz.bs
+	if from < s.c0 || from >= s.c1 {
+		P := bs.P
+		s.c0, s.c1 = from, min(bs.L, from+chunkSeeds)
+		// Seeds [c0, c1) read positions c0+1 … c1−1+P.
+		s.kA = (from + 1) / P
+		kB := (s.c1-1+P)/P + 1
+		s.k.proj(bs.dec, &s.t, s.kA, kB-s.kA, s.buf[:])
+	}
+	return s.c1
+}
+
+// warm returns, per lane, the position among the first warmSeeds seeds
+// with the largest bound.
+func (s *searcher) warm() [lanes]int32 {
+	bs := s.qz.bs
+	P, S := bs.P, bs.stride
+	n := min(warmSeeds, bs.L)
+	var best [lanes]float32
+	var arg [lanes]int32
+	for l := range best {
+		best[l] = float32(math.Inf(-1))
+	}
+	for from := 0; from < n; {
+		end := min(n, s.project(from))
+		off := (from + 1 - s.kA*P) * lanes
+		s.k.qmax(P, s.buf[off:], bs.coef[from*S:], &s.t, end-from, from, &best, &arg)
+		from = end
+	}
+	return arg
+}
