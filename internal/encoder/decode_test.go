@@ -2,6 +2,7 @@ package encoder
 
 import (
 	"context"
+	"math/rand/v2"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
@@ -165,11 +166,7 @@ func TestDecodePathsMatchReference(t *testing.T) {
 		{12, 4, 10, 4, 4}, {32, 2, 20, 6, 3},
 	} {
 		n := 40*p.BlockSize + 5 // a partial tail block
-		w := gaussTensor(uint64(p.BlockSize*31+p.LatentDim), n, 0.3)
-		l, err := EncodeLayer(context.Background(), "t", w, p, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		l := randomLayer(uint64(p.BlockSize*31+p.LatentDim), p, n)
 		want := refDecode(t, l)
 		got := make([]float32, n)
 		if err := l.Decode(got, false); err != nil {
@@ -189,4 +186,20 @@ func TestDecodePathsMatchReference(t *testing.T) {
 			}
 		}
 	}
+}
+
+// randomLayer is a layer of n weights with random (valid) codes: decoding
+// does not care whether a code is the best one, and this needs no search.
+func randomLayer(seed uint64, p Params, n int) *Layer {
+	r := rand.New(rand.NewPCG(seed, 3))
+	codes := make([]code, p.Blocks(n))
+	for i := range codes {
+		c := &codes[i]
+		c.seed = 1 + uint32(r.IntN(1<<p.SeedBits-1))
+		c.e = int8(p.emin() + r.IntN(p.emax()-p.emin()+1))
+		for k := 0; k < p.LatentDim; k++ {
+			c.q[k] = int8(p.qmin() + r.IntN(p.qmax()-p.qmin()+1))
+		}
+	}
+	return &Layer{Params: p, ExpBias: r.IntN(21) - 10, N: n, Payload: pack(p, codes)}
 }
