@@ -263,16 +263,16 @@ func orthonormal(v []uint32, h int64, C, P int) []float64 {
 			for k := 0; k < p; k++ {
 				var d float64
 				for c := 0; c < C; c++ {
-					d += q[c*P+k] * q[c*P+p]
+					d += float64(q[c*P+k] * q[c*P+p])
 				}
 				for c := 0; c < C; c++ {
-					q[c*P+p] -= d * q[c*P+k]
+					q[c*P+p] -= float64(d * q[c*P+k])
 				}
 			}
 		}
 		var n float64
 		for c := 0; c < C; c++ {
-			n += q[c*P+p] * q[c*P+p]
+			n += float64(q[c*P+p] * q[c*P+p])
 		}
 		n = math.Sqrt(n)
 		for c := 0; c < C; c++ {
