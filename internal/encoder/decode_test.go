@@ -2,11 +2,11 @@ package encoder
 
 import (
 	"context"
-	"math/rand/v2"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"math"
+	"math/rand/v2"
 	"os"
 	"testing"
 
