@@ -3,6 +3,7 @@ package encoder
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 
@@ -36,25 +37,40 @@ type basis struct {
 	// bySigma lists the non-excluded positions in increasing order of a
 	// lower bound on the smallest singular value of U(s) (1/√tr G⁻¹ ≤
 	// √λmin(G), in U units), and sigma holds those bounds (rounded down to
-	// float32) in the same order. A nonzero code's ŵ = U·q·2^e has ‖ŵ‖ ≥
-	// sigma·2^e, which rules out whole seeds for blocks far below the
-	// exponent window (see searcher.tiny).
+	// float32) in the same order; only the first tinyMax()+1 are kept,
+	// all searcher.tiny needs. A nonzero code's ŵ = U·q·2^e has
+	// ‖ŵ‖ ≥ sigma·2^e, which rules out whole seeds for blocks far below the
+	// exponent window.
 	sigma   []float32
 	bySigma []int32
+	// class[i] is position i's σ class: the largest c with σ lower bound
+	// ≥ classSigma[c] (classSigma[0] = 0; see classOctave). The kernels compare each seed's
+	// bound with its class's threshold, which also counts the quantization
+	// step at the bottom of the exponent window (see tile.setThreshold).
+	class      []uint8
+	classSigma [classes]float64
 	// ill lists the positions whose margin exceeds illMargin: near-singular
 	// bases where the float32 quadratic form is meaningless. The kernels
 	// skip them (coefficients zeroed); the searcher bounds them through an
 	// orthonormal basis of their span, illQ32 (C×P per seed, row-major,
 	// computed in float64), whose float32 projection ‖Qᵀw‖² has a uniform
 	// relative margin illM whatever the conditioning.
-	ill    []int32
-	illQ32 []float32
-	illM   float32
+	ill      []int32
+	illClass []uint8
+	illQ32   []float32
+	illM     float32
 	// ainv caches, per position, G⁻¹ for the exact quantizer (upper
 	// triangle, float64, integer units); nil for K > ainvMaxK, where it is
 	// recomputed per candidate instead (same arithmetic, same values).
 	ainv []float64
 }
+
+// classes is the number of σ classes: class c ≥ 1 holds the seeds whose σ
+// lower bound is at least 2^{c+1−classes} of the largest (one octave per
+// class), class 0 the rest. Most seeds' σ lie within two octaves of the
+// largest; the near-singular ones, 2^−14…2^−17 of it, are where blocks far
+// below the exponent window find their codes.
+const classes = 24
 
 // ainvMaxK bounds the seed widths whose exact inverses are cached: at
 // K = 16 the cache is at most 5 MB (P = 4); beyond, the candidates are few
@@ -173,9 +189,28 @@ func buildBasis(K, C, P int) (*basis, error) {
 		sx, sy := sigmaLB[b.bySigma[x]], sigmaLB[b.bySigma[y]]
 		return sx < sy || (sx == sy && b.bySigma[x] < b.bySigma[y])
 	})
+	b.bySigma = slices.Clip(b.bySigma[:min(len(b.bySigma), b.tinyMax()+1)])
 	b.sigma = make([]float32, len(b.bySigma))
 	for i, pos := range b.bySigma {
 		b.sigma[i] = roundDown32(sigmaLB[pos])
+	}
+	top := 0.0
+	for _, x := range sigmaLB {
+		top = math.Max(top, x)
+	}
+	b.class = make([]uint8, L)
+	for c := 1; c < classes; c++ {
+		b.classSigma[c] = math.Ldexp(top, c+1-classes)
+	}
+	for i, x := range sigmaLB {
+		c := classes - 1
+		for c > 0 && x < b.classSigma[c] {
+			c--
+		}
+		b.class[i] = uint8(c)
+	}
+	for _, pos := range b.ill {
+		b.illClass = append(b.illClass, b.class[pos])
 	}
 	b.lowest = 0
 	for i := 0; i < L; i++ {

@@ -31,11 +31,11 @@ func kernelsFor(k Kernel, bs *basis) kernels {
 	}
 	if P := bs.P; P < len(quadAVX2) && quadAVX2[P] != nil {
 		q := quadAVX2[P]
-		out.quad = func(_ int, d, coef []float32, t *tile, n int) (int, uint32) {
+		out.quad = func(_ int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32) {
 			if n <= 0 {
 				return n, 0
 			}
-			return q(&d[0], &coef[0], &t.thr[0], &t.n2[0], n)
+			return q(&d[0], &coef[0], &cls[0], &t.thr[0][0], &t.n2[0], n)
 		}
 	}
 	if P := bs.P; P < len(quadMaxAVX2) && quadMaxAVX2[P] != nil {
@@ -52,7 +52,7 @@ func kernelsFor(k Kernel, bs *basis) kernels {
 			if from >= to {
 				return to, 0
 			}
-			return kern(&bs.illQ32[0], &t.wf[0], &t.thr[0], &t.n2[0], bs.illM, bs.C, from, to)
+			return kern(&bs.illQ32[0], &t.wf[0], &bs.illClass[0], &t.thr[0][0], &t.n2[0], bs.illM, bs.C, from, to)
 		}
 	}
 	return out

@@ -21,7 +21,9 @@ func BenchmarkKernels(b *testing.B) {
 		s.t.np = (p.BlockSize + 1) / 2
 		for l := range ws {
 			s.t.setLane(l, ws[l])
-			s.t.thr[l] = float32(math.Inf(1))
+			for c := range s.t.thr {
+				s.t.thr[c][l] = float32(math.Inf(1))
+			}
 		}
 		P := p.LatentDim
 		b.Run(fmt.Sprintf("proj/%s", p), func(b *testing.B) {
@@ -41,7 +43,7 @@ func BenchmarkKernels(b *testing.B) {
 			cpu0 := cpuSeconds()
 			for b.Loop() {
 				for from := 0; from+chunkSeeds < bs.L; from += chunkSeeds {
-					s.k.quad(P, s.buf[:], bs.coef[from*bs.stride:], &s.t, chunkSeeds)
+					s.k.quad(P, s.buf[:], bs.coef[from*bs.stride:], bs.class[from:], &s.t, chunkSeeds)
 					n += chunkSeeds
 				}
 			}

@@ -109,14 +109,20 @@ type tile struct {
 	// half) as int16s; an odd C is padded with a zero weight.
 	w16 [MaxBlockSize / 2 * lanes]int32
 	// wf[c·8 + l] is lane l's w̃_c as float32 (exact), for the ill kernels.
-	wf  [MaxBlockSize * lanes]float32
-	thr [lanes]float32
+	wf [MaxBlockSize * lanes]float32
+	// thr[c] holds the lanes' thresholds for seeds of σ class c.
+	thr [classes][lanes]float32
 	// n2 is ‖w̃‖² rounded up.
 	n2 [lanes]float32
 	// alpha is the lane's scale α (a power of two) and eps an upper bound
 	// on ‖w̃ − α·w‖.
 	alpha, eps [lanes]float64
 	np         int // weight pairs: ⌈C/2⌉
+	// floor is 2^{emin+bias}·(1 − 1e-9): the smallest exponent step of a
+	// nonzero code, in U units, rounded down.
+	floor float64
+	// classSigma is the basis's σ class edges.
+	classSigma *[classes]float64
 }
 
 // setLane loads block w (float64 of the float32 input) into lane l.
@@ -161,7 +167,9 @@ func (t *tile) clearLane(l int, C int) {
 	for c := 0; c < C; c++ {
 		t.wf[c*lanes+l] = 0
 	}
-	t.thr[l] = float32(math.Inf(1))
+	for c := range t.thr {
+		t.thr[c][l] = float32(math.Inf(1))
+	}
 	t.n2[l] = 0
 	t.alpha[l], t.eps[l] = 1, 0
 }
@@ -172,26 +180,46 @@ func floorLog2(x float64) int {
 	return e - 1
 }
 
-// setThreshold sets lane l's kernel threshold for a block with ‖w‖² = n2
-// whose best exact error so far is best: (α√T − ε)² rounded down, with
-// T = n2 − best − slack. The slack (1e-6·‖w‖²) covers the exact error's
-// own float32 rounding of ŵ, which can put it a hair below the
-// least-squares bound. No candidate can be ruled out while T ≤ 0 or
-// α√T ≤ ε: the threshold is then −∞.
+// setThreshold sets lane l's kernel thresholds for a block with ‖w‖² = n2
+// whose best exact error so far is best.
+//
+// A seed can reach an exact error ≤ best only if its projection energy
+// π = ‖P_U w‖² satisfies h(√π) ≥ Δ = n2 − best − slack, where
+// h(r) = r² − (a − r)₊² and a = σ·2^{emin+bias} (σ ≤ σmin(U), the seed's
+// class edge): a nonzero code is U·x with ‖x‖ ≥ 2^{emin+bias}, so its
+// error is at least ‖w‖² − π + σ²(‖x‖ − ‖t‖)₊² with ‖t‖ ≤ √π/σ, t the
+// least-squares coefficients. For a = 0 this is the least-squares bound
+// π ≥ Δ; a > 0 matters for blocks near the bottom of the exponent window,
+// where quantization, not the fit, decides the error (Δ ≈ 0 there, and
+// every seed would otherwise be a candidate). h increases, so the test is
+// √π ≥ r(Δ, a) = max(√Δ₊, min((Δ + a²)/(2a), a)) (no constraint when
+// Δ ≤ −a²), and on the kernels' w̃: √π(w̃) ≥ α·r − ε. The slack
+// (1e-6·‖w‖²) covers the exact error's own float32 rounding of ŵ.
 func (t *tile) setThreshold(l int, n2, best float64) {
-	t.thr[l] = float32(math.Inf(-1))
-	if math.IsInf(best, 1) {
-		return
+	for c := range t.thr {
+		t.thr[c][l] = float32(math.Inf(-1))
 	}
-	T := n2 - best - 1e-6*n2
-	if !(T > 0) {
-		return
+	// The zero code (error n2) is always available: best never exceeds it.
+	D := n2 - math.Min(best, n2) - 1e-6*n2
+	for c := range t.thr {
+		a := t.classSigma[c] * t.floor
+		var r float64
+		switch {
+		case a == 0 || D >= a*a:
+			if !(D > 0) {
+				continue
+			}
+			r = math.Sqrt(D)
+		case D > -a*a:
+			r = math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+a*a)/(2*a), a))
+		default:
+			continue
+		}
+		R := t.alpha[l]*r*(1-1e-12) - t.eps[l]
+		if R > 0 {
+			t.thr[c][l] = roundDown32(R * R * (1 - 1e-12))
+		}
 	}
-	r := t.alpha[l]*math.Sqrt(T)*(1-1e-12) - t.eps[l]
-	if !(r > 0) {
-		return
-	}
-	t.thr[l] = roundDown32(r * r * (1 - 1e-12))
 }
 
 // roundUp32 is x rounded up to float32.
@@ -224,9 +252,10 @@ const projBufLen = (chunkSeeds + 3*MaxLatentDim) * lanes
 type kernels struct {
 	// proj writes d_{r+k·P} for k ∈ [k0, k0+nk), r < P, at out[((k−k0)·P+r)·8 …].
 	proj func(d *decTable, t *tile, k0, nk int, out []float32)
-	// quad returns the first of n seeds (coefficient rows from coef, windows
-	// from d) with a candidate lane, and the lane mask; (n, 0) if none.
-	quad func(P int, d, coef []float32, t *tile, n int) (int, uint32)
+	// quad returns the first of n seeds (coefficient rows from coef, σ
+	// classes from cls, windows from d) with a candidate lane, and the lane
+	// mask; (n, 0) if none.
+	quad func(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32)
 	ill  func(bs *basis, t *tile, from, to int) (int, uint32)
 	// qmax merges, for n seeds, each lane's largest bound (margin
 	// included) and the first position t0+i reaching it into best, arg.
@@ -242,7 +271,7 @@ func (s *searcher) scan(from, to int) (int, uint32) {
 	for from < to {
 		end := min(to, s.project(from))
 		off := (from + 1 - s.kA*P) * lanes
-		idx, mask := s.k.quad(P, s.buf[off:], bs.coef[from*S:], &s.t, end-from)
+		idx, mask := s.k.quad(P, s.buf[off:], bs.coef[from*S:], bs.class[from:], &s.t, end-from)
 		if mask != 0 {
 			return from + idx, mask
 		}
@@ -283,10 +312,11 @@ func projGeneric(d *decTable, t *tile, k0, nk int, out []float32) {
 }
 
 // quadGeneric is the portable twin of the quad kernels.
-func quadGeneric(P int, d, coef []float32, t *tile, n int) (int, uint32) {
+func quadGeneric(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32) {
 	S := P*(P+1)/2 + 1
 	for i := 0; i < n; i++ {
 		cf := coef[i*S : i*S+S]
+		thr := &t.thr[cls[i]]
 		win := d[i*lanes:]
 		var mask uint32
 		for l := 0; l < lanes; l++ {
@@ -301,7 +331,7 @@ func quadGeneric(P int, d, coef []float32, t *tile, n int) (int, uint32) {
 				}
 				q += float32(br * acc)
 			}
-			if q >= t.thr[l] {
+			if q >= thr[l] {
 				mask |= 1 << l
 			}
 		}
@@ -317,6 +347,7 @@ func illGeneric(bs *basis, t *tile, from, to int) (int, uint32) {
 	C, P := bs.C, bs.P
 	for j := from; j < to; j++ {
 		q := bs.illQ32[j*C*P : (j+1)*C*P]
+		thr := &t.thr[bs.illClass[j]]
 		var mask uint32
 		for l := 0; l < lanes; l++ {
 			var proj float32
@@ -327,7 +358,7 @@ func illGeneric(bs *basis, t *tile, from, to int) (int, uint32) {
 				}
 				proj += float32(d * d)
 			}
-			if proj+float32(bs.illM*t.n2[l]) >= t.thr[l] {
+			if proj+float32(bs.illM*t.n2[l]) >= thr[l] {
 				mask |= 1 << l
 			}
 		}

@@ -34,14 +34,22 @@ func newSearcher(qz *quantizer, k Kernel) *searcher {
 	return &searcher{qz: qz, k: kernelsFor(k, qz.bs)}
 }
 
+// startTile prepares the tile for new blocks (the projections are stale).
+func (s *searcher) startTile() {
+	qz := s.qz
+	s.t.np = (qz.bs.C + 1) / 2
+	s.t.floor = math.Ldexp(1, qz.p.emin()+qz.bias) * (1 - 1e-9)
+	s.t.classSigma = &qz.bs.classSigma
+	s.c0, s.c1 = 0, 0
+}
+
 // searchTile codes up to 8 blocks; ws[l] is block l (length C, float64 of
 // the float32 input), out[l] receives its code.
 func (s *searcher) searchTile(ws [][]float64, out []code) {
 	qz := s.qz
 	bs := qz.bs
 	C := bs.C
-	s.t.np = (C + 1) / 2
-	s.c0, s.c1 = 0, 0 // new blocks: the projections are stale
+	s.startTile()
 	var bestErr, n2 [lanes]float64
 	active := uint32(0)
 	for l := 0; l < lanes; l++ {
@@ -63,7 +71,7 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 			continue
 		}
 		s.t.setLane(l, w)
-		s.t.setThreshold(l, sum, math.Inf(1))
+		s.t.setThreshold(l, sum, sum)
 		active |= 1 << l
 	}
 	if active == 0 {
@@ -82,10 +90,14 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 	look := func(l, p int) {
 		s.candidates++
 		ls, ub, ok := qz.quick(ws[l], p, n2[l])
-		if !ok || ls > upper[l]+1e-6*n2[l] {
+		if !ok {
 			return
 		}
-		s.def[l] = append(s.def[l], deferred{pos: int32(p), ls: ls})
+		lb := s.lowerBound(p, n2[l], ls)
+		if lb > upper[l]+1e-6*n2[l] {
+			return
+		}
+		s.def[l] = append(s.def[l], deferred{pos: int32(p), ls: lb})
 		if ub < upper[l] {
 			upper[l] = ub
 			s.t.setThreshold(l, n2[l], ub)
@@ -172,7 +184,19 @@ func (s *searcher) tiny(w []float64, n2 float64, out *code, bestErr *float64) bo
 // deferred is a candidate waiting for its full evaluation.
 type deferred struct {
 	pos int32
-	ls  float64
+	ls  float64 // lower bound on its exact error (lowerBound)
+}
+
+// lowerBound is a lower bound (up to the 1e-6·‖w‖² slack) on the exact
+// error of any nonzero code of the seed at pos for a block with ‖w‖² = n2
+// and least-squares error ls: ls + (a − √π)₊² with π = n2 − ls and
+// a = σ·2^{emin+bias} (see tile.setThreshold), σ the seed's class edge.
+func (s *searcher) lowerBound(pos int, n2, ls float64) float64 {
+	a := s.t.classSigma[s.qz.bs.class[pos]] * s.t.floor
+	if d := a - math.Sqrt(math.Max(n2-ls, 0)); d > 0 {
+		return ls + float64(d*d)*(1-1e-9)
+	}
+	return ls
 }
 
 // searchIll covers the near-singular seeds the main kernels skip: a float32

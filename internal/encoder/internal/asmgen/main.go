@@ -59,8 +59,8 @@ func main() {
 // Kernel signatures (Go declarations).
 const (
 	projSig = "(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)"
-	quadSig = "(d, coef, thr, n2 *float32, n int) (idx int, mask uint32)"
-	illSig  = "(q, w, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)"
+	quadSig = "(d, coef *float32, cls *uint8, thr, n2 *float32, n int) (idx int, mask uint32)"
+	illSig  = "(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)"
 	maxSig  = "(d, coef, n2 *float32, n, t0 int, best *float32, arg *int32)"
 )
 
@@ -367,7 +367,8 @@ func (g *gen) sumLoop(low bool, regs []int, acc int) {
 // b_r = d[(t+r)·8 …] and the seed's coefficient row c = coef[t·S …]
 // (upper triangle of G⁻¹ row by row, off-diagonals doubled, then the
 // margin m), q = Σ_r b_r·(Σ_{s≥r} c_rs·b_s) + m·n2; it returns the first t
-// where q ≥ thr in some lane, and the lane mask.
+// where q ≥ thr[cls[t]] in some lane (thr: 8 thresholds per σ class), and
+// the lane mask.
 //
 // The fast loop keeps the window b in registers (one new load per seed;
 // unrolled so the registers rotate) and takes one branch per group of U
@@ -377,9 +378,9 @@ func (g *gen) sumLoop(low bool, regs []int, acc int) {
 // terms, rows ready first accumulated first): the scan is bound by
 // latency, not by multiply-adds, on cores with small schedulers.
 //
-// Registers: Y0…Y(P−1) window, Y14 thresholds, Y15 n2 (memory operands for
-// P = 8), temporaries above the window. GP: SI d walk, DI coef walk, CX n,
-// R8 t, R9 group end, AX mask, BX thr, DX n2.
+// Registers: Y0…Y(P−1) window, Y15 n2, temporaries between. GP: SI d walk,
+// DI coef walk, R10 class walk, BX thresholds, R11 class offset, CX n,
+// R8 t, R9 group end, AX mask.
 func (g *gen) quad() {
 	P, S := g.P, g.S
 	U := P
@@ -387,34 +388,32 @@ func (g *gen) quad() {
 		U = 4
 	}
 	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, quadSig)
-	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-52\n", g.name)
+	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-60\n", g.name)
 	g.f("MOVQ d+0(FP), SI")
 	g.f("MOVQ coef+8(FP), DI")
-	g.f("MOVQ thr+16(FP), BX")
-	g.f("MOVQ n2+24(FP), DX")
-	inReg := P <= 7
-	thr, n2 := "(BX)", "(DX)"
-	if inReg {
-		g.f("VMOVUPS (BX), Y14")
-		g.f("VMOVUPS (DX), Y15")
-		thr, n2 = "Y14", "Y15"
-	}
-	g.f("MOVQ n+32(FP), CX")
+	g.f("MOVQ cls+16(FP), R10")
+	g.f("MOVQ thr+24(FP), BX")
+	g.f("MOVQ n2+32(FP), AX")
+	g.f("VMOVUPS (AX), Y15")
+	n2 := "Y15"
+	g.f("MOVQ n+40(FP), CX")
 	g.f("XORQ R8, R8")
 	fast := g.uniq("fast")
 	slow := g.uniq("slow")
 	slowLoop := g.uniq("slowloop")
 	found := g.uniq("found")
 	done := g.uniq("done")
-	// Temporaries: everything between the window and Y14.
+	// Temporaries: everything between the window and Y15.
 	var temps []int
-	for r := P; r < 14; r++ {
+	for r := P; r < 15; r++ {
 		temps = append(temps, r)
 	}
-	if !inReg {
-		temps = append(temps, 14, 15)
-	}
 	acc, temps := temps[len(temps)-1], temps[:len(temps)-1]
+	cmp := func(clsOff int, q, dst int) {
+		g.f("MOVBLZX %d(R10), R11", clsOff)
+		g.f("SHLQ $5, R11")
+		g.f("VCMPPS $13, (BX)(R11*1), Y%d, Y%d", q, dst) // dst = (q >= thr[class])
+	}
 	// Fast loop: groups of U seeds while t+U ≤ n.
 	g.f("CMPQ CX, $%d", U)
 	g.f("JLT %s", slow)
@@ -430,9 +429,9 @@ func (g *gen) quad() {
 		g.f("VMOVUPS %d(SI), %s", 32*(u+P-1), win(P-1))
 		q := g.bound(win, 4*S*u, n2, temps)
 		if u == 0 {
-			g.f("VCMPPS $13, %s, Y%d, Y%d", thr, q, acc)
+			cmp(u, q, acc)
 		} else {
-			g.f("VCMPPS $13, %s, Y%d, Y%d", thr, q, q)
+			cmp(u, q, q)
 			g.f("VORPS Y%d, Y%d, Y%d", q, acc, acc)
 		}
 	}
@@ -441,6 +440,7 @@ func (g *gen) quad() {
 	g.f("JNZ %s", slow)
 	g.f("ADDQ $%d, SI", 32*U)
 	g.f("ADDQ $%d, DI", 4*S*U)
+	g.f("ADDQ $%d, R10", U)
 	g.f("MOVQ R9, R8")
 	g.f("JMP %s", fast)
 	// Slow loop: one seed at a time from t to n (a group with a hit always
@@ -453,23 +453,24 @@ func (g *gen) quad() {
 		g.f("VMOVUPS %d(SI), Y%d", 32*r, r)
 	}
 	q := g.bound(func(r int) string { return fmt.Sprintf("Y%d", r) }, 0, n2, temps)
-	g.f("VCMPPS $13, %s, Y%d, Y%d", thr, q, q)
+	cmp(0, q, q)
 	g.f("VMOVMSKPS Y%d, AX", q)
 	g.f("TESTL AX, AX")
 	g.f("JNZ %s", found)
 	g.f("ADDQ $32, SI")
 	g.f("ADDQ $%d, DI", 4*S)
+	g.f("INCQ R10")
 	g.f("INCQ R8")
 	g.f("CMPQ R8, CX")
 	g.f("JLT %s", slowLoop)
 	g.l(done)
-	g.f("MOVQ CX, idx+40(FP)")
-	g.f("MOVL $0, mask+48(FP)")
+	g.f("MOVQ CX, idx+48(FP)")
+	g.f("MOVL $0, mask+56(FP)")
 	g.f("VZEROUPPER")
 	g.f("RET")
 	g.l(found)
-	g.f("MOVQ R8, idx+40(FP)")
-	g.f("MOVL AX, mask+48(FP)")
+	g.f("MOVQ R8, idx+48(FP)")
+	g.f("MOVL AX, mask+56(FP)")
 	g.f("VZEROUPPER")
 	g.f("RET")
 }
@@ -596,26 +597,27 @@ func (g *gen) quadMax() {
 
 // illKernel walks seeds [from, to) of the near-singular list: for each, the
 // projections d_p = Σ_c Q[c][p]·w_c (Q orthonormal, C×P row-major float32),
-// and reports the first seed where Σ d_p² + m·n2 ≥ thr in some lane.
+// and reports the first seed where Σ d_p² + m·n2 ≥ thr[cls[j]] in some lane.
 // Registers: Y0…Y(P−1) projections, Y8 weight row, Y9 broadcast,
-// Y12 margin·n2, Y14 thr, Y15 n2 (then m·n2).
-// GP: SI Q of the current seed, BX tile weights, R8 seed, R9 end, R10 C,
-// R11 Q walk, R12 w walk, CX count, DX Q stride.
+// Y12 the bound, Y15 n2 (then m·n2).
+// GP: SI Q of the current seed, BX tile weights, DI classes, R13
+// thresholds, R8 seed, R9 end, R10 C, R11 Q walk, R12 w walk, CX count,
+// DX Q stride.
 func (g *gen) illKernel() {
 	P := g.P
-	fmt.Fprintf(g.b, "\n// func %s(q, w, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)\n", g.name)
-	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-76\n", g.name)
+	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, illSig)
+	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-84\n", g.name)
 	g.f("MOVQ q+0(FP), SI")
 	g.f("MOVQ w+8(FP), BX")
-	g.f("MOVQ thr+16(FP), AX")
-	g.f("VMOVUPS (AX), Y14")
-	g.f("MOVQ n2+24(FP), AX")
+	g.f("MOVQ cls+16(FP), DI")
+	g.f("MOVQ thr+24(FP), R13")
+	g.f("MOVQ n2+32(FP), AX")
 	g.f("VMOVUPS (AX), Y15")
-	g.f("VBROADCASTSS m+32(FP), Y9")
+	g.f("VBROADCASTSS m+40(FP), Y9")
 	g.f("VMULPS Y9, Y15, Y15") // m·n2
-	g.f("MOVQ c+40(FP), R10")
-	g.f("MOVQ from+48(FP), R8")
-	g.f("MOVQ to+56(FP), R9")
+	g.f("MOVQ c+48(FP), R10")
+	g.f("MOVQ from+56(FP), R8")
+	g.f("MOVQ to+64(FP), R9")
 	g.f("MOVQ R10, DX")
 	g.f("IMULQ $%d, DX", P*4) // Q stride in bytes
 	g.f("MOVQ R8, AX")
@@ -648,7 +650,9 @@ func (g *gen) illKernel() {
 	for p := 0; p < P; p++ {
 		g.f("VFMADD231PS Y%d, Y%d, Y12", p, p)
 	}
-	g.f("VCMPPS $13, Y14, Y12, Y13")
+	g.f("MOVBLZX (DI)(R8*1), AX")
+	g.f("SHLQ $5, AX")
+	g.f("VCMPPS $13, (R13)(AX*1), Y12, Y13")
 	g.f("VMOVMSKPS Y13, AX")
 	g.f("TESTL AX, AX")
 	g.f("JNZ %s", found)
@@ -656,13 +660,13 @@ func (g *gen) illKernel() {
 	g.f("ADDQ DX, SI")
 	g.f("JMP %s", loop)
 	g.l(found)
-	g.f("MOVQ R8, pos+64(FP)")
-	g.f("MOVL AX, mask+72(FP)")
+	g.f("MOVQ R8, pos+72(FP)")
+	g.f("MOVL AX, mask+80(FP)")
 	g.f("VZEROUPPER")
 	g.f("RET")
 	g.l(done)
-	g.f("MOVQ R9, pos+64(FP)")
-	g.f("MOVL $0, mask+72(FP)")
+	g.f("MOVQ R9, pos+72(FP)")
+	g.f("MOVL $0, mask+80(FP)")
 	g.f("VZEROUPPER")
 	g.f("RET")
 }
