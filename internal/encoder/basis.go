@@ -29,9 +29,10 @@ type basis struct {
 	// float32s.
 	coef   []float32
 	stride int
-	// excluded marks positions whose Gram matrix fails the conditioning rule
-	// (see cholesky): those seeds are never chosen.
-	excluded []bool
+	// excluded marks (one bit per position) the positions whose Gram matrix
+	// fails the conditioning rule (see cholesky): those seeds are never
+	// chosen.
+	excluded []uint64
 	// lowest is the smallest seed not excluded: zero blocks use it.
 	lowest uint32
 	// bySigma lists the non-excluded positions in increasing order of a
@@ -65,12 +66,26 @@ type basis struct {
 	ainv []float64
 }
 
-// classes is the number of σ classes: class c ≥ 1 holds the seeds whose σ
-// lower bound is at least 2^{c+1−classes} of the largest (one octave per
-// class), class 0 the rest. Most seeds' σ lie within two octaves of the
-// largest; the near-singular ones, 2^−14…2^−17 of it, are where blocks far
-// below the exponent window find their codes.
-const classes = 24
+// classes is the number of σ classes (see classEdge). Most seeds' σ lie
+// within an octave or two of the bulk's top; the near-singular ones,
+// 2^−15…2^−17 of it, are where blocks far below the exponent window find
+// their codes. Blocks near the window's bottom are sensitive to σ (the
+// bound r ≈ σ·2^{emin+bias}/2 enters squared), hence the fine classes.
+const classes = 80
+
+// fineClasses: the top classes split the four octaves below the bulk's top
+// in sixteenths.
+const fineClasses = 64
+
+// classEdge is class c's σ edge relative to the bulk's top (c ≥ 1): 1/16
+// octaves from 1 down to 2^−63/16 for classes 79…16, then one octave per
+// class, 2^−4 … 2^−18, for classes 15…1; class 0 holds the rest (edge 0).
+func classEdge(c int) float64 {
+	if c >= classes-fineClasses {
+		return math.Exp2(-float64(classes-1-c) / 16)
+	}
+	return math.Ldexp(1, c-19)
+}
 
 // ainvMaxK bounds the seed widths whose exact inverses are cached: at
 // K = 16 the cache is at most 5 MB (P = 4); beyond, the candidates are few
@@ -123,12 +138,12 @@ func buildBasis(K, C, P int) (*basis, error) {
 	b := &basis{K: K, C: C, P: P, L: L, h: h, cyc: cyc, dec: dec}
 	b.stride = P*(P+1)/2 + 1
 	b.coef = make([]float32, L*b.stride)
-	b.excluded = make([]bool, L)
+	b.excluded = make([]uint64, (L+63)/64)
 	na := P * (P + 1) / 2
 	if K <= ainvMaxK {
 		b.ainv = make([]float64, L*na)
 	}
-	sigmaLB := make([]float64, L)
+	sigmas := make([]float64, L)
 	var illQ []float64
 
 	var g, a, l [MaxLatentDim * MaxLatentDim]float64
@@ -139,7 +154,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 		// exact quantizer factors it, so both agree on every seed.
 		copy(l[:P*P], g[:P*P])
 		if !cholesky(l[:], P) {
-			b.excluded[i] = true
+			b.excluded[i/64] |= 1 << (i % 64)
 			continue // coefficients and margin stay 0: such seeds can't win
 		}
 		invertCholesky(l[:], a[:], P)
@@ -162,10 +177,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 				k++
 			}
 		}
-		// σ in U units: G in U units is G/(h−1)², so tr G⁻¹ scales by
-		// (h−1)². Rounded down (by more than the inverse's float64 error,
-		// even for the near-singular seeds): it must stay a lower bound.
-		sigmaLB[i] = (1 - 1e-4) / (math.Sqrt(trA) * float64(h-1))
+		sigmas[i] = sigmaLB(a[:], P, h)
 		b.bySigma = append(b.bySigma, int32(i))
 		m := pruneMargin(K, C, P, trA, trG, sumAbs)
 		if m > illMargin {
@@ -186,23 +198,31 @@ func buildBasis(K, C, P int) (*basis, error) {
 	// (2(C+2)√P + P + 2)·u·‖w‖²; doubled for safety.
 	b.illM = roundUp32(2 * (2*float64(C+2)*math.Sqrt(float64(P)) + float64(P) + 4) * u32)
 	sort.Slice(b.bySigma, func(x, y int) bool {
-		sx, sy := sigmaLB[b.bySigma[x]], sigmaLB[b.bySigma[y]]
+		sx, sy := sigmas[b.bySigma[x]], sigmas[b.bySigma[y]]
 		return sx < sy || (sx == sy && b.bySigma[x] < b.bySigma[y])
 	})
-	b.bySigma = slices.Clip(b.bySigma[:min(len(b.bySigma), b.tinyMax()+1)])
+	b.bySigma = append([]int32(nil), b.bySigma[:min(len(b.bySigma), b.tinyMax()+1)]...)
 	b.sigma = make([]float32, len(b.bySigma))
 	for i, pos := range b.bySigma {
-		b.sigma[i] = roundDown32(sigmaLB[pos])
+		b.sigma[i] = roundDown32(sigmas[pos])
 	}
-	top := 0.0
-	for _, x := range sigmaLB {
-		top = math.Max(top, x)
+	// Class edges from the bulk's top (a high quantile: the very largest σ
+	// are outliers): quarter octaves over the bulk, then two octaves per
+	// class down to the near-singular seeds.
+	sorted := make([]float64, 0, L)
+	for i, x := range sigmas {
+		if !b.isExcluded(i) {
+			sorted = append(sorted, x)
+		}
+	}
+	slices.Sort(sorted)
+	top := sorted[min(len(sorted)-1, len(sorted)*999/1000)]
+	sorted = nil
+	for c := 1; c < classes; c++ {
+		b.classSigma[c] = top * classEdge(c)
 	}
 	b.class = make([]uint8, L)
-	for c := 1; c < classes; c++ {
-		b.classSigma[c] = math.Ldexp(top, c+1-classes)
-	}
-	for i, x := range sigmaLB {
+	for i, x := range sigmas {
 		c := classes - 1
 		for c > 0 && x < b.classSigma[c] {
 			c--
@@ -214,7 +234,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 	}
 	b.lowest = 0
 	for i := 0; i < L; i++ {
-		if s := cyc.State[i]; !b.excluded[i] && (b.lowest == 0 || s < b.lowest) {
+		if s := cyc.State[i]; !b.isExcluded(i) && (b.lowest == 0 || s < b.lowest) {
 			b.lowest = s
 		}
 	}
@@ -223,6 +243,33 @@ func buildBasis(K, C, P int) (*basis, error) {
 	}
 	return b, nil
 }
+
+// sigmaAt is the σ lower bound of the seed at pos (U units; 0 for excluded
+// seeds), 1/√tr G⁻¹ rounded down as at build time.
+func (b *basis) sigmaAt(pos int) float64 {
+	if b.isExcluded(pos) {
+		return 0
+	}
+	var a [MaxLatentDim * MaxLatentDim]float64
+	if !b.inverse(pos, b.cyc.State[pos+1:pos+1+b.C*b.P], a[:]) {
+		return 0
+	}
+	return sigmaLB(a[:], b.P, b.h)
+}
+
+// sigmaLB is a lower bound on σmin(U) from A = G⁻¹ (integer units): in U
+// units G is G/(h−1)², so 1/√tr(A_U) = 1/(√tr A·(h−1)) ≤ √λmin(G_U),
+// rounded down by more than the inverse's float64 error.
+func sigmaLB(a []float64, P int, h int64) float64 {
+	var tr float64
+	for r := 0; r < P; r++ {
+		tr += a[r*P+r]
+	}
+	return (1 - 1e-4) / (math.Sqrt(tr) * float64(h-1))
+}
+
+// isExcluded reports whether the seed at pos is excluded.
+func (b *basis) isExcluded(pos int) bool { return b.excluded[pos/64]>>(pos%64)&1 != 0 }
 
 // packUpper stores the upper triangle of the symmetric P×P matrix a, row by
 // row, in dst; unpackUpper is its inverse.
@@ -251,7 +298,7 @@ func unpackUpper(src []float64, P int, a []float64) {
 // states are v, into a: from the cache or recomputed (same arithmetic).
 // False for excluded positions.
 func (b *basis) inverse(pos int, v []uint32, a []float64) bool {
-	if b.excluded[pos] {
+	if b.isExcluded(pos) {
 		return false
 	}
 	P := b.P

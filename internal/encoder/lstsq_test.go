@@ -29,7 +29,7 @@ func TestSolveMatchesGonumLeastSquares(t *testing.T) {
 		}
 		checked := 0
 		for k, pos := range positions {
-			if bs.excluded[pos] {
+			if bs.isExcluded(pos) {
 				continue
 			}
 			w := ws[k%len(ws)]

@@ -135,7 +135,7 @@ func (qz *quantizer) quick(w []float64, pos int, n2 float64) (ls, ub float64, ok
 // excluded seeds.
 func (qz *quantizer) solve(w []float64, pos int, b, t *[MaxLatentDim]float64) (v []uint32, ok bool) {
 	bs := qz.bs
-	if bs.excluded[pos] {
+	if bs.isExcluded(pos) {
 		return nil, false
 	}
 	C, P := bs.C, bs.P

@@ -201,8 +201,20 @@ func (t *tile) setThreshold(l int, n2, best float64) {
 	}
 	// The zero code (error n2) is always available: best never exceeds it.
 	D := n2 - math.Min(best, n2) - 1e-6*n2
+	var lsThr float32 // the least-squares threshold, shared by classes with a² ≤ D
+	if D > 0 {
+		if R := t.alpha[l]*math.Sqrt(D)*(1-1e-12) - t.eps[l]; R > 0 {
+			lsThr = roundDown32(R * R * (1 - 1e-12))
+		} else {
+			lsThr = float32(math.Inf(-1))
+		}
+	}
 	for c := range t.thr {
 		a := t.classSigma[c] * t.floor
+		if D > 0 && a*a <= D {
+			t.thr[c][l] = lsThr
+			continue
+		}
 		var r float64
 		switch {
 		case a == 0 || D >= a*a:

@@ -87,8 +87,29 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		upper[l] = math.Inf(1)
 		s.def[l] = s.def[l][:0]
 	}
+	var hits [lanes]int
+	var c code
 	look := func(l, p int) {
 		s.candidates++
+		hits[l]++
+		if hits[l] > eagerAfter {
+			// A lane with this many candidates is one whose quick upper
+			// bound is poor (quantization, not the fit, decides its error):
+			// evaluate at once, so the threshold follows the true best.
+			s.full++
+			e := qz.evalBound(ws[l], p, &c, math.Min(bestErr[l], upper[l]), n2[l])
+			if math.IsInf(e, 1) {
+				return
+			}
+			if better(e, c.seed, bestErr[l], out[l].seed) {
+				bestErr[l], out[l] = e, c
+			}
+			if e < upper[l] {
+				upper[l] = e
+				s.t.setThreshold(l, n2[l], e)
+			}
+			return
+		}
 		ls, ub, ok := qz.quick(ws[l], p, n2[l])
 		if !ok {
 			return
@@ -124,7 +145,6 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		pos = p + 1
 	}
 	s.searchIll(ws, out, active, &bestErr, &upper, &n2)
-	var c code
 	for l := 0; l < lanes; l++ {
 		if active&(1<<l) == 0 {
 			continue
@@ -149,6 +169,10 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		}
 	}
 }
+
+// eagerAfter is how many candidates of one lane get the cheap look before
+// the rest are evaluated at once (a Gaussian block makes about 13).
+const eagerAfter = 32
 
 // tinyMax is how many seeds tiny will evaluate one by one before leaving
 // the block to the scan: a full evaluation costs about as much as scanning
@@ -190,9 +214,9 @@ type deferred struct {
 // lowerBound is a lower bound (up to the 1e-6·‖w‖² slack) on the exact
 // error of any nonzero code of the seed at pos for a block with ‖w‖² = n2
 // and least-squares error ls: ls + (a − √π)₊² with π = n2 − ls and
-// a = σ·2^{emin+bias} (see tile.setThreshold), σ the seed's class edge.
+// a = σ·2^{emin+bias} (see tile.setThreshold), σ the seed's own σ bound.
 func (s *searcher) lowerBound(pos int, n2, ls float64) float64 {
-	a := s.t.classSigma[s.qz.bs.class[pos]] * s.t.floor
+	a := s.qz.bs.sigmaAt(pos) * s.t.floor
 	if d := a - math.Sqrt(math.Max(n2-ls, 0)); d > 0 {
 		return ls + float64(d*d)*(1-1e-9)
 	}
