@@ -25,10 +25,13 @@ type basis struct {
 	dec *decTable
 	// coef holds, per position, the quadratic form bᵀG⁻¹b of the pruning
 	// bound in integer units (upper triangle, off-diagonals doubled, row by
-	// row) followed by the position's error margin: stride = P(P+1)/2 + 1
-	// float32s.
+	// row): stride = P(P+1)/2 float32s.
 	coef   []float32
 	stride int
+	// classMargin[c] bounds, relative to ‖w̃‖², the float32 error of the
+	// kernels' bound for every seed of σ class c (the largest of their
+	// margins, see pruneMargin); the class thresholds take it off.
+	classMargin [classes]float64
 	// excluded marks (one bit per position) the positions whose Gram matrix
 	// fails the conditioning rule (see cholesky): those seeds are never
 	// chosen.
@@ -136,7 +139,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 	L := cyc.Reg.Period()
 	h := int64(1) << (K - 1)
 	b := &basis{K: K, C: C, P: P, L: L, h: h, cyc: cyc, dec: dec}
-	b.stride = P*(P+1)/2 + 1
+	b.stride = P * (P + 1) / 2
 	b.coef = make([]float32, L*b.stride)
 	b.excluded = make([]uint64, (L+63)/64)
 	na := P * (P + 1) / 2
@@ -144,6 +147,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 		b.ainv = make([]float64, L*na)
 	}
 	sigmas := make([]float64, L)
+	margins := make([]float64, L) // 0 for excluded and near-singular seeds
 	var illQ []float64
 
 	var g, a, l [MaxLatentDim * MaxLatentDim]float64
@@ -188,7 +192,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 			illQ = append(illQ, orthonormal(v, h, C, P)...)
 			continue
 		}
-		c[k] = roundUp32(m)
+		margins[i] = m
 	}
 	b.illQ32 = make([]float32, len(illQ))
 	for i, x := range illQ {
@@ -228,6 +232,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 			c--
 		}
 		b.class[i] = uint8(c)
+		b.classMargin[c] = math.Max(b.classMargin[c], margins[i])
 	}
 	for _, pos := range b.ill {
 		b.illClass = append(b.illClass, b.class[pos])

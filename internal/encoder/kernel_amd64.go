@@ -35,14 +35,14 @@ func kernelsFor(k Kernel, bs *basis) kernels {
 			if n <= 0 {
 				return n, 0
 			}
-			return q(&d[0], &coef[0], &cls[0], &t.thr[0][0], &t.n2[0], n)
+			return q(&d[0], &coef[0], &cls[0], &t.thrK[0][0], n)
 		}
 	}
 	if P := bs.P; P < len(quadMaxAVX2) && quadMaxAVX2[P] != nil {
 		q := quadMaxAVX2[P]
 		out.qmax = func(_ int, d, coef []float32, t *tile, n, t0 int, best *[lanes]float32, arg *[lanes]int32) {
 			if n > 0 {
-				q(&d[0], &coef[0], &t.n2[0], n, t0, &best[0], &arg[0])
+				q(&d[0], &coef[0], n, t0, &best[0], &arg[0])
 			}
 		}
 	}

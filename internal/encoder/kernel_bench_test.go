@@ -23,6 +23,7 @@ func BenchmarkKernels(b *testing.B) {
 			s.t.setLane(l, ws[l])
 			for c := range s.t.thr {
 				s.t.thr[c][l] = float32(math.Inf(1))
+				s.t.thrK[c][l] = float32(math.Inf(1))
 			}
 		}
 		P := p.LatentDim

@@ -110,8 +110,10 @@ type tile struct {
 	w16 [MaxBlockSize / 2 * lanes]int32
 	// wf[c·8 + l] is lane l's w̃_c as float32 (exact), for the ill kernels.
 	wf [MaxBlockSize * lanes]float32
-	// thr[c] holds the lanes' thresholds for seeds of σ class c.
-	thr [classes][lanes]float32
+	// thr[c] holds the lanes' thresholds for seeds of σ class c, and thrK
+	// the same with the class's float32 margin taken off (the quad
+	// kernels' thresholds; the ill kernels add their own margin).
+	thr, thrK [classes][lanes]float32
 	// n2 is ‖w̃‖² rounded up.
 	n2 [lanes]float32
 	// alpha is the lane's scale α (a power of two) and eps an upper bound
@@ -121,8 +123,8 @@ type tile struct {
 	// floor is 2^{emin+bias}·(1 − 1e-9): the smallest exponent step of a
 	// nonzero code, in U units, rounded down.
 	floor float64
-	// classSigma is the basis's σ class edges.
-	classSigma *[classes]float64
+	// classSigma and classMargin are the basis's σ class edges and margins.
+	classSigma, classMargin *[classes]float64
 }
 
 // setLane loads block w (float64 of the float32 input) into lane l.
@@ -169,6 +171,7 @@ func (t *tile) clearLane(l int, C int) {
 	}
 	for c := range t.thr {
 		t.thr[c][l] = float32(math.Inf(1))
+		t.thrK[c][l] = float32(math.Inf(1))
 	}
 	t.n2[l] = 0
 	t.alpha[l], t.eps[l] = 1, 0
@@ -196,41 +199,32 @@ func floorLog2(x float64) int {
 // Δ ≤ −a²), and on the kernels' w̃: √π(w̃) ≥ α·r − ε. The slack
 // (1e-6·‖w‖²) covers the exact error's own float32 rounding of ŵ.
 func (t *tile) setThreshold(l int, n2, best float64) {
-	for c := range t.thr {
-		t.thr[c][l] = float32(math.Inf(-1))
-	}
 	// The zero code (error n2) is always available: best never exceeds it.
 	D := n2 - math.Min(best, n2) - 1e-6*n2
-	var lsThr float32 // the least-squares threshold, shared by classes with a² ≤ D
+	lsR := math.Inf(-1) // α√D − ε, shared by the classes with a² ≤ D
 	if D > 0 {
-		if R := t.alpha[l]*math.Sqrt(D)*(1-1e-12) - t.eps[l]; R > 0 {
-			lsThr = roundDown32(R * R * (1 - 1e-12))
-		} else {
-			lsThr = float32(math.Inf(-1))
-		}
+		lsR = t.alpha[l]*math.Sqrt(D)*(1-1e-12) - t.eps[l]
 	}
+	n2w := float64(t.n2[l])
 	for c := range t.thr {
 		a := t.classSigma[c] * t.floor
-		if D > 0 && a*a <= D {
-			t.thr[c][l] = lsThr
-			continue
-		}
-		var r float64
+		R := lsR
 		switch {
-		case a == 0 || D >= a*a:
-			if !(D > 0) {
-				continue
-			}
-			r = math.Sqrt(D)
-		case D > -a*a:
-			r = math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+a*a)/(2*a), a))
+		case D > 0 && a*a <= D:
+		case a > 0 && D > -a*a:
+			r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+a*a)/(2*a), a))
+			R = t.alpha[l]*r*(1-1e-12) - t.eps[l]
 		default:
+			R = math.Inf(-1)
+		}
+		if !(R > 0) {
+			t.thr[c][l] = float32(math.Inf(-1))
+			t.thrK[c][l] = float32(math.Inf(-1))
 			continue
 		}
-		R := t.alpha[l]*r*(1-1e-12) - t.eps[l]
-		if R > 0 {
-			t.thr[c][l] = roundDown32(R * R * (1 - 1e-12))
-		}
+		T := R * R * (1 - 1e-12)
+		t.thr[c][l] = roundDown32(T)
+		t.thrK[c][l] = roundDown32(T - t.classMargin[c]*n2w*(1+1e-12))
 	}
 }
 
@@ -269,8 +263,8 @@ type kernels struct {
 	// mask; (n, 0) if none.
 	quad func(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32)
 	ill  func(bs *basis, t *tile, from, to int) (int, uint32)
-	// qmax merges, for n seeds, each lane's largest bound (margin
-	// included) and the first position t0+i reaching it into best, arg.
+	// qmax merges, for n seeds, each lane's largest bound and the first
+	// position t0+i reaching it into best, arg.
 	qmax func(P int, d, coef []float32, t *tile, n, t0 int, best *[lanes]float32, arg *[lanes]int32)
 }
 
@@ -325,14 +319,14 @@ func projGeneric(d *decTable, t *tile, k0, nk int, out []float32) {
 
 // quadGeneric is the portable twin of the quad kernels.
 func quadGeneric(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32) {
-	S := P*(P+1)/2 + 1
+	S := P * (P + 1) / 2
 	for i := 0; i < n; i++ {
 		cf := coef[i*S : i*S+S]
-		thr := &t.thr[cls[i]]
+		thr := &t.thrK[cls[i]]
 		win := d[i*lanes:]
 		var mask uint32
 		for l := 0; l < lanes; l++ {
-			q := float32(cf[S-1] * t.n2[l])
+			var q float32
 			k := 0
 			for r := 0; r < P; r++ {
 				br := win[r*lanes+l]
@@ -383,12 +377,12 @@ func illGeneric(bs *basis, t *tile, from, to int) (int, uint32) {
 
 // quadMaxGeneric is the portable twin of the quadMax kernels.
 func quadMaxGeneric(P int, d, coef []float32, t *tile, n, t0 int, best *[lanes]float32, arg *[lanes]int32) {
-	S := P*(P+1)/2 + 1
+	S := P * (P + 1) / 2
 	for i := 0; i < n; i++ {
 		cf := coef[i*S : i*S+S]
 		win := d[i*lanes:]
 		for l := 0; l < lanes; l++ {
-			q := float32(cf[S-1] * t.n2[l])
+			var q float32
 			k := 0
 			for r := 0; r < P; r++ {
 				var acc float32

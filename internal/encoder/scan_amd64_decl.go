@@ -6,11 +6,11 @@ package encoder
 
 type projKernel func(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
-type quadKernel func(d, coef *float32, cls *uint8, thr, n2 *float32, n int) (idx int, mask uint32)
+type quadKernel func(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 type illKernel func(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
 
-type maxKernel func(d, coef, n2 *float32, n, t0 int, best *float32, arg *int32)
+type maxKernel func(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
 func projAVX2N1(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
@@ -211,46 +211,46 @@ func projAVX2SplitN32(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, os
 func projAVX2SplitLoop(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func quadAVX2P1(d, coef *float32, cls *uint8, thr, n2 *float32, n int) (idx int, mask uint32)
+func quadAVX2P1(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P2(d, coef *float32, cls *uint8, thr, n2 *float32, n int) (idx int, mask uint32)
+func quadAVX2P2(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P3(d, coef *float32, cls *uint8, thr, n2 *float32, n int) (idx int, mask uint32)
+func quadAVX2P3(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P4(d, coef *float32, cls *uint8, thr, n2 *float32, n int) (idx int, mask uint32)
+func quadAVX2P4(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P5(d, coef *float32, cls *uint8, thr, n2 *float32, n int) (idx int, mask uint32)
+func quadAVX2P5(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P6(d, coef *float32, cls *uint8, thr, n2 *float32, n int) (idx int, mask uint32)
+func quadAVX2P6(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P7(d, coef *float32, cls *uint8, thr, n2 *float32, n int) (idx int, mask uint32)
+func quadAVX2P7(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P8(d, coef *float32, cls *uint8, thr, n2 *float32, n int) (idx int, mask uint32)
+func quadAVX2P8(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadMaxAVX2P1(d, coef, n2 *float32, n, t0 int, best *float32, arg *int32)
+func quadMaxAVX2P1(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func quadMaxAVX2P2(d, coef, n2 *float32, n, t0 int, best *float32, arg *int32)
+func quadMaxAVX2P2(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func quadMaxAVX2P3(d, coef, n2 *float32, n, t0 int, best *float32, arg *int32)
+func quadMaxAVX2P3(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func quadMaxAVX2P4(d, coef, n2 *float32, n, t0 int, best *float32, arg *int32)
+func quadMaxAVX2P4(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func quadMaxAVX2P5(d, coef, n2 *float32, n, t0 int, best *float32, arg *int32)
+func quadMaxAVX2P5(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func quadMaxAVX2P6(d, coef, n2 *float32, n, t0 int, best *float32, arg *int32)
+func quadMaxAVX2P6(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
 func illAVX2P1(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)

@@ -40,6 +40,7 @@ func (s *searcher) startTile() {
 	s.t.np = (qz.bs.C + 1) / 2
 	s.t.floor = math.Ldexp(1, qz.p.emin()+qz.bias) * (1 - 1e-9)
 	s.t.classSigma = &qz.bs.classSigma
+	s.t.classMargin = &qz.bs.classMargin
 	s.c0, s.c1 = 0, 0
 }
 

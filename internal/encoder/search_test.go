@@ -166,8 +166,9 @@ func TestKernelInputsNeverSubnormal(t *testing.T) {
 			check("‖w̃‖²", x)
 		}
 		for c := range s.t.thr {
-			for _, x := range s.t.thr[c] {
-				check("threshold", x)
+			for l := range s.t.thr[c] {
+				check("threshold", s.t.thr[c][l])
+				check("threshold", s.t.thrK[c][l])
 			}
 		}
 		s.c0, s.c1 = 0, 0

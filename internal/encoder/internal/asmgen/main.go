@@ -59,9 +59,9 @@ func main() {
 // Kernel signatures (Go declarations).
 const (
 	projSig = "(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)"
-	quadSig = "(d, coef *float32, cls *uint8, thr, n2 *float32, n int) (idx int, mask uint32)"
+	quadSig = "(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)"
 	illSig  = "(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)"
-	maxSig  = "(d, coef, n2 *float32, n, t0 int, best *float32, arg *int32)"
+	maxSig  = "(d, coef *float32, n, t0 int, best *float32, arg *int32)"
 )
 
 // maxArgP: quadMax kernels exist up to this P (window, six temporaries and
@@ -91,14 +91,14 @@ func generate() (asm, decl []byte) {
 	}
 	var quads, ills []string
 	for p := 1; p <= maxQuadP; p++ {
-		g := &gen{b: &b, P: p, S: p*(p+1)/2 + 1, name: fmt.Sprintf("quadAVX2P%d", p)}
+		g := &gen{b: &b, P: p, S: p * (p + 1) / 2, name: fmt.Sprintf("quadAVX2P%d", p)}
 		g.quad()
 		quads = append(quads, fmt.Sprintf("\t%d: %s,\n", p, g.name))
 		fmt.Fprintf(&d, "//go:noescape\nfunc %s%s\n\n", g.name, quadSig)
 	}
 	var maxes []string
 	for p := 1; p <= maxArgP; p++ {
-		g := &gen{b: &b, P: p, S: p*(p+1)/2 + 1, name: fmt.Sprintf("quadMaxAVX2P%d", p)}
+		g := &gen{b: &b, P: p, S: p * (p + 1) / 2, name: fmt.Sprintf("quadMaxAVX2P%d", p)}
 		g.quadMax()
 		maxes = append(maxes, fmt.Sprintf("\t%d: %s,\n", p, g.name))
 		fmt.Fprintf(&d, "//go:noescape\nfunc %s%s\n\n", g.name, maxSig)
@@ -365,10 +365,10 @@ func (g *gen) sumLoop(low bool, regs []int, acc int) {
 
 // quad emits the bound kernel for one P: for seed t in [0, n), with
 // b_r = d[(t+r)·8 …] and the seed's coefficient row c = coef[t·S …]
-// (upper triangle of G⁻¹ row by row, off-diagonals doubled, then the
-// margin m), q = Σ_r b_r·(Σ_{s≥r} c_rs·b_s) + m·n2; it returns the first t
-// where q ≥ thr[cls[t]] in some lane (thr: 8 thresholds per σ class), and
-// the lane mask.
+// (upper triangle of G⁻¹ row by row, off-diagonals doubled),
+// q = Σ_r b_r·(Σ_{s≥r} c_rs·b_s); it returns the first t where
+// q ≥ thr[cls[t]] in some lane (thr: 8 thresholds per σ class, the class's
+// float32 margin already taken off), and the lane mask.
 //
 // The fast loop keeps the window b in registers (one new load per seed;
 // unrolled so the registers rotate) and takes one branch per group of U
@@ -378,9 +378,9 @@ func (g *gen) sumLoop(low bool, regs []int, acc int) {
 // terms, rows ready first accumulated first): the scan is bound by
 // latency, not by multiply-adds, on cores with small schedulers.
 //
-// Registers: Y0…Y(P−1) window, Y15 n2, temporaries between. GP: SI d walk,
-// DI coef walk, R10 class walk, BX thresholds, R11 class offset, CX n,
-// R8 t, R9 group end, AX mask.
+// Registers: Y0…Y(P−1) window, temporaries above. GP: SI d walk, DI coef
+// walk, R10 class walk, BX thresholds, R11 class offset, CX n, R8 t,
+// R9 group end, AX mask.
 func (g *gen) quad() {
 	P, S := g.P, g.S
 	U := P
@@ -388,24 +388,21 @@ func (g *gen) quad() {
 		U = 4
 	}
 	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, quadSig)
-	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-60\n", g.name)
+	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-52\n", g.name)
 	g.f("MOVQ d+0(FP), SI")
 	g.f("MOVQ coef+8(FP), DI")
 	g.f("MOVQ cls+16(FP), R10")
 	g.f("MOVQ thr+24(FP), BX")
-	g.f("MOVQ n2+32(FP), AX")
-	g.f("VMOVUPS (AX), Y15")
-	n2 := "Y15"
-	g.f("MOVQ n+40(FP), CX")
+	g.f("MOVQ n+32(FP), CX")
 	g.f("XORQ R8, R8")
 	fast := g.uniq("fast")
 	slow := g.uniq("slow")
 	slowLoop := g.uniq("slowloop")
 	found := g.uniq("found")
 	done := g.uniq("done")
-	// Temporaries: everything between the window and Y15.
+	// Temporaries: everything above the window.
 	var temps []int
-	for r := P; r < 15; r++ {
+	for r := P; r < 16; r++ {
 		temps = append(temps, r)
 	}
 	acc, temps := temps[len(temps)-1], temps[:len(temps)-1]
@@ -427,7 +424,7 @@ func (g *gen) quad() {
 	for u := 0; u < U; u++ {
 		win := func(r int) string { return fmt.Sprintf("Y%d", (u+r)%P) }
 		g.f("VMOVUPS %d(SI), %s", 32*(u+P-1), win(P-1))
-		q := g.bound(win, 4*S*u, n2, temps)
+		q := g.bound(win, 4*S*u, temps)
 		if u == 0 {
 			cmp(u, q, acc)
 		} else {
@@ -452,7 +449,7 @@ func (g *gen) quad() {
 	for r := 0; r < P; r++ {
 		g.f("VMOVUPS %d(SI), Y%d", 32*r, r)
 	}
-	q := g.bound(func(r int) string { return fmt.Sprintf("Y%d", r) }, 0, n2, temps)
+	q := g.bound(func(r int) string { return fmt.Sprintf("Y%d", r) }, 0, temps)
 	cmp(0, q, q)
 	g.f("VMOVMSKPS Y%d, AX", q)
 	g.f("TESTL AX, AX")
@@ -464,24 +461,24 @@ func (g *gen) quad() {
 	g.f("CMPQ R8, CX")
 	g.f("JLT %s", slowLoop)
 	g.l(done)
-	g.f("MOVQ CX, idx+48(FP)")
-	g.f("MOVL $0, mask+56(FP)")
+	g.f("MOVQ CX, idx+40(FP)")
+	g.f("MOVL $0, mask+48(FP)")
 	g.f("VZEROUPPER")
 	g.f("RET")
 	g.l(found)
-	g.f("MOVQ R8, idx+48(FP)")
-	g.f("MOVL AX, mask+56(FP)")
+	g.f("MOVQ R8, idx+40(FP)")
+	g.f("MOVL AX, mask+48(FP)")
 	g.f("VZEROUPPER")
 	g.f("RET")
 }
 
-// bound emits q = Σ_r b_r·(Σ_{s≥r} c_rs·b_s) + m·n2 for the coefficient row
-// at off(DI) and returns q's register. Each row sum is built from pieces
-// of at most two terms (a multiply and a multiply-add, in parallel), the
+// bound emits q = Σ_r b_r·(Σ_{s≥r} c_rs·b_s) for the coefficient row at
+// off(DI) and returns q's register. Each row sum is built from pieces of
+// at most two terms (a multiply and a multiply-add, in parallel), the
 // pieces added, and the rows folded into q by multiply-adds in the order
 // they become ready (short rows first); P ≥ 4 use two chains for q.
-func (g *gen) bound(b func(r int) string, off int, n2 string, temps []int) int {
-	P, S := g.P, g.S
+func (g *gen) bound(b func(r int) string, off int, temps []int) int {
+	P := g.P
 	if len(temps) < 6 {
 		panic(fmt.Sprintf("P=%d: %d temporaries", P, len(temps)))
 	}
@@ -497,14 +494,11 @@ func (g *gen) bound(b func(r int) string, off int, n2 string, temps []int) int {
 	}
 	// Index of c_rs in the packed row-major upper triangle.
 	idx := func(r, s int) int { return r*P - r*(r-1)/2 + (s - r) }
-	// q0 = m·n2.
-	m := bcast(S - 1)
-	g.f("VMULPS %s, Y%d, Y%d", n2, m, q0)
 	chains := 1
 	if P >= 4 {
 		chains = 2
 	}
-	used := [2]bool{true, false}
+	used := [2]bool{}
 	for i := 0; i < P; i++ {
 		r := P - 1 - i // shortest rows first
 		terms := P - r
@@ -545,20 +539,19 @@ func (g *gen) bound(b func(r int) string, off int, n2 string, temps []int) int {
 // and coefficient rows as in quad), each lane's largest q and the first
 // position t0+t reaching it, merged into best and arg (read and written).
 // Registers: Y0…Y(P−1) b, Y12 best, Y13 arg, Y14 position, Y15 ones,
-// temporaries between. GP: SI d walk, DI coef walk, DX n2, CX n.
+// temporaries between. GP: SI d walk, DI coef walk, CX n.
 func (g *gen) quadMax() {
 	P, S := g.P, g.S
 	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, maxSig)
-	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-56\n", g.name)
+	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-48\n", g.name)
 	g.f("MOVQ d+0(FP), SI")
 	g.f("MOVQ coef+8(FP), DI")
-	g.f("MOVQ n2+16(FP), DX")
-	g.f("MOVQ n+24(FP), CX")
-	g.f("MOVQ best+40(FP), AX")
+	g.f("MOVQ n+16(FP), CX")
+	g.f("MOVQ best+32(FP), AX")
 	g.f("VMOVUPS (AX), Y12")
-	g.f("MOVQ arg+48(FP), AX")
+	g.f("MOVQ arg+40(FP), AX")
 	g.f("VMOVDQU (AX), Y13")
-	g.f("MOVQ t0+32(FP), AX")
+	g.f("MOVQ t0+24(FP), AX")
 	g.f("MOVQ AX, X14")
 	g.f("VPBROADCASTD X14, Y14")
 	g.f("MOVL $1, AX")
@@ -576,7 +569,7 @@ func (g *gen) quadMax() {
 	for r := 0; r < P; r++ {
 		g.f("VMOVUPS %d(SI), Y%d", 32*r, r)
 	}
-	q := g.bound(func(r int) string { return fmt.Sprintf("Y%d", r) }, 0, "(DX)", temps)
+	q := g.bound(func(r int) string { return fmt.Sprintf("Y%d", r) }, 0, temps)
 	m := temps[len(temps)-1]
 	g.f("VCMPPS $14, Y12, Y%d, Y%d", q, m) // m = q > best
 	g.f("VMAXPS Y12, Y%d, Y12", q)
@@ -587,9 +580,9 @@ func (g *gen) quadMax() {
 	g.f("DECQ CX")
 	g.f("JNZ %s", loop)
 	g.l(done)
-	g.f("MOVQ best+40(FP), AX")
+	g.f("MOVQ best+32(FP), AX")
 	g.f("VMOVUPS Y12, (AX)")
-	g.f("MOVQ arg+48(FP), AX")
+	g.f("MOVQ arg+40(FP), AX")
 	g.f("VMOVDQU Y13, (AX)")
 	g.f("VZEROUPPER")
 	g.f("RET")
