@@ -1,8 +1,10 @@
 package encoder
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -148,51 +150,71 @@ func buildBasis(K, C, P int) (*basis, error) {
 	}
 	sigmas := make([]float64, L)
 	margins := make([]float64, L) // 0 for excluded and near-singular seeds
-	var illQ []float64
 
-	var g, a, l [MaxLatentDim * MaxLatentDim]float64
-	for i := 0; i < L; i++ {
-		v := cyc.State[i+1 : i+1+C*P]
-		gramInt(v, h, C, P, g[:])
-		// The exclusion test runs on the integer Gram matrix, exactly as the
-		// exact quantizer factors it, so both agree on every seed.
-		copy(l[:P*P], g[:P*P])
-		if !cholesky(l[:], P) {
-			b.excluded[i/64] |= 1 << (i % 64)
-			continue // coefficients and margin stay 0: such seeds can't win
-		}
-		invertCholesky(l[:], a[:], P)
-		if b.ainv != nil {
-			packUpper(a[:], P, b.ainv[i*na:(i+1)*na])
-		}
-		c := b.coef[i*b.stride : (i+1)*b.stride]
-		k := 0
-		sumAbs, trA, trG := 0.0, 0.0, 0.0
-		for r := 0; r < P; r++ {
-			trA += a[r*P+r]
-			trG += g[r*P+r]
-			for s := r; s < P; s++ {
-				x := a[r*P+s]
-				if s != r {
-					x *= 2
+	// Seeds are independent: the positions are split in ranges (whole
+	// words of the excluded bitset) built side by side, and the
+	// near-singular lists joined in position order.
+	nw := max(1, min(runtime.GOMAXPROCS(0), L/4096))
+	per := ((L+nw-1)/nw + 63) &^ 63
+	ills := make([][]int32, nw)
+	illQs := make([][]float64, nw)
+	var wg sync.WaitGroup
+	for wi := 0; wi < nw; wi++ {
+		lo, hi := wi*per, min(L, (wi+1)*per)
+		wg.Add(1)
+		go func(wi, lo, hi int) {
+			defer wg.Done()
+			var g, a, l [MaxLatentDim * MaxLatentDim]float64
+			for i := lo; i < hi; i++ {
+				v := cyc.State[i+1 : i+1+C*P]
+				gramInt(v, h, C, P, g[:])
+				// The exclusion test runs on the integer Gram matrix, exactly
+				// as the exact quantizer factors it, so both agree on every
+				// seed.
+				copy(l[:P*P], g[:P*P])
+				if !cholesky(l[:], P) {
+					b.excluded[i/64] |= 1 << (i % 64)
+					continue // coefficients and margin stay 0: such seeds can't win
 				}
-				c[k] = float32(x)
-				sumAbs += math.Abs(x)
-				k++
+				invertCholesky(l[:], a[:], P)
+				if b.ainv != nil {
+					packUpper(a[:], P, b.ainv[i*na:(i+1)*na])
+				}
+				c := b.coef[i*b.stride : (i+1)*b.stride]
+				k := 0
+				sumAbs, trA, trG := 0.0, 0.0, 0.0
+				for r := 0; r < P; r++ {
+					trA += a[r*P+r]
+					trG += g[r*P+r]
+					for s := r; s < P; s++ {
+						x := a[r*P+s]
+						if s != r {
+							x *= 2
+						}
+						c[k] = float32(x)
+						sumAbs += math.Abs(x)
+						k++
+					}
+				}
+				sigmas[i] = sigmaLB(a[:], P, h)
+				m := pruneMargin(K, C, P, trA, trG, sumAbs)
+				if m > illMargin {
+					for k := range c {
+						c[k] = 0
+					}
+					ills[wi] = append(ills[wi], int32(i))
+					illQs[wi] = append(illQs[wi], orthonormal(v, h, C, P)...)
+					continue
+				}
+				margins[i] = m
 			}
-		}
-		sigmas[i] = sigmaLB(a[:], P, h)
-		b.bySigma = append(b.bySigma, int32(i))
-		m := pruneMargin(K, C, P, trA, trG, sumAbs)
-		if m > illMargin {
-			for k := range c {
-				c[k] = 0
-			}
-			b.ill = append(b.ill, int32(i))
-			illQ = append(illQ, orthonormal(v, h, C, P)...)
-			continue
-		}
-		margins[i] = m
+		}(wi, lo, hi)
+	}
+	wg.Wait()
+	var illQ []float64
+	for wi := range ills {
+		b.ill = append(b.ill, ills[wi]...)
+		illQ = append(illQ, illQs[wi]...)
 	}
 	b.illQ32 = make([]float32, len(illQ))
 	for i, x := range illQ {
@@ -201,36 +223,44 @@ func buildBasis(K, C, P int) (*basis, error) {
 	// |Δd_p| ≤ (C+2)·u·‖w‖ for each unit column, so |Δ Σ d_p²| ≤
 	// (2(C+2)√P + P + 2)·u·‖w‖²; doubled for safety.
 	b.illM = roundUp32(2 * (2*float64(C+2)*math.Sqrt(float64(P)) + float64(P) + 4) * u32)
-	sort.Slice(b.bySigma, func(x, y int) bool {
-		sx, sy := sigmas[b.bySigma[x]], sigmas[b.bySigma[y]]
-		return sx < sy || (sx == sy && b.bySigma[x] < b.bySigma[y])
-	})
-	b.bySigma = append([]int32(nil), b.bySigma[:min(len(b.bySigma), b.tinyMax()+1)]...)
-	b.sigma = make([]float32, len(b.bySigma))
-	for i, pos := range b.bySigma {
-		b.sigma[i] = roundDown32(sigmas[pos])
-	}
-	// Class edges from the bulk's top (a high quantile: the very largest σ
-	// are outliers): quarter octaves over the bulk, then two octaves per
-	// class down to the near-singular seeds.
+	// σ order, as far as tiny needs it (the smallest tinyMax+1), and the
+	// bulk's top: a high quantile, since the very largest σ are outliers.
 	sorted := make([]float64, 0, L)
 	for i, x := range sigmas {
 		if !b.isExcluded(i) {
 			sorted = append(sorted, x)
 		}
 	}
+	if len(sorted) == 0 {
+		return nil, fmt.Errorf("K=%d C=%d P=%d: every seed's basis is rank-deficient", K, C, P)
+	}
 	slices.Sort(sorted)
 	top := sorted[min(len(sorted)-1, len(sorted)*999/1000)]
+	keep := min(len(sorted), b.tinyMax()+1)
+	if keep > 0 {
+		cut := sorted[keep-1]
+		for i, x := range sigmas {
+			if !b.isExcluded(i) && x <= cut {
+				b.bySigma = append(b.bySigma, int32(i))
+			}
+		}
+		slices.SortFunc(b.bySigma, func(x, y int32) int {
+			return cmp.Or(cmp.Compare(sigmas[x], sigmas[y]), cmp.Compare(x, y))
+		})
+		b.bySigma = b.bySigma[:keep:keep]
+	}
 	sorted = nil
+	b.sigma = make([]float32, len(b.bySigma))
+	for i, pos := range b.bySigma {
+		b.sigma[i] = roundDown32(sigmas[pos])
+	}
 	for c := 1; c < classes; c++ {
 		b.classSigma[c] = top * classEdge(c)
 	}
 	b.class = make([]uint8, L)
 	for i, x := range sigmas {
-		c := classes - 1
-		for c > 0 && x < b.classSigma[c] {
-			c--
-		}
+		// The largest c with classSigma[c] ≤ x (classSigma[0] = 0 ≤ x).
+		c := sort.Search(classes, func(c int) bool { return b.classSigma[c] > x }) - 1
 		b.class[i] = uint8(c)
 		b.classMargin[c] = math.Max(b.classMargin[c], margins[i])
 	}
