@@ -191,7 +191,9 @@ func buildBasis(K, C, P int) (*basis, error) {
 						if s != r {
 							x *= 2
 						}
-						c[k] = float32(x)
+						// The projections of a truncated table (K > 16) are
+						// 2^−shift of the true ones: an exact rescaling.
+						c[k] = float32(math.Ldexp(x, 2*dec.shift))
 						sumAbs += math.Abs(x)
 						k++
 					}

@@ -17,17 +17,12 @@ func kernelsFor(k Kernel, bs *basis) kernels {
 	}
 	out := genericKernels
 	np := (bs.C + 1) / 2
-	table := &projUnrolled
-	loop := projAVX2Loop
-	if bs.dec.split {
-		table, loop = &projSplitUnrolled, projAVX2SplitLoop
-	}
-	kern := loop
-	if np < len(table) && table[np] != nil && k != kernelLooped {
-		kern = table[np]
+	kern := projAVX2Loop
+	if np < len(projUnrolled) && projUnrolled[np] != nil && k != kernelLooped {
+		kern = projUnrolled[np]
 	}
 	out.proj = func(d *decTable, t *tile, k0, nk int, buf []float32) {
-		kern(&d.tab[0], 2*d.P*d.rowLen, 2*d.rowLen, &t.w16[0], t.np, k0, nk, d.P, d.P*32, &buf[0])
+		kern(&d.tab[0], 2*d.rowLen, &t.w16[0], t.np, k0, nk, d.P, d.P*32, &buf[0])
 	}
 	if P := bs.P; P < len(quadAVX2) && quadAVX2[P] != nil {
 		q := quadAVX2[P]

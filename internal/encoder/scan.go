@@ -15,11 +15,14 @@ import (
 //     û = V − 2^{K−1} fit int16 for K ≤ 16, so every projection
 //     d_j = Σ_c û[j + c·P]·w̃_c is an exact int32 (|d_j| ≤ 32767·65535 < 2^31),
 //     computed with int16 multiply-adds (VPMADDWD) and rounded once to
-//     float32. For K > 16, û = 256·hi + lo is split into two int16 parts,
-//     each projected exactly, and combined in float32 (d = 256·hi + lo).
+//     float32. For K > 16 the table holds ⌊û/2^s⌋ (s = K−16, so it fits
+//     int16); the projection of that is exact, and the truncated part,
+//     0 ≤ û − 2^s⌊û/2^s⌋ < 2^s, adds an error below (2^s−1)·√C·‖w̃‖ that
+//     the margin covers (projError). The scale 2^s is folded into the
+//     bound's coefficients (exact).
 //  2. Bounds. Seed i has b = (d_{i+1} … d_{i+P}) (the sliding window: its
 //     basis columns are every P-th state from i+1), and the float32 bound
-//     q̃ = bᵀG⁻¹b + m_i·‖w̃‖² is compared with the lane's threshold.
+//     q̃ = bᵀG⁻¹b is compared with its σ class's threshold for the lane.
 //
 // Rounding w to w̃ moves each projection norm by at most ε = ‖w̃ − α·w‖
 // (projections are non-expansive), so a seed that can reach an exact error
@@ -29,14 +32,13 @@ import (
 
 // decTable is the centered cycle split by residue mod P: row r holds
 // û[r + k·P] for k = 0, 1, … (the column of every seed whose first state
-// is at position r + k·P is the row's run from k, one entry per weight). For
-// K > 16 rows hold the high part û >> 8 and a second table, lo int16s
-// after the first, the low byte û & 255.
+// is at position r + k·P is the row's run from k, one entry per weight),
+// shifted right by shift = max(0, K−16) bits.
 type decTable struct {
 	K, P   int
 	rowLen int     // int16 entries per row
-	tab    []int16 // P rows (then P low-part rows when split)
-	split  bool
+	tab    []int16 // P rows
+	shift  int
 }
 
 type decTableKey struct{ K, P int }
@@ -46,8 +48,8 @@ var (
 	decTableCache = map[decTableKey]*decTable{}
 )
 
-// splitK is the widest seed whose centered states fit int16.
-const splitK = 16
+// exactK is the widest seed whose centered states fit int16.
+const exactK = 16
 
 func decTableFor(K, P int) (*decTable, error) {
 	decTableMu.Lock()
@@ -64,24 +66,13 @@ func decTableFor(K, P int) (*decTable, error) {
 	// Positions up to L + P (the last seed's window) plus a chunk's
 	// overshoot; each row is read up to MaxBlockSize+2 entries further.
 	rowLen := (L+P)/P + 2 + MaxBlockSize + 2
-	d := &decTable{K: K, P: P, rowLen: rowLen, split: K > splitK}
-	n := P * rowLen
-	if d.split {
-		d.tab = make([]int16, 2*n)
-	} else {
-		d.tab = make([]int16, n)
-	}
+	d := &decTable{K: K, P: P, rowLen: rowLen, shift: max(0, K-exactK)}
+	d.tab = make([]int16, P*rowLen)
 	for r := 0; r < P; r++ {
 		row := d.tab[r*rowLen : (r+1)*rowLen]
 		j := r
 		for k := range row {
-			u := int64(cyc.State[j%L]) - h
-			if d.split {
-				row[k] = int16(u >> 8)
-				d.tab[n+r*rowLen+k] = int16(u & 255)
-			} else {
-				row[k] = int16(u)
-			}
+			row[k] = int16((int64(cyc.State[j%L]) - h) >> d.shift)
 			j += P
 		}
 	}
@@ -90,16 +81,16 @@ func decTableFor(K, P int) (*decTable, error) {
 }
 
 // projError returns (κ, λ) with |d̃_j − d_j| ≤ (κ·‖û_j‖ + λ)·‖w̃‖ for the
-// float32 projections d̃ of column û_j (C entries): one rounding of an exact
-// int32 for K ≤ 16; for K > 16, 256·hi and lo are each rounded and summed
-// with one more rounding, |err| ≤ 2u(1+u)·Σ(256|hi_c| + lo_c)|w̃_c| and
-// 256|hi_c| + lo_c ≤ |û_c| + 511.
+// float32 projections d̃ of column û_j (C entries, integer units): one
+// rounding of an exact int32 for K ≤ 16; for K > 16 also the truncated
+// part, at most (2^s − 1)·Σ|w̃_c| ≤ (2^s − 1)·√C·‖w̃‖, and the rounding of
+// the truncated sum (κ slightly above u covers both roundings' products).
 func projError(K, C int) (kappa, lambda float64) {
-	if K <= splitK {
+	if K <= exactK {
 		return u32, 0
 	}
-	kappa = 2.01 * u32
-	return kappa, kappa * 511 * math.Sqrt(float64(C))
+	s := float64(int64(1)<<(K-exactK) - 1)
+	return 1.01 * u32, 1.01 * s * math.Sqrt(float64(C))
 }
 
 // tile is the kernels' input: up to 8 blocks as integers, pairs of weights
@@ -287,31 +278,22 @@ func (s *searcher) scan(from, to int) (int, uint32) {
 }
 
 // projGeneric is the portable twin of the proj kernels (bit-identical: the
-// sums are exact integers, converted and combined as the kernels do).
+// sums are exact integers, converted to float32 once).
 func projGeneric(d *decTable, t *tile, k0, nk int, out []float32) {
 	P, np := d.P, t.np
-	lo := P * d.rowLen
 	for r := 0; r < P; r++ {
 		row := d.tab[r*d.rowLen:]
 		for k := 0; k < nk; k++ {
 			u := row[k0+k:]
 			o := out[(k*P+r)*lanes : (k*P+r+1)*lanes]
 			for l := 0; l < lanes; l++ {
-				var hi, low int32
+				var sum int32
 				for m := 0; m < np; m++ {
 					x := uint32(t.w16[m*lanes+l])
 					w0, w1 := int32(int16(x)), int32(int16(x>>16))
-					hi += int32(u[2*m])*w0 + int32(u[2*m+1])*w1
-					if d.split {
-						ul := d.tab[lo+r*d.rowLen+k0+k:]
-						low += int32(ul[2*m])*w0 + int32(ul[2*m+1])*w1
-					}
+					sum += int32(u[2*m])*w0 + int32(u[2*m+1])*w1
 				}
-				if d.split {
-					o[l] = float32(float32(hi)*256) + float32(low)
-				} else {
-					o[l] = float32(hi)
-				}
+				o[l] = float32(sum)
 			}
 		}
 	}

@@ -4,18 +4,17 @@
 
 #include "textflag.h"
 
-// func projAVX2N1(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N1(SB), NOSPLIT, $0-80
+// func projAVX2N1(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N1(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N1_done_1
 	TESTQ R10, R10
@@ -61,18 +60,17 @@ projAVX2N1_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N2(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N2(SB), NOSPLIT, $0-80
+// func projAVX2N2(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N2(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N2_done_1
 	TESTQ R10, R10
@@ -128,18 +126,17 @@ projAVX2N2_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N3(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N3(SB), NOSPLIT, $0-80
+// func projAVX2N3(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N3(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N3_done_1
 	TESTQ R10, R10
@@ -205,18 +202,17 @@ projAVX2N3_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N4(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N4(SB), NOSPLIT, $0-80
+// func projAVX2N4(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N4(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N4_done_1
 	TESTQ R10, R10
@@ -292,18 +288,17 @@ projAVX2N4_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N5(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N5(SB), NOSPLIT, $0-80
+// func projAVX2N5(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N5(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N5_done_1
 	TESTQ R10, R10
@@ -389,18 +384,17 @@ projAVX2N5_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N6(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N6(SB), NOSPLIT, $0-80
+// func projAVX2N6(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N6(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N6_done_1
 	TESTQ R10, R10
@@ -496,18 +490,17 @@ projAVX2N6_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N7(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N7(SB), NOSPLIT, $0-80
+// func projAVX2N7(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N7(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N7_done_1
 	TESTQ R10, R10
@@ -613,18 +606,17 @@ projAVX2N7_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N8(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N8(SB), NOSPLIT, $0-80
+// func projAVX2N8(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N8(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N8_done_1
 	TESTQ R10, R10
@@ -740,18 +732,17 @@ projAVX2N8_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N9(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N9(SB), NOSPLIT, $0-80
+// func projAVX2N9(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N9(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N9_done_1
 	TESTQ R10, R10
@@ -868,18 +859,17 @@ projAVX2N9_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N10(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N10(SB), NOSPLIT, $0-80
+// func projAVX2N10(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N10(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N10_done_1
 	TESTQ R10, R10
@@ -1005,18 +995,17 @@ projAVX2N10_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N11(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N11(SB), NOSPLIT, $0-80
+// func projAVX2N11(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N11(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N11_done_1
 	TESTQ R10, R10
@@ -1151,18 +1140,17 @@ projAVX2N11_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N12(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N12(SB), NOSPLIT, $0-80
+// func projAVX2N12(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N12(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N12_done_1
 	TESTQ R10, R10
@@ -1306,18 +1294,17 @@ projAVX2N12_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N13(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N13(SB), NOSPLIT, $0-80
+// func projAVX2N13(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N13(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N13_done_1
 	TESTQ R10, R10
@@ -1470,18 +1457,17 @@ projAVX2N13_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N14(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N14(SB), NOSPLIT, $0-80
+// func projAVX2N14(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N14(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N14_done_1
 	TESTQ R10, R10
@@ -1643,18 +1629,17 @@ projAVX2N14_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N15(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N15(SB), NOSPLIT, $0-80
+// func projAVX2N15(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N15(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N15_done_1
 	TESTQ R10, R10
@@ -1825,18 +1810,17 @@ projAVX2N15_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N16(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N16(SB), NOSPLIT, $0-80
+// func projAVX2N16(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N16(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N16_done_1
 	TESTQ R10, R10
@@ -2016,18 +2000,17 @@ projAVX2N16_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N17(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N17(SB), NOSPLIT, $0-80
+// func projAVX2N17(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N17(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N17_done_1
 	TESTQ R10, R10
@@ -2216,18 +2199,17 @@ projAVX2N17_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N18(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N18(SB), NOSPLIT, $0-80
+// func projAVX2N18(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N18(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N18_done_1
 	TESTQ R10, R10
@@ -2425,18 +2407,17 @@ projAVX2N18_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N19(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N19(SB), NOSPLIT, $0-80
+// func projAVX2N19(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N19(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N19_done_1
 	TESTQ R10, R10
@@ -2643,18 +2624,17 @@ projAVX2N19_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N20(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N20(SB), NOSPLIT, $0-80
+// func projAVX2N20(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N20(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N20_done_1
 	TESTQ R10, R10
@@ -2870,18 +2850,17 @@ projAVX2N20_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N21(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N21(SB), NOSPLIT, $0-80
+// func projAVX2N21(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N21(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N21_done_1
 	TESTQ R10, R10
@@ -3106,18 +3085,17 @@ projAVX2N21_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N22(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N22(SB), NOSPLIT, $0-80
+// func projAVX2N22(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N22(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N22_done_1
 	TESTQ R10, R10
@@ -3351,18 +3329,17 @@ projAVX2N22_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N23(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N23(SB), NOSPLIT, $0-80
+// func projAVX2N23(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N23(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N23_done_1
 	TESTQ R10, R10
@@ -3605,18 +3582,17 @@ projAVX2N23_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N24(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N24(SB), NOSPLIT, $0-80
+// func projAVX2N24(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N24(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N24_done_1
 	TESTQ R10, R10
@@ -3868,18 +3844,17 @@ projAVX2N24_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N25(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N25(SB), NOSPLIT, $0-80
+// func projAVX2N25(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N25(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N25_done_1
 	TESTQ R10, R10
@@ -4140,18 +4115,17 @@ projAVX2N25_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N26(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N26(SB), NOSPLIT, $0-80
+// func projAVX2N26(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N26(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N26_done_1
 	TESTQ R10, R10
@@ -4421,18 +4395,17 @@ projAVX2N26_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N27(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N27(SB), NOSPLIT, $0-80
+// func projAVX2N27(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N27(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N27_done_1
 	TESTQ R10, R10
@@ -4711,18 +4684,17 @@ projAVX2N27_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N28(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N28(SB), NOSPLIT, $0-80
+// func projAVX2N28(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N28(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N28_done_1
 	TESTQ R10, R10
@@ -5010,18 +4982,17 @@ projAVX2N28_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N29(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N29(SB), NOSPLIT, $0-80
+// func projAVX2N29(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N29(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N29_done_1
 	TESTQ R10, R10
@@ -5318,18 +5289,17 @@ projAVX2N29_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N30(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N30(SB), NOSPLIT, $0-80
+// func projAVX2N30(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N30(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N30_done_1
 	TESTQ R10, R10
@@ -5635,18 +5605,17 @@ projAVX2N30_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N31(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N31(SB), NOSPLIT, $0-80
+// func projAVX2N31(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N31(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N31_done_1
 	TESTQ R10, R10
@@ -5961,18 +5930,17 @@ projAVX2N31_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2N32(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2N32(SB), NOSPLIT, $0-80
+// func projAVX2N32(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2N32(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2N32_done_1
 	TESTQ R10, R10
@@ -6296,18 +6264,17 @@ projAVX2N32_done_1:
 	VZEROUPPER
 	RET
 
-// func projAVX2Loop(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2Loop(SB), NOSPLIT, $0-80
+// func projAVX2Loop(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+TEXT ·projAVX2Loop(SB), NOSPLIT, $0-72
 	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
+	MOVQ rowStride+8(FP), R8
+	MOVQ w+16(FP), BX
+	MOVQ k0+32(FP), AX
 	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
+	MOVQ nk+40(FP), R9
+	MOVQ p+48(FP), R10
+	MOVQ ostride+56(FP), R11
+	MOVQ out+64(FP), R13
 	TESTQ R9, R9
 	JZ projAVX2Loop_done_1
 	TESTQ R10, R10
@@ -6319,7 +6286,7 @@ projAVX2Loop_row_2:
 projAVX2Loop_k_3:
 	VPXOR Y0, Y0, Y0
 	VPXOR Y2, Y2, Y2
-	MOVQ np+32(FP), AX
+	MOVQ np+24(FP), AX
 	SHLQ $2, AX
 	ANDQ $-8, AX
 	XORQ R11, R11
@@ -6336,7 +6303,7 @@ projAVX2Loop_m_5:
 	CMPQ R11, AX
 	JLT projAVX2Loop_m_5
 projAVX2Loop_mfin_6:
-	TESTQ $1, np+32(FP)
+	TESTQ $1, np+24(FP)
 	JZ projAVX2Loop_even_7
 	VBROADCASTSS (SI)(R11*1), Y1
 	VPMADDWD (BX)(R11*8), Y1, Y1
@@ -6346,7 +6313,7 @@ projAVX2Loop_even_7:
 	VCVTDQ2PS Y0, Y0
 	VMOVUPS Y0, (DI)
 	ADDQ $2, SI
-	ADDQ ostride+64(FP), DI
+	ADDQ ostride+56(FP), DI
 	DECQ CX
 	JNZ projAVX2Loop_k_3
 projAVX2Loop_next_4:
@@ -6355,4553 +6322,6 @@ projAVX2Loop_next_4:
 	DECQ R10
 	JNZ projAVX2Loop_row_2
 projAVX2Loop_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN1(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN1(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN1_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN1_done_1
-	VMOVDQU 0(BX), Y0
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN1_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN1_k_3:
-	VBROADCASTSS 0(SI), Y1
-	VPMADDWD Y0, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VBROADCASTSS 0(SI)(DX*1), Y2
-	VPMADDWD Y0, Y2, Y2
-	VCVTDQ2PS Y2, Y2
-	VFMADD231PS Y15, Y1, Y2
-	VMOVUPS Y2, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN1_k_3
-projAVX2SplitN1_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN1_row_2
-projAVX2SplitN1_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN2(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN2(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN2_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN2_done_1
-	VMOVDQU 0(BX), Y0
-	VMOVDQU 32(BX), Y1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN2_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN2_k_3:
-	VBROADCASTSS 0(SI), Y2
-	VPMADDWD Y0, Y2, Y2
-	VBROADCASTSS 4(SI), Y4
-	VPMADDWD Y1, Y4, Y4
-	VPADDD Y4, Y2, Y2
-	VCVTDQ2PS Y2, Y2
-	VBROADCASTSS 0(SI)(DX*1), Y3
-	VPMADDWD Y0, Y3, Y3
-	VBROADCASTSS 4(SI)(DX*1), Y4
-	VPMADDWD Y1, Y4, Y4
-	VPADDD Y4, Y3, Y3
-	VCVTDQ2PS Y3, Y3
-	VFMADD231PS Y15, Y2, Y3
-	VMOVUPS Y3, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN2_k_3
-projAVX2SplitN2_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN2_row_2
-projAVX2SplitN2_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN3(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN3(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN3_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN3_done_1
-	VMOVDQU 0(BX), Y0
-	VMOVDQU 32(BX), Y1
-	VMOVDQU 64(BX), Y2
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN3_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN3_k_3:
-	VBROADCASTSS 0(SI), Y3
-	VPMADDWD Y0, Y3, Y3
-	VBROADCASTSS 4(SI), Y5
-	VPMADDWD Y1, Y5, Y5
-	VBROADCASTSS 8(SI), Y6
-	VPMADDWD Y2, Y6, Y6
-	VPADDD Y6, Y3, Y3
-	VPADDD Y5, Y3, Y3
-	VCVTDQ2PS Y3, Y3
-	VBROADCASTSS 0(SI)(DX*1), Y4
-	VPMADDWD Y0, Y4, Y4
-	VBROADCASTSS 4(SI)(DX*1), Y5
-	VPMADDWD Y1, Y5, Y5
-	VBROADCASTSS 8(SI)(DX*1), Y6
-	VPMADDWD Y2, Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VPADDD Y5, Y4, Y4
-	VCVTDQ2PS Y4, Y4
-	VFMADD231PS Y15, Y3, Y4
-	VMOVUPS Y4, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN3_k_3
-projAVX2SplitN3_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN3_row_2
-projAVX2SplitN3_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN4(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN4(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN4_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN4_done_1
-	VMOVDQU 0(BX), Y0
-	VMOVDQU 32(BX), Y1
-	VMOVDQU 64(BX), Y2
-	VMOVDQU 96(BX), Y3
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN4_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN4_k_3:
-	VBROADCASTSS 0(SI), Y4
-	VPMADDWD Y0, Y4, Y4
-	VBROADCASTSS 4(SI), Y6
-	VPMADDWD Y1, Y6, Y6
-	VBROADCASTSS 8(SI), Y7
-	VPMADDWD Y2, Y7, Y7
-	VBROADCASTSS 12(SI), Y8
-	VPMADDWD Y3, Y8, Y8
-	VPADDD Y7, Y4, Y4
-	VPADDD Y8, Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VCVTDQ2PS Y4, Y4
-	VBROADCASTSS 0(SI)(DX*1), Y5
-	VPMADDWD Y0, Y5, Y5
-	VBROADCASTSS 4(SI)(DX*1), Y6
-	VPMADDWD Y1, Y6, Y6
-	VBROADCASTSS 8(SI)(DX*1), Y7
-	VPMADDWD Y2, Y7, Y7
-	VBROADCASTSS 12(SI)(DX*1), Y8
-	VPMADDWD Y3, Y8, Y8
-	VPADDD Y7, Y5, Y5
-	VPADDD Y8, Y6, Y6
-	VPADDD Y6, Y5, Y5
-	VCVTDQ2PS Y5, Y5
-	VFMADD231PS Y15, Y4, Y5
-	VMOVUPS Y5, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN4_k_3
-projAVX2SplitN4_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN4_row_2
-projAVX2SplitN4_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN5(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN5(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN5_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN5_done_1
-	VMOVDQU 0(BX), Y0
-	VMOVDQU 32(BX), Y1
-	VMOVDQU 64(BX), Y2
-	VMOVDQU 96(BX), Y3
-	VMOVDQU 128(BX), Y4
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN5_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN5_k_3:
-	VBROADCASTSS 0(SI), Y5
-	VPMADDWD Y0, Y5, Y5
-	VBROADCASTSS 4(SI), Y7
-	VPMADDWD Y1, Y7, Y7
-	VBROADCASTSS 8(SI), Y8
-	VPMADDWD Y2, Y8, Y8
-	VBROADCASTSS 12(SI), Y9
-	VPMADDWD Y3, Y9, Y9
-	VBROADCASTSS 16(SI), Y14
-	VPMADDWD Y4, Y14, Y14
-	VPADDD Y14, Y5, Y5
-	VPADDD Y8, Y5, Y5
-	VPADDD Y9, Y7, Y7
-	VPADDD Y7, Y5, Y5
-	VCVTDQ2PS Y5, Y5
-	VBROADCASTSS 0(SI)(DX*1), Y6
-	VPMADDWD Y0, Y6, Y6
-	VBROADCASTSS 4(SI)(DX*1), Y7
-	VPMADDWD Y1, Y7, Y7
-	VBROADCASTSS 8(SI)(DX*1), Y8
-	VPMADDWD Y2, Y8, Y8
-	VBROADCASTSS 12(SI)(DX*1), Y9
-	VPMADDWD Y3, Y9, Y9
-	VBROADCASTSS 16(SI)(DX*1), Y14
-	VPMADDWD Y4, Y14, Y14
-	VPADDD Y14, Y6, Y6
-	VPADDD Y8, Y6, Y6
-	VPADDD Y9, Y7, Y7
-	VPADDD Y7, Y6, Y6
-	VCVTDQ2PS Y6, Y6
-	VFMADD231PS Y15, Y5, Y6
-	VMOVUPS Y6, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN5_k_3
-projAVX2SplitN5_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN5_row_2
-projAVX2SplitN5_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN6(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN6(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN6_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN6_done_1
-	VMOVDQU 0(BX), Y0
-	VMOVDQU 32(BX), Y1
-	VMOVDQU 64(BX), Y2
-	VMOVDQU 96(BX), Y3
-	VMOVDQU 128(BX), Y4
-	VMOVDQU 160(BX), Y5
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN6_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN6_k_3:
-	VBROADCASTSS 0(SI), Y6
-	VPMADDWD Y0, Y6, Y6
-	VBROADCASTSS 4(SI), Y8
-	VPMADDWD Y1, Y8, Y8
-	VBROADCASTSS 8(SI), Y9
-	VPMADDWD Y2, Y9, Y9
-	VBROADCASTSS 12(SI), Y10
-	VPMADDWD Y3, Y10, Y10
-	VBROADCASTSS 16(SI), Y11
-	VPMADDWD Y4, Y11, Y11
-	VPADDD Y11, Y6, Y6
-	VBROADCASTSS 20(SI), Y12
-	VPMADDWD Y5, Y12, Y12
-	VPADDD Y12, Y8, Y8
-	VPADDD Y9, Y6, Y6
-	VPADDD Y10, Y8, Y8
-	VPADDD Y8, Y6, Y6
-	VCVTDQ2PS Y6, Y6
-	VBROADCASTSS 0(SI)(DX*1), Y7
-	VPMADDWD Y0, Y7, Y7
-	VBROADCASTSS 4(SI)(DX*1), Y8
-	VPMADDWD Y1, Y8, Y8
-	VBROADCASTSS 8(SI)(DX*1), Y9
-	VPMADDWD Y2, Y9, Y9
-	VBROADCASTSS 12(SI)(DX*1), Y10
-	VPMADDWD Y3, Y10, Y10
-	VBROADCASTSS 16(SI)(DX*1), Y11
-	VPMADDWD Y4, Y11, Y11
-	VPADDD Y11, Y7, Y7
-	VBROADCASTSS 20(SI)(DX*1), Y12
-	VPMADDWD Y5, Y12, Y12
-	VPADDD Y12, Y8, Y8
-	VPADDD Y9, Y7, Y7
-	VPADDD Y10, Y8, Y8
-	VPADDD Y8, Y7, Y7
-	VCVTDQ2PS Y7, Y7
-	VFMADD231PS Y15, Y6, Y7
-	VMOVUPS Y7, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN6_k_3
-projAVX2SplitN6_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN6_row_2
-projAVX2SplitN6_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN7(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN7(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN7_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN7_done_1
-	VMOVDQU 0(BX), Y0
-	VMOVDQU 32(BX), Y1
-	VMOVDQU 64(BX), Y2
-	VMOVDQU 96(BX), Y3
-	VMOVDQU 128(BX), Y4
-	VMOVDQU 160(BX), Y5
-	VMOVDQU 192(BX), Y6
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN7_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN7_k_3:
-	VBROADCASTSS 0(SI), Y7
-	VPMADDWD Y0, Y7, Y7
-	VBROADCASTSS 4(SI), Y9
-	VPMADDWD Y1, Y9, Y9
-	VBROADCASTSS 8(SI), Y10
-	VPMADDWD Y2, Y10, Y10
-	VBROADCASTSS 12(SI), Y11
-	VPMADDWD Y3, Y11, Y11
-	VBROADCASTSS 16(SI), Y13
-	VPMADDWD Y4, Y13, Y13
-	VPADDD Y13, Y7, Y7
-	VBROADCASTSS 20(SI), Y14
-	VPMADDWD Y5, Y14, Y14
-	VPADDD Y14, Y9, Y9
-	VBROADCASTSS 24(SI), Y12
-	VPMADDWD Y6, Y12, Y12
-	VPADDD Y12, Y10, Y10
-	VPADDD Y10, Y7, Y7
-	VPADDD Y11, Y9, Y9
-	VPADDD Y9, Y7, Y7
-	VCVTDQ2PS Y7, Y7
-	VBROADCASTSS 0(SI)(DX*1), Y8
-	VPMADDWD Y0, Y8, Y8
-	VBROADCASTSS 4(SI)(DX*1), Y9
-	VPMADDWD Y1, Y9, Y9
-	VBROADCASTSS 8(SI)(DX*1), Y10
-	VPMADDWD Y2, Y10, Y10
-	VBROADCASTSS 12(SI)(DX*1), Y11
-	VPMADDWD Y3, Y11, Y11
-	VBROADCASTSS 16(SI)(DX*1), Y13
-	VPMADDWD Y4, Y13, Y13
-	VPADDD Y13, Y8, Y8
-	VBROADCASTSS 20(SI)(DX*1), Y14
-	VPMADDWD Y5, Y14, Y14
-	VPADDD Y14, Y9, Y9
-	VBROADCASTSS 24(SI)(DX*1), Y12
-	VPMADDWD Y6, Y12, Y12
-	VPADDD Y12, Y10, Y10
-	VPADDD Y10, Y8, Y8
-	VPADDD Y11, Y9, Y9
-	VPADDD Y9, Y8, Y8
-	VCVTDQ2PS Y8, Y8
-	VFMADD231PS Y15, Y7, Y8
-	VMOVUPS Y8, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN7_k_3
-projAVX2SplitN7_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN7_row_2
-projAVX2SplitN7_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN8(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN8(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN8_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN8_done_1
-	VMOVDQU 0(BX), Y0
-	VMOVDQU 32(BX), Y1
-	VMOVDQU 64(BX), Y2
-	VMOVDQU 96(BX), Y3
-	VMOVDQU 128(BX), Y4
-	VMOVDQU 160(BX), Y5
-	VMOVDQU 192(BX), Y6
-	VMOVDQU 224(BX), Y7
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN8_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN8_k_3:
-	VBROADCASTSS 0(SI), Y8
-	VPMADDWD Y0, Y8, Y8
-	VBROADCASTSS 4(SI), Y10
-	VPMADDWD Y1, Y10, Y10
-	VBROADCASTSS 8(SI), Y11
-	VPMADDWD Y2, Y11, Y11
-	VBROADCASTSS 12(SI), Y12
-	VPMADDWD Y3, Y12, Y12
-	VBROADCASTSS 16(SI), Y13
-	VPMADDWD Y4, Y13, Y13
-	VPADDD Y13, Y8, Y8
-	VBROADCASTSS 20(SI), Y14
-	VPMADDWD Y5, Y14, Y14
-	VPADDD Y14, Y10, Y10
-	VBROADCASTSS 24(SI), Y13
-	VPMADDWD Y6, Y13, Y13
-	VPADDD Y13, Y11, Y11
-	VBROADCASTSS 28(SI), Y14
-	VPMADDWD Y7, Y14, Y14
-	VPADDD Y14, Y12, Y12
-	VPADDD Y11, Y8, Y8
-	VPADDD Y12, Y10, Y10
-	VPADDD Y10, Y8, Y8
-	VCVTDQ2PS Y8, Y8
-	VBROADCASTSS 0(SI)(DX*1), Y9
-	VPMADDWD Y0, Y9, Y9
-	VBROADCASTSS 4(SI)(DX*1), Y10
-	VPMADDWD Y1, Y10, Y10
-	VBROADCASTSS 8(SI)(DX*1), Y11
-	VPMADDWD Y2, Y11, Y11
-	VBROADCASTSS 12(SI)(DX*1), Y12
-	VPMADDWD Y3, Y12, Y12
-	VBROADCASTSS 16(SI)(DX*1), Y13
-	VPMADDWD Y4, Y13, Y13
-	VPADDD Y13, Y9, Y9
-	VBROADCASTSS 20(SI)(DX*1), Y14
-	VPMADDWD Y5, Y14, Y14
-	VPADDD Y14, Y10, Y10
-	VBROADCASTSS 24(SI)(DX*1), Y13
-	VPMADDWD Y6, Y13, Y13
-	VPADDD Y13, Y11, Y11
-	VBROADCASTSS 28(SI)(DX*1), Y14
-	VPMADDWD Y7, Y14, Y14
-	VPADDD Y14, Y12, Y12
-	VPADDD Y11, Y9, Y9
-	VPADDD Y12, Y10, Y10
-	VPADDD Y10, Y9, Y9
-	VCVTDQ2PS Y9, Y9
-	VFMADD231PS Y15, Y8, Y9
-	VMOVUPS Y9, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN8_k_3
-projAVX2SplitN8_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN8_row_2
-projAVX2SplitN8_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN9(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN9(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN9_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN9_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN9_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN9_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN9_k_3
-projAVX2SplitN9_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN9_row_2
-projAVX2SplitN9_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN10(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN10(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN10_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN10_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN10_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN10_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN10_k_3
-projAVX2SplitN10_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN10_row_2
-projAVX2SplitN10_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN11(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN11(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN11_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN11_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN11_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN11_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN11_k_3
-projAVX2SplitN11_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN11_row_2
-projAVX2SplitN11_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN12(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN12(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN12_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN12_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN12_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN12_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN12_k_3
-projAVX2SplitN12_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN12_row_2
-projAVX2SplitN12_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN13(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN13(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN13_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN13_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN13_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN13_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN13_k_3
-projAVX2SplitN13_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN13_row_2
-projAVX2SplitN13_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN14(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN14(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN14_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN14_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN14_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN14_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN14_k_3
-projAVX2SplitN14_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN14_row_2
-projAVX2SplitN14_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN15(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN15(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN15_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN15_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN15_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN15_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN15_k_3
-projAVX2SplitN15_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN15_row_2
-projAVX2SplitN15_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN16(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN16(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN16_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN16_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN16_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN16_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN16_k_3
-projAVX2SplitN16_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN16_row_2
-projAVX2SplitN16_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN17(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN17(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN17_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN17_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN17_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN17_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN17_k_3
-projAVX2SplitN17_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN17_row_2
-projAVX2SplitN17_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN18(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN18(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN18_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN18_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN18_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN18_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN18_k_3
-projAVX2SplitN18_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN18_row_2
-projAVX2SplitN18_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN19(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN19(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN19_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN19_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN19_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN19_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN19_k_3
-projAVX2SplitN19_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN19_row_2
-projAVX2SplitN19_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN20(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN20(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN20_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN20_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN20_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN20_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN20_k_3
-projAVX2SplitN20_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN20_row_2
-projAVX2SplitN20_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN21(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN21(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN21_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN21_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN21_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN21_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN21_k_3
-projAVX2SplitN21_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN21_row_2
-projAVX2SplitN21_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN22(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN22(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN22_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN22_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN22_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN22_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VBROADCASTSS 84(SI), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VBROADCASTSS 84(SI)(DX*1), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN22_k_3
-projAVX2SplitN22_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN22_row_2
-projAVX2SplitN22_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN23(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN23(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN23_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN23_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN23_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN23_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VBROADCASTSS 84(SI), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VBROADCASTSS 84(SI)(DX*1), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI)(DX*1), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN23_k_3
-projAVX2SplitN23_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN23_row_2
-projAVX2SplitN23_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN24(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN24(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN24_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN24_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN24_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN24_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VBROADCASTSS 84(SI), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VBROADCASTSS 84(SI)(DX*1), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI)(DX*1), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI)(DX*1), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN24_k_3
-projAVX2SplitN24_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN24_row_2
-projAVX2SplitN24_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN25(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN25(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN25_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN25_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN25_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN25_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VBROADCASTSS 84(SI), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VBROADCASTSS 84(SI)(DX*1), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI)(DX*1), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI)(DX*1), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI)(DX*1), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN25_k_3
-projAVX2SplitN25_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN25_row_2
-projAVX2SplitN25_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN26(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN26(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN26_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN26_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN26_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN26_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VBROADCASTSS 84(SI), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 100(SI), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VBROADCASTSS 84(SI)(DX*1), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI)(DX*1), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI)(DX*1), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI)(DX*1), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 100(SI)(DX*1), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN26_k_3
-projAVX2SplitN26_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN26_row_2
-projAVX2SplitN26_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN27(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN27(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN27_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN27_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN27_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN27_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VBROADCASTSS 84(SI), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 100(SI), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VBROADCASTSS 84(SI)(DX*1), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI)(DX*1), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI)(DX*1), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI)(DX*1), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 100(SI)(DX*1), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI)(DX*1), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN27_k_3
-projAVX2SplitN27_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN27_row_2
-projAVX2SplitN27_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN28(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN28(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN28_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN28_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN28_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN28_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VBROADCASTSS 84(SI), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 100(SI), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 108(SI), Y12
-	VPMADDWD 864(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VBROADCASTSS 84(SI)(DX*1), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI)(DX*1), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI)(DX*1), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI)(DX*1), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 100(SI)(DX*1), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI)(DX*1), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 108(SI)(DX*1), Y12
-	VPMADDWD 864(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN28_k_3
-projAVX2SplitN28_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN28_row_2
-projAVX2SplitN28_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN29(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN29(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN29_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN29_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN29_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN29_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VBROADCASTSS 84(SI), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 100(SI), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 108(SI), Y12
-	VPMADDWD 864(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 112(SI), Y13
-	VPMADDWD 896(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VBROADCASTSS 84(SI)(DX*1), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI)(DX*1), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI)(DX*1), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI)(DX*1), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 100(SI)(DX*1), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI)(DX*1), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 108(SI)(DX*1), Y12
-	VPMADDWD 864(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 112(SI)(DX*1), Y13
-	VPMADDWD 896(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN29_k_3
-projAVX2SplitN29_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN29_row_2
-projAVX2SplitN29_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN30(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN30(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN30_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN30_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN30_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN30_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VBROADCASTSS 84(SI), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 100(SI), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 108(SI), Y12
-	VPMADDWD 864(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 112(SI), Y13
-	VPMADDWD 896(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 116(SI), Y14
-	VPMADDWD 928(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VBROADCASTSS 84(SI)(DX*1), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI)(DX*1), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI)(DX*1), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI)(DX*1), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 100(SI)(DX*1), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI)(DX*1), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 108(SI)(DX*1), Y12
-	VPMADDWD 864(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 112(SI)(DX*1), Y13
-	VPMADDWD 896(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 116(SI)(DX*1), Y14
-	VPMADDWD 928(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN30_k_3
-projAVX2SplitN30_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN30_row_2
-projAVX2SplitN30_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN31(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN31(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN31_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN31_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN31_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN31_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VBROADCASTSS 84(SI), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 100(SI), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 108(SI), Y12
-	VPMADDWD 864(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 112(SI), Y13
-	VPMADDWD 896(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 116(SI), Y14
-	VPMADDWD 928(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 120(SI), Y5
-	VPMADDWD 960(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VBROADCASTSS 84(SI)(DX*1), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI)(DX*1), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI)(DX*1), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI)(DX*1), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 100(SI)(DX*1), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI)(DX*1), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 108(SI)(DX*1), Y12
-	VPMADDWD 864(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 112(SI)(DX*1), Y13
-	VPMADDWD 896(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 116(SI)(DX*1), Y14
-	VPMADDWD 928(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 120(SI)(DX*1), Y5
-	VPMADDWD 960(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN31_k_3
-projAVX2SplitN31_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN31_row_2
-projAVX2SplitN31_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitN32(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitN32(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitN32_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitN32_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitN32_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitN32_k_3:
-	VBROADCASTSS 0(SI), Y0
-	VPMADDWD 0(BX), Y0, Y0
-	VBROADCASTSS 4(SI), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 20(SI), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 36(SI), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y0, Y0
-	VBROADCASTSS 52(SI), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y0, Y0
-	VBROADCASTSS 68(SI), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y0, Y0
-	VBROADCASTSS 84(SI), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y0, Y0
-	VBROADCASTSS 100(SI), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 108(SI), Y12
-	VPMADDWD 864(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 112(SI), Y13
-	VPMADDWD 896(BX), Y13, Y13
-	VPADDD Y13, Y0, Y0
-	VBROADCASTSS 116(SI), Y14
-	VPMADDWD 928(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 120(SI), Y5
-	VPMADDWD 960(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 124(SI), Y6
-	VPMADDWD 992(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VPADDD Y3, Y0, Y0
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	VBROADCASTSS 0(SI)(DX*1), Y1
-	VPMADDWD 0(BX), Y1, Y1
-	VBROADCASTSS 4(SI)(DX*1), Y2
-	VPMADDWD 32(BX), Y2, Y2
-	VBROADCASTSS 8(SI)(DX*1), Y3
-	VPMADDWD 64(BX), Y3, Y3
-	VBROADCASTSS 12(SI)(DX*1), Y4
-	VPMADDWD 96(BX), Y4, Y4
-	VBROADCASTSS 16(SI)(DX*1), Y9
-	VPMADDWD 128(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 20(SI)(DX*1), Y10
-	VPMADDWD 160(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 24(SI)(DX*1), Y11
-	VPMADDWD 192(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 28(SI)(DX*1), Y12
-	VPMADDWD 224(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 32(SI)(DX*1), Y13
-	VPMADDWD 256(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 36(SI)(DX*1), Y14
-	VPMADDWD 288(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 40(SI)(DX*1), Y5
-	VPMADDWD 320(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 44(SI)(DX*1), Y6
-	VPMADDWD 352(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VBROADCASTSS 48(SI)(DX*1), Y7
-	VPMADDWD 384(BX), Y7, Y7
-	VPADDD Y7, Y1, Y1
-	VBROADCASTSS 52(SI)(DX*1), Y8
-	VPMADDWD 416(BX), Y8, Y8
-	VPADDD Y8, Y2, Y2
-	VBROADCASTSS 56(SI)(DX*1), Y9
-	VPMADDWD 448(BX), Y9, Y9
-	VPADDD Y9, Y3, Y3
-	VBROADCASTSS 60(SI)(DX*1), Y10
-	VPMADDWD 480(BX), Y10, Y10
-	VPADDD Y10, Y4, Y4
-	VBROADCASTSS 64(SI)(DX*1), Y11
-	VPMADDWD 512(BX), Y11, Y11
-	VPADDD Y11, Y1, Y1
-	VBROADCASTSS 68(SI)(DX*1), Y12
-	VPMADDWD 544(BX), Y12, Y12
-	VPADDD Y12, Y2, Y2
-	VBROADCASTSS 72(SI)(DX*1), Y13
-	VPMADDWD 576(BX), Y13, Y13
-	VPADDD Y13, Y3, Y3
-	VBROADCASTSS 76(SI)(DX*1), Y14
-	VPMADDWD 608(BX), Y14, Y14
-	VPADDD Y14, Y4, Y4
-	VBROADCASTSS 80(SI)(DX*1), Y5
-	VPMADDWD 640(BX), Y5, Y5
-	VPADDD Y5, Y1, Y1
-	VBROADCASTSS 84(SI)(DX*1), Y6
-	VPMADDWD 672(BX), Y6, Y6
-	VPADDD Y6, Y2, Y2
-	VBROADCASTSS 88(SI)(DX*1), Y7
-	VPMADDWD 704(BX), Y7, Y7
-	VPADDD Y7, Y3, Y3
-	VBROADCASTSS 92(SI)(DX*1), Y8
-	VPMADDWD 736(BX), Y8, Y8
-	VPADDD Y8, Y4, Y4
-	VBROADCASTSS 96(SI)(DX*1), Y9
-	VPMADDWD 768(BX), Y9, Y9
-	VPADDD Y9, Y1, Y1
-	VBROADCASTSS 100(SI)(DX*1), Y10
-	VPMADDWD 800(BX), Y10, Y10
-	VPADDD Y10, Y2, Y2
-	VBROADCASTSS 104(SI)(DX*1), Y11
-	VPMADDWD 832(BX), Y11, Y11
-	VPADDD Y11, Y3, Y3
-	VBROADCASTSS 108(SI)(DX*1), Y12
-	VPMADDWD 864(BX), Y12, Y12
-	VPADDD Y12, Y4, Y4
-	VBROADCASTSS 112(SI)(DX*1), Y13
-	VPMADDWD 896(BX), Y13, Y13
-	VPADDD Y13, Y1, Y1
-	VBROADCASTSS 116(SI)(DX*1), Y14
-	VPMADDWD 928(BX), Y14, Y14
-	VPADDD Y14, Y2, Y2
-	VBROADCASTSS 120(SI)(DX*1), Y5
-	VPMADDWD 960(BX), Y5, Y5
-	VPADDD Y5, Y3, Y3
-	VBROADCASTSS 124(SI)(DX*1), Y6
-	VPMADDWD 992(BX), Y6, Y6
-	VPADDD Y6, Y4, Y4
-	VPADDD Y3, Y1, Y1
-	VPADDD Y4, Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ R11, DI
-	DECQ CX
-	JNZ projAVX2SplitN32_k_3
-projAVX2SplitN32_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitN32_row_2
-projAVX2SplitN32_done_1:
-	VZEROUPPER
-	RET
-
-// func projAVX2SplitLoop(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-TEXT ·projAVX2SplitLoop(SB), NOSPLIT, $0-80
-	MOVQ tab+0(FP), R12
-	MOVQ lo+8(FP), DX
-	MOVQ rowStride+16(FP), R8
-	MOVQ w+24(FP), BX
-	MOVQ k0+40(FP), AX
-	LEAQ (R12)(AX*2), R12
-	MOVQ nk+48(FP), R9
-	MOVQ p+56(FP), R10
-	MOVQ ostride+64(FP), R11
-	MOVQ out+72(FP), R13
-	TESTQ R9, R9
-	JZ projAVX2SplitLoop_done_1
-	TESTQ R10, R10
-	JZ projAVX2SplitLoop_done_1
-	MOVL $0x43800000, AX
-	MOVQ AX, X15
-	VBROADCASTSS X15, Y15
-projAVX2SplitLoop_row_2:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	MOVQ R9, CX
-projAVX2SplitLoop_k_3:
-	VPXOR Y0, Y0, Y0
-	VPXOR Y3, Y3, Y3
-	MOVQ np+32(FP), AX
-	SHLQ $2, AX
-	ANDQ $-8, AX
-	XORQ R11, R11
-	TESTQ AX, AX
-	JZ projAVX2SplitLoop_mfin_6
-projAVX2SplitLoop_m_5:
-	VBROADCASTSS (SI)(R11*1), Y2
-	VPMADDWD (BX)(R11*8), Y2, Y2
-	VPADDD Y2, Y0, Y0
-	VBROADCASTSS 4(SI)(R11*1), Y2
-	VPMADDWD 32(BX)(R11*8), Y2, Y2
-	VPADDD Y2, Y3, Y3
-	ADDQ $8, R11
-	CMPQ R11, AX
-	JLT projAVX2SplitLoop_m_5
-projAVX2SplitLoop_mfin_6:
-	TESTQ $1, np+32(FP)
-	JZ projAVX2SplitLoop_even_7
-	VBROADCASTSS (SI)(R11*1), Y2
-	VPMADDWD (BX)(R11*8), Y2, Y2
-	VPADDD Y2, Y0, Y0
-projAVX2SplitLoop_even_7:
-	VPADDD Y3, Y0, Y0
-	VCVTDQ2PS Y0, Y0
-	ADDQ DX, SI
-	VPXOR Y1, Y1, Y1
-	VPXOR Y3, Y3, Y3
-	MOVQ np+32(FP), AX
-	SHLQ $2, AX
-	ANDQ $-8, AX
-	XORQ R11, R11
-	TESTQ AX, AX
-	JZ projAVX2SplitLoop_mfin_9
-projAVX2SplitLoop_m_8:
-	VBROADCASTSS (SI)(R11*1), Y2
-	VPMADDWD (BX)(R11*8), Y2, Y2
-	VPADDD Y2, Y1, Y1
-	VBROADCASTSS 4(SI)(R11*1), Y2
-	VPMADDWD 32(BX)(R11*8), Y2, Y2
-	VPADDD Y2, Y3, Y3
-	ADDQ $8, R11
-	CMPQ R11, AX
-	JLT projAVX2SplitLoop_m_8
-projAVX2SplitLoop_mfin_9:
-	TESTQ $1, np+32(FP)
-	JZ projAVX2SplitLoop_even_10
-	VBROADCASTSS (SI)(R11*1), Y2
-	VPMADDWD (BX)(R11*8), Y2, Y2
-	VPADDD Y2, Y1, Y1
-projAVX2SplitLoop_even_10:
-	VPADDD Y3, Y1, Y1
-	SUBQ DX, SI
-	VCVTDQ2PS Y1, Y1
-	VFMADD231PS Y15, Y0, Y1
-	VMOVUPS Y1, (DI)
-	ADDQ $2, SI
-	ADDQ ostride+64(FP), DI
-	DECQ CX
-	JNZ projAVX2SplitLoop_k_3
-projAVX2SplitLoop_next_4:
-	ADDQ R8, R12
-	ADDQ $32, R13
-	DECQ R10
-	JNZ projAVX2SplitLoop_row_2
-projAVX2SplitLoop_done_1:
 	VZEROUPPER
 	RET
 

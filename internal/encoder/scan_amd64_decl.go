@@ -4,7 +4,7 @@
 
 package encoder
 
-type projKernel func(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+type projKernel func(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 type quadKernel func(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
@@ -13,202 +13,103 @@ type illKernel func(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, f
 type maxKernel func(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func projAVX2N1(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N1(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N2(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N2(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N3(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N3(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N4(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N4(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N5(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N5(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N6(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N6(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N7(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N7(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N8(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N8(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N9(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N9(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N10(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N10(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N11(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N11(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N12(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N12(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N13(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N13(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N14(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N14(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N15(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N15(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N16(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N16(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N17(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N17(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N18(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N18(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N19(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N19(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N20(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N20(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N21(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N21(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N22(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N22(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N23(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N23(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N24(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N24(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N25(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N25(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N26(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N26(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N27(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N27(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N28(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N28(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N29(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N29(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N30(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N30(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N31(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N31(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2N32(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2N32(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func projAVX2Loop(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN1(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN2(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN3(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN4(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN5(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN6(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN7(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN8(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN9(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN10(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN11(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN12(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN13(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN14(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN15(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN16(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN17(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN18(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN19(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN20(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN21(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN22(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN23(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN24(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN25(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN26(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN27(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN28(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN29(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN30(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN31(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitN32(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
-
-//go:noescape
-func projAVX2SplitLoop(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
+func projAVX2Loop(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
 func quadAVX2P1(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
@@ -310,42 +211,6 @@ var projUnrolled = [...]projKernel{
 	30: projAVX2N30,
 	31: projAVX2N31,
 	32: projAVX2N32,
-}
-
-// projSplitUnrolled is projUnrolled for K > 16 (basis split in two int16 parts).
-var projSplitUnrolled = [...]projKernel{
-	1:  projAVX2SplitN1,
-	2:  projAVX2SplitN2,
-	3:  projAVX2SplitN3,
-	4:  projAVX2SplitN4,
-	5:  projAVX2SplitN5,
-	6:  projAVX2SplitN6,
-	7:  projAVX2SplitN7,
-	8:  projAVX2SplitN8,
-	9:  projAVX2SplitN9,
-	10: projAVX2SplitN10,
-	11: projAVX2SplitN11,
-	12: projAVX2SplitN12,
-	13: projAVX2SplitN13,
-	14: projAVX2SplitN14,
-	15: projAVX2SplitN15,
-	16: projAVX2SplitN16,
-	17: projAVX2SplitN17,
-	18: projAVX2SplitN18,
-	19: projAVX2SplitN19,
-	20: projAVX2SplitN20,
-	21: projAVX2SplitN21,
-	22: projAVX2SplitN22,
-	23: projAVX2SplitN23,
-	24: projAVX2SplitN24,
-	25: projAVX2SplitN25,
-	26: projAVX2SplitN26,
-	27: projAVX2SplitN27,
-	28: projAVX2SplitN28,
-	29: projAVX2SplitN29,
-	30: projAVX2SplitN30,
-	31: projAVX2SplitN31,
-	32: projAVX2SplitN32,
 }
 
 // quadAVX2 evaluates the pruning bound, one kernel per P.

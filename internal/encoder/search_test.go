@@ -70,10 +70,10 @@ func TestSearchNearWindowFloor(t *testing.T) {
 	}
 }
 
-// Seeds wider than 16 bits go through the split projections (two int16
-// parts); they must keep the brute-force argmin too. K = 17 keeps the
-// brute force affordable.
-func TestSearchSplitBasis(t *testing.T) {
+// Seeds wider than 16 bits go through projections of the truncated basis
+// (the truncation error in the margin); they must keep the brute-force
+// argmin too. K = 17 keeps the brute force affordable.
+func TestSearchWideSeeds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("brute force over 2^17 seeds")
 	}
@@ -86,8 +86,8 @@ func TestSearchSplitBasis(t *testing.T) {
 }
 
 // The assembly projections equal their Go twin bit for bit (exact integer
-// sums, the same float32 roundings), for every pair count, both the
-// unrolled and looped kernels, and split bases.
+// sums, one float32 rounding), for every pair count, both the unrolled and
+// looped kernels, and truncated (K > 16) bases.
 func TestProjectionsMatchGeneric(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 8))
 	for _, p := range []Params{{8, 3, 16, 4, 4}, {7, 2, 12, 4, 4}, {12, 4, 16, 4, 4}, {33, 3, 10, 4, 4}, {70, 2, 9, 4, 4}, {8, 3, 20, 4, 4}, {24, 4, 18, 3, 3}, {5, 1, 21, 4, 4}} {

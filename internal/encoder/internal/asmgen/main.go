@@ -8,8 +8,7 @@
 //   - proj kernels compute the projections d_j = Σ_c û[j+c·P]·w̃_c of the
 //     tile's integer blocks on the decimated basis columns, exactly, with
 //     VPMADDWD (int16 pairs summed into int32), and store them as float32.
-//     For K > 16 the basis entries do not fit int16 and are split into a
-//     high and a low byte part, projected separately and combined.
+//     For K > 16 the table holds û truncated to 16 bits (see scan.go).
 //   - quad kernels evaluate each seed's pruning bound bᵀG⁻¹b + m·‖w̃‖² from
 //     those projections and return at the first seed where some lane's
 //     bound reaches its threshold.
@@ -58,7 +57,7 @@ func main() {
 // generate returns the assembly and the Go declarations.
 // Kernel signatures (Go declarations).
 const (
-	projSig = "(tab *int16, lo, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)"
+	projSig = "(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)"
 	quadSig = "(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)"
 	illSig  = "(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)"
 	maxSig  = "(d, coef *float32, n, t0 int, best *float32, arg *int32)"
@@ -77,18 +76,16 @@ func generate() (asm, decl []byte) {
 	fmt.Fprintf(&d, "type quadKernel func%s\n\n", quadSig)
 	fmt.Fprintf(&d, "type illKernel func%s\n\n", illSig)
 	fmt.Fprintf(&d, "type maxKernel func%s\n\n", maxSig)
-	var projs [2][]string
-	for si, split := range []bool{false, true} {
-		for np := 1; np <= maxUnrolledPairs; np++ {
-			g := &gen{b: &b, NP: np, split: split, name: projName(np, split)}
-			g.proj()
-			projs[si] = append(projs[si], fmt.Sprintf("\t%d: %s,\n", np, g.name))
-			fmt.Fprintf(&d, "//go:noescape\nfunc %s%s\n\n", g.name, projSig)
-		}
-		g := &gen{b: &b, split: split, name: projName(0, split)}
+	var projs []string
+	for np := 1; np <= maxUnrolledPairs; np++ {
+		g := &gen{b: &b, NP: np, name: projName(np)}
 		g.proj()
+		projs = append(projs, fmt.Sprintf("\t%d: %s,\n", np, g.name))
 		fmt.Fprintf(&d, "//go:noescape\nfunc %s%s\n\n", g.name, projSig)
 	}
+	g := &gen{b: &b, name: projName(0)}
+	g.proj()
+	fmt.Fprintf(&d, "//go:noescape\nfunc %s%s\n\n", g.name, projSig)
 	var quads, ills []string
 	for p := 1; p <= maxQuadP; p++ {
 		g := &gen{b: &b, P: p, S: p * (p + 1) / 2, name: fmt.Sprintf("quadAVX2P%d", p)}
@@ -109,23 +106,18 @@ func generate() (asm, decl []byte) {
 		ills = append(ills, fmt.Sprintf("\t%d: %s,\n", p, g.name))
 		fmt.Fprintf(&d, "//go:noescape\nfunc %s%s\n\n", g.name, illSig)
 	}
-	fmt.Fprintf(&d, "// projUnrolled[np] projects on np weight pairs (C = 2np−1 or 2np), fully unrolled.\nvar projUnrolled = [...]projKernel{\n%s}\n\n", join(projs[0]))
-	fmt.Fprintf(&d, "// projSplitUnrolled is projUnrolled for K > 16 (basis split in two int16 parts).\nvar projSplitUnrolled = [...]projKernel{\n%s}\n\n", join(projs[1]))
+	fmt.Fprintf(&d, "// projUnrolled[np] projects on np weight pairs (C = 2np−1 or 2np), fully unrolled.\nvar projUnrolled = [...]projKernel{\n%s}\n\n", join(projs))
 	fmt.Fprintf(&d, "// quadAVX2 evaluates the pruning bound, one kernel per P.\nvar quadAVX2 = [...]quadKernel{\n%s}\n\n", join(quads))
 	fmt.Fprintf(&d, "// quadMaxAVX2 finds each lane's largest bound over a range of seeds, one kernel per P.\nvar quadMaxAVX2 = [...]maxKernel{\n%s}\n\n", join(maxes))
 	fmt.Fprintf(&d, "// illAVX2 bounds the near-singular seeds through their orthonormal bases, one kernel per P.\nvar illAVX2 = [...]illKernel{\n%s}\n", join(ills))
 	return b.Bytes(), mustFormat(d.Bytes())
 }
 
-func projName(np int, split bool) string {
-	s := ""
-	if split {
-		s = "Split"
-	}
+func projName(np int) string {
 	if np == 0 {
-		return "projAVX2" + s + "Loop"
+		return "projAVX2Loop"
 	}
-	return fmt.Sprintf("projAVX2%sN%d", s, np)
+	return fmt.Sprintf("projAVX2N%d", np)
 }
 
 func mustFormat(src []byte) []byte {
@@ -149,7 +141,6 @@ type gen struct {
 	b     *bytes.Buffer
 	P, S  int
 	NP    int // weight pairs of an unrolled projection; 0: looped
-	split bool
 	name  string
 	label int
 }
@@ -168,26 +159,23 @@ func (g *gen) uniq(s string) string {
 //
 // where pair(a) is the int16 pair at byte address a and w[m·8+lane] the
 // lane's weight pair m (np pairs); VPMADDWD multiplies the pairs and adds
-// the two products into int32, exactly (see scan.go for the bounds). With
-// split, the high part's sum is scaled by 256 and the low part's, read at
-// tab+lo, added: out = 256·hi + lo.
+// the two products into int32, exactly (see scan.go for the bounds).
 //
-// GP registers: SI table walk, DX lo offset, BX weight pairs, R8 row stride,
-// R9 nk, R10 rows left, R11 out stride (looped: pair offset), R12 row
-// start, R13 out row start, DI out walk, CX count, AX looped end offset.
+// GP registers: SI table walk, BX weight pairs, R8 row stride, R9 nk,
+// R10 rows left, R11 out stride (looped: pair offset), R12 row start, R13
+// out row start, DI out walk, CX count, AX looped end offset.
 func (g *gen) proj() {
 	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, projSig)
-	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-80\n", g.name)
+	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-72\n", g.name)
 	g.f("MOVQ tab+0(FP), R12")
-	g.f("MOVQ lo+8(FP), DX")
-	g.f("MOVQ rowStride+16(FP), R8")
-	g.f("MOVQ w+24(FP), BX")
-	g.f("MOVQ k0+40(FP), AX")
+	g.f("MOVQ rowStride+8(FP), R8")
+	g.f("MOVQ w+16(FP), BX")
+	g.f("MOVQ k0+32(FP), AX")
 	g.f("LEAQ (R12)(AX*2), R12")
-	g.f("MOVQ nk+48(FP), R9")
-	g.f("MOVQ p+56(FP), R10")
-	g.f("MOVQ ostride+64(FP), R11")
-	g.f("MOVQ out+72(FP), R13")
+	g.f("MOVQ nk+40(FP), R9")
+	g.f("MOVQ p+48(FP), R10")
+	g.f("MOVQ ostride+56(FP), R11")
+	g.f("MOVQ out+64(FP), R13")
 	done := g.uniq("done")
 	g.f("TESTQ R9, R9")
 	g.f("JZ %s", done)
@@ -208,13 +196,6 @@ func (g *gen) proj() {
 	for r := first; r < 16; r++ {
 		free = append(free, r)
 	}
-	var c256 int
-	if g.split {
-		c256, free = free[len(free)-1], free[:len(free)-1]
-		g.f("MOVL $0x43800000, AX") // 256.0
-		g.f("MOVQ AX, X%d", c256)
-		g.f("VBROADCASTSS X%d, Y%d", c256, c256)
-	}
 	row := g.uniq("row")
 	loop := g.uniq("k")
 	next := g.uniq("next")
@@ -223,22 +204,12 @@ func (g *gen) proj() {
 	g.f("MOVQ R13, DI")
 	g.f("MOVQ R9, CX")
 	one := func(off int, dst string, regs []int) {
-		if g.split {
-			hi, lo := regs[0], regs[1]
-			g.sum(off, false, regs[2:], hi, inReg)
-			g.f("VCVTDQ2PS Y%d, Y%d", hi, hi)
-			g.sum(off, true, regs[2:], lo, inReg)
-			g.f("VCVTDQ2PS Y%d, Y%d", lo, lo)
-			g.f("VFMADD231PS Y%d, Y%d, Y%d", c256, hi, lo)
-			g.f("VMOVUPS Y%d, %s", lo, dst)
-			return
-		}
 		acc := regs[0]
-		g.sum(off, false, regs[1:], acc, inReg)
+		g.sum(off, regs[1:], acc, inReg)
 		g.f("VCVTDQ2PS Y%d, Y%d", acc, acc)
 		g.f("VMOVUPS Y%d, %s", acc, dst)
 	}
-	if g.NP > 0 && !g.split {
+	if g.NP > 0 {
 		// Two positions per iteration, each with half the registers.
 		pairs := g.uniq("k2")
 		g.f("CMPQ CX, $2")
@@ -259,7 +230,7 @@ func (g *gen) proj() {
 	one(0, "(DI)", free)
 	g.f("ADDQ $2, SI")
 	if g.NP == 0 {
-		g.f("ADDQ ostride+64(FP), DI")
+		g.f("ADDQ ostride+56(FP), DI")
 	} else {
 		g.f("ADDQ R11, DI")
 	}
@@ -275,20 +246,16 @@ func (g *gen) proj() {
 	g.f("RET")
 }
 
-// sum emits acc = Σ_m VPMADDWD(bcast32(table + off + 4m), pair m) in
-// int32, using regs as extra accumulators (independent chains) and
-// temporaries. The table is at SI, or at SI+DX for the low part of a split
-// basis. The 32-bit broadcasts use VBROADCASTSS (a plain load on AMD
-// cores, where VPBROADCASTD also takes a shuffle port).
-func (g *gen) sum(off int, low bool, regs []int, acc int, inReg bool) {
+// sum emits acc = Σ_m VPMADDWD(bcast32(SI + off + 4m), pair m) in int32,
+// using regs as extra accumulators (independent chains) and temporaries.
+// The 32-bit broadcasts use VBROADCASTSS (a plain load on AMD cores, where
+// VPBROADCASTD also takes a shuffle port).
+func (g *gen) sum(off int, regs []int, acc int, inReg bool) {
 	if g.NP == 0 {
-		g.sumLoop(low, regs, acc)
+		g.sumLoop(regs, acc)
 		return
 	}
 	base := "(SI)"
-	if low {
-		base = "(SI)(DX*1)"
-	}
 	na := min(len(regs)-1, 4, g.NP) // accumulators; at least one temp stays
 	na = max(na, 1)
 	accs := append([]int{acc}, regs[:na-1]...)
@@ -324,17 +291,14 @@ func (g *gen) sum(off int, low bool, regs []int, acc int, inReg bool) {
 // sumLoop is sum for any pair count np (the looped kernel): two
 // accumulators, the table offset in R11 (4 bytes per pair), the pairs at
 // BX + 8·R11.
-func (g *gen) sumLoop(low bool, regs []int, acc int) {
+func (g *gen) sumLoop(regs []int, acc int) {
 	t, a2 := regs[0], regs[1]
 	lp := g.uniq("m")
 	fin := g.uniq("mfin")
 	even := g.uniq("even")
-	if low {
-		g.f("ADDQ DX, SI")
-	}
 	g.f("VPXOR Y%d, Y%d, Y%d", acc, acc, acc)
 	g.f("VPXOR Y%d, Y%d, Y%d", a2, a2, a2)
-	g.f("MOVQ np+32(FP), AX")
+	g.f("MOVQ np+24(FP), AX")
 	g.f("SHLQ $2, AX")
 	g.f("ANDQ $-8, AX") // bytes of the whole pairs of pairs
 	g.f("XORQ R11, R11")
@@ -351,16 +315,13 @@ func (g *gen) sumLoop(low bool, regs []int, acc int) {
 	g.f("CMPQ R11, AX")
 	g.f("JLT %s", lp)
 	g.l(fin)
-	g.f("TESTQ $1, np+32(FP)")
+	g.f("TESTQ $1, np+24(FP)")
 	g.f("JZ %s", even)
 	g.f("VBROADCASTSS (SI)(R11*1), Y%d", t)
 	g.f("VPMADDWD (BX)(R11*8), Y%d, Y%d", t, t)
 	g.f("VPADDD Y%d, Y%d, Y%d", t, acc, acc)
 	g.l(even)
 	g.f("VPADDD Y%d, Y%d, Y%d", a2, acc, acc)
-	if low {
-		g.f("SUBQ DX, SI")
-	}
 }
 
 // quad emits the bound kernel for one P: for seed t in [0, n), with
