@@ -76,18 +76,18 @@ type basis struct {
 // 2^−15…2^−17 of it, are where blocks far below the exponent window find
 // their codes. Blocks near the window's bottom are sensitive to σ (the
 // bound r ≈ σ·2^{emin+bias}/2 enters squared), hence the fine classes.
-const classes = 80
+const classes = 48
 
 // fineClasses: the top classes split the four octaves below the bulk's top
-// in sixteenths.
-const fineClasses = 64
+// in eighths.
+const fineClasses = 32
 
-// classEdge is class c's σ edge relative to the bulk's top (c ≥ 1): 1/16
-// octaves from 1 down to 2^−63/16 for classes 79…16, then one octave per
+// classEdge is class c's σ edge relative to the bulk's top (c ≥ 1): 1/8
+// octaves from 1 down to 2^−31/8 for classes 47…16, then one octave per
 // class, 2^−4 … 2^−18, for classes 15…1; class 0 holds the rest (edge 0).
 func classEdge(c int) float64 {
 	if c >= classes-fineClasses {
-		return math.Exp2(-float64(classes-1-c) / 16)
+		return math.Exp2(-float64(classes-1-c) / 8)
 	}
 	return math.Ldexp(1, c-19)
 }

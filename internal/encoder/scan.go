@@ -116,6 +116,8 @@ type tile struct {
 	floor float64
 	// classSigma and classMargin are the basis's σ class edges and margins.
 	classSigma, classMargin *[classes]float64
+	// mn[l][c] is classMargin[c]·n2[l] rounded up: what thrK takes off.
+	mn [lanes][classes]float32
 }
 
 // setLane loads block w (float64 of the float32 input) into lane l.
@@ -150,6 +152,11 @@ func (t *tile) setLane(l int, w []float64) {
 	t.alpha[l] = alpha
 	t.eps[l] = math.Sqrt(e2) * (1 + 1e-12)
 	t.n2[l] = roundUp32(float64(n2))
+	if t.classMargin != nil {
+		for c, m := range t.classMargin {
+			t.mn[l][c] = roundUp32(m * float64(t.n2[l]) * (1 + 1e-12))
+		}
+	}
 }
 
 // clearLane makes lane l inert: zero weights, a threshold no bound reaches.
@@ -192,31 +199,51 @@ func floorLog2(x float64) int {
 func (t *tile) setThreshold(l int, n2, best float64) {
 	// The zero code (error n2) is always available: best never exceeds it.
 	D := n2 - math.Min(best, n2) - 1e-6*n2
-	lsR := math.Inf(-1) // α√D − ε, shared by the classes with a² ≤ D
+	inf := float32(math.Inf(-1))
+	c := 0
 	if D > 0 {
-		lsR = t.alpha[l]*math.Sqrt(D)*(1-1e-12) - t.eps[l]
-	}
-	n2w := float64(t.n2[l])
-	for c := range t.thr {
-		a := t.classSigma[c] * t.floor
-		R := lsR
-		switch {
-		case D > 0 && a*a <= D:
-		case a > 0 && D > -a*a:
-			r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+a*a)/(2*a), a))
-			R = t.alpha[l]*r*(1-1e-12) - t.eps[l]
-		default:
-			R = math.Inf(-1)
+		// The classes with a² ≤ D (a prefix: edges increase) share the
+		// least-squares threshold.
+		var lsT float32 = inf
+		if R := t.alpha[l]*math.Sqrt(D)*(1-1e-12) - t.eps[l]; R > 0 {
+			lsT = roundDown32(R * R * (1 - 1e-12))
 		}
-		if !(R > 0) {
-			t.thr[c][l] = float32(math.Inf(-1))
-			t.thrK[c][l] = float32(math.Inf(-1))
+		for ; c < classes; c++ {
+			if a := t.classSigma[c] * t.floor; a*a > D {
+				break
+			}
+			t.thr[c][l] = lsT
+			t.thrK[c][l] = subDown32(lsT, t.mn[l][c])
+		}
+	}
+	for ; c < classes; c++ {
+		a := t.classSigma[c] * t.floor
+		if !(a > 0 && D > -a*a) {
+			t.thr[c][l], t.thrK[c][l] = inf, inf
 			continue
 		}
-		T := R * R * (1 - 1e-12)
-		t.thr[c][l] = roundDown32(T)
-		t.thrK[c][l] = roundDown32(T - t.classMargin[c]*n2w*(1+1e-12))
+		r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+a*a)/(2*a), a))
+		R := t.alpha[l]*r*(1-1e-12) - t.eps[l]
+		if !(R > 0) {
+			t.thr[c][l], t.thrK[c][l] = inf, inf
+			continue
+		}
+		T := roundDown32(R * R * (1 - 1e-12))
+		t.thr[c][l] = T
+		t.thrK[c][l] = subDown32(T, t.mn[l][c])
 	}
+}
+
+// subDown32 is x − y (x, y ≥ 0 or x = −∞) rounded down to float32.
+func subDown32(x, y float32) float32 {
+	if y == 0 {
+		return x
+	}
+	d := x - y
+	if float64(d) > float64(x)-float64(y) {
+		d = math.Nextafter32(d, float32(math.Inf(-1)))
+	}
+	return d
 }
 
 // roundUp32 is x rounded up to float32.
