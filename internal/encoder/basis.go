@@ -287,6 +287,18 @@ func (b *basis) sigmaAt(pos int) float64 {
 	if b.isExcluded(pos) {
 		return 0
 	}
+	if b.ainv != nil {
+		// The diagonal of the packed upper triangle, summed in row order
+		// as sigmaLB does.
+		P, na := b.P, b.P*(b.P+1)/2
+		ap := b.ainv[pos*na : (pos+1)*na]
+		var tr float64
+		for r, k := 0, 0; r < P; r++ {
+			tr += ap[k]
+			k += P - r
+		}
+		return (1 - 1e-4) / (math.Sqrt(tr) * float64(b.h-1))
+	}
 	var a [MaxLatentDim * MaxLatentDim]float64
 	if !b.inverse(pos, b.cyc.State[pos+1:pos+1+b.C*b.P], a[:]) {
 		return 0

@@ -32,7 +32,7 @@ func BenchmarkKernels(b *testing.B) {
 			cpu0 := cpuSeconds()
 			for b.Loop() {
 				for k0 := 0; k0+chunkSeeds/P < bs.L/P; k0 += chunkSeeds / P {
-					s.k.proj(bs.dec, &s.t, k0, chunkSeeds/P+2, s.buf[:])
+					s.k.proj(bs.dec, s.t, k0, chunkSeeds/P+2, s.buf)
 					n += chunkSeeds
 				}
 			}
@@ -40,11 +40,11 @@ func BenchmarkKernels(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("quad/%s", p), func(b *testing.B) {
 			n := 0
-			s.k.proj(bs.dec, &s.t, 0, chunkSeeds/P+2, s.buf[:])
+			s.k.proj(bs.dec, s.t, 0, chunkSeeds/P+2, s.buf)
 			cpu0 := cpuSeconds()
 			for b.Loop() {
 				for from := 0; from+chunkSeeds < bs.L; from += chunkSeeds {
-					s.k.quad(P, s.buf[:], bs.coef[from*bs.stride:], bs.class[from:], &s.t, chunkSeeds)
+					s.k.quad(P, s.buf, bs.coef[from*bs.stride:], bs.class[from:], s.t, chunkSeeds)
 					n += chunkSeeds
 				}
 			}

@@ -3,6 +3,7 @@ package encoder
 import (
 	"math"
 	"sync"
+	"unsafe"
 
 	"github.com/seedlm/seedlm/internal/lfsr"
 )
@@ -103,8 +104,9 @@ type tile struct {
 	wf [MaxBlockSize * lanes]float32
 	// thr[c] holds the lanes' thresholds for seeds of σ class c, and thrK
 	// the same with the class's float32 margin taken off (the quad
-	// kernels' thresholds; the ill kernels add their own margin).
-	thr, thrK [classes][lanes]float32
+	// kernels' thresholds; the ill kernels add their own margin). Both are
+	// 64-byte aligned (newTile): the kernels load a row per seed.
+	thr, thrK *[classes][lanes]float32
 	// n2 is ‖w̃‖² rounded up.
 	n2 [lanes]float32
 	// alpha is the lane's scale α (a power of two) and eps an upper bound
@@ -118,6 +120,23 @@ type tile struct {
 	classSigma, classMargin *[classes]float64
 	// mn[l][c] is classMargin[c]·n2[l] rounded up: what thrK takes off.
 	mn [lanes][classes]float32
+}
+
+// newTile returns a tile with its threshold tables allocated.
+func newTile() *tile {
+	t := &tile{}
+	m := aligned64(2 * classes * lanes)
+	t.thr = (*[classes][lanes]float32)(unsafe.Pointer(&m[0]))
+	t.thrK = (*[classes][lanes]float32)(unsafe.Pointer(&m[classes*lanes]))
+	return t
+}
+
+// aligned64 returns n float32s starting on a 64-byte boundary (a cache
+// line), so that no 32-byte load the kernels make crosses one.
+func aligned64(n int) []float32 {
+	b := make([]float32, n+16)
+	off := int((64 - uintptr(unsafe.Pointer(&b[0]))%64) % 64 / 4)
+	return b[off : off+n : off+n]
 }
 
 // setLane loads block w (float64 of the float32 input) into lane l.
@@ -295,7 +314,7 @@ func (s *searcher) scan(from, to int) (int, uint32) {
 	for from < to {
 		end := min(to, s.project(from))
 		off := (from + 1 - s.kA*P) * lanes
-		idx, mask := s.k.quad(P, s.buf[off:], bs.coef[from*S:], bs.class[from:], &s.t, end-from)
+		idx, mask := s.k.quad(P, s.buf[off:], bs.coef[from*S:], bs.class[from:], s.t, end-from)
 		if mask != 0 {
 			return from + idx, mask
 		}
@@ -425,7 +444,7 @@ func (s *searcher) project(from int) int {
 		// Seeds [c0, c1) read positions c0+1 … c1−1+P.
 		s.kA = (from + 1) / P
 		kB := (s.c1-1+P)/P + 1
-		s.k.proj(bs.dec, &s.t, s.kA, kB-s.kA, s.buf[:])
+		s.k.proj(bs.dec, s.t, s.kA, kB-s.kA, s.buf)
 	}
 	return s.c1
 }
@@ -444,7 +463,7 @@ func (s *searcher) warm() [lanes]int32 {
 	for from := 0; from < n; {
 		end := min(n, s.project(from))
 		off := (from + 1 - s.kA*P) * lanes
-		s.k.qmax(P, s.buf[off:], bs.coef[from*S:], &s.t, end-from, from, &best, &arg)
+		s.k.qmax(P, s.buf[off:], bs.coef[from*S:], s.t, end-from, from, &best, &arg)
 		from = end
 	}
 	return arg

@@ -20,9 +20,10 @@ func better(err float64, seed uint32, bestErr float64, bestSeed uint32) bool {
 type searcher struct {
 	qz *quantizer
 	k  kernels
-	t  tile
-	// buf holds the projections of seeds [c0, c1), from row kA on.
-	buf        [projBufLen]float32
+	t  *tile
+	// buf holds the projections of seeds [c0, c1), from row kA on
+	// (64-byte aligned).
+	buf        []float32
 	c0, c1, kA int
 	// candidates counts kernel hits and full the full evaluations (for
 	// benchmarks and tests).
@@ -31,7 +32,7 @@ type searcher struct {
 }
 
 func newSearcher(qz *quantizer, k Kernel) *searcher {
-	return &searcher{qz: qz, k: kernelsFor(k, qz.bs)}
+	return &searcher{qz: qz, k: kernelsFor(k, qz.bs), t: newTile(), buf: aligned64(projBufLen)}
 }
 
 // startTile prepares the tile for new blocks (the projections are stale).
@@ -217,8 +218,14 @@ type deferred struct {
 // and least-squares error ls: ls + (a − √π)₊² with π = n2 − ls and
 // a = σ·2^{emin+bias} (see tile.setThreshold), σ the seed's own σ bound.
 func (s *searcher) lowerBound(pos int, n2, ls float64) float64 {
-	a := s.qz.bs.sigmaAt(pos) * s.t.floor
-	if d := a - math.Sqrt(math.Max(n2-ls, 0)); d > 0 {
+	bs := s.qz.bs
+	r := math.Sqrt(math.Max(n2-ls, 0))
+	// The seed's σ is below its class's upper edge (or any σ, for the top
+	// class): when that already gives a ≤ √π, there is nothing to add.
+	if c := int(bs.class[pos]); c+1 < classes && bs.classSigma[c+1]*s.t.floor <= r {
+		return ls
+	}
+	if d := bs.sigmaAt(pos)*s.t.floor - r; d > 0 {
 		return ls + float64(d*d)*(1-1e-9)
 	}
 	return ls
@@ -232,7 +239,7 @@ func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr,
 	bs := qz.bs
 	var c code
 	for j := 0; j < len(bs.ill); {
-		p, mask := s.k.ill(bs, &s.t, j, len(bs.ill))
+		p, mask := s.k.ill(bs, s.t, j, len(bs.ill))
 		if mask == 0 {
 			break
 		}

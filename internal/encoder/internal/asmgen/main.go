@@ -367,10 +367,17 @@ func (g *gen) quad() {
 		temps = append(temps, r)
 	}
 	acc, temps := temps[len(temps)-1], temps[:len(temps)-1]
-	cmp := func(clsOff int, q, dst int) {
+	thrReg, temps := temps[len(temps)-1], temps[:len(temps)-1]
+	// The seed's class threshold is loaded before its bound is computed:
+	// the class byte → address → load chain then overlaps the arithmetic
+	// instead of lengthening each seed's dependency chain.
+	loadThr := func(clsOff int) {
 		g.f("MOVBLZX %d(R10), R11", clsOff)
 		g.f("SHLQ $5, R11")
-		g.f("VCMPPS $13, (BX)(R11*1), Y%d, Y%d", q, dst) // dst = (q >= thr[class])
+		g.f("VMOVUPS (BX)(R11*1), Y%d", thrReg)
+	}
+	cmp := func(q, dst int) {
+		g.f("VCMPPS $13, Y%d, Y%d, Y%d", thrReg, q, dst) // dst = (q >= thr[class])
 	}
 	// Fast loop: groups of U seeds while t+U ≤ n.
 	g.f("CMPQ CX, $%d", U)
@@ -384,12 +391,13 @@ func (g *gen) quad() {
 	g.f("JGT %s", slow)
 	for u := 0; u < U; u++ {
 		win := func(r int) string { return fmt.Sprintf("Y%d", (u+r)%P) }
+		loadThr(u)
 		g.f("VMOVUPS %d(SI), %s", 32*(u+P-1), win(P-1))
 		q := g.bound(win, 4*S*u, temps)
 		if u == 0 {
-			cmp(u, q, acc)
+			cmp(q, acc)
 		} else {
-			cmp(u, q, q)
+			cmp(q, q)
 			g.f("VORPS Y%d, Y%d, Y%d", q, acc, acc)
 		}
 	}
@@ -407,11 +415,12 @@ func (g *gen) quad() {
 	g.f("CMPQ R8, CX")
 	g.f("JGE %s", done)
 	g.l(slowLoop)
+	loadThr(0)
 	for r := 0; r < P; r++ {
 		g.f("VMOVUPS %d(SI), Y%d", 32*r, r)
 	}
 	q := g.bound(func(r int) string { return fmt.Sprintf("Y%d", r) }, 0, temps)
-	cmp(0, q, q)
+	cmp(q, q)
 	g.f("VMOVMSKPS Y%d, AX", q)
 	g.f("TESTL AX, AX")
 	g.f("JNZ %s", found)
