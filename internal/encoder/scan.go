@@ -2,6 +2,7 @@ package encoder
 
 import (
 	"math"
+	"sort"
 	"sync"
 	"unsafe"
 
@@ -227,12 +228,14 @@ func (t *tile) setThreshold(l int, n2, best float64) {
 		if R := t.alpha[l]*math.Sqrt(D)*(1-1e-12) - t.eps[l]; R > 0 {
 			lsT = roundDown32(R * R * (1 - 1e-12))
 		}
-		for ; c < classes; c++ {
-			if a := t.classSigma[c] * t.floor; a*a > D {
-				break
-			}
+		n := sort.Search(classes, func(c int) bool {
+			a := t.classSigma[c] * t.floor
+			return a*a > D
+		})
+		mn := &t.mn[l]
+		for ; c < n; c++ {
 			t.thr[c][l] = lsT
-			t.thrK[c][l] = subDown32(lsT, t.mn[l][c])
+			t.thrK[c][l] = subDown32(lsT, mn[c])
 		}
 	}
 	for ; c < classes; c++ {
