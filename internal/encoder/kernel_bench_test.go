@@ -10,7 +10,7 @@ import (
 // tile with thresholds no seed reaches (so the whole cycle is walked), in
 // ns per seed; with BenchmarkPeakFMA in the same run, cycles per seed.
 func BenchmarkKernels(b *testing.B) {
-	for _, p := range []Params{Paper4Bit, Paper3Bit} {
+	for _, p := range []Params{Paper4Bit, Paper3Bit, {32, 3, 16, 3, 3}} {
 		bs, err := basisFor(p)
 		if err != nil {
 			b.Fatal(err)

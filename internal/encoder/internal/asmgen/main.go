@@ -34,8 +34,8 @@ const maxQuadP = 8
 // are fully unrolled; larger blocks use the looped kernel.
 const maxUnrolledPairs = 32
 
-// regPairs: up to this many weight pairs stay in registers; beyond, the
-// unrolled kernels read them from the tile.
+// regPairs: up to this many weight pairs stay in registers at once; the
+// unrolled kernels for more pairs make several passes.
 const regPairs = 8
 
 func main() {
@@ -161,39 +161,56 @@ func (g *gen) uniq(s string) string {
 // lane's weight pair m (np pairs); VPMADDWD multiplies the pairs and adds
 // the two products into int32, exactly (see scan.go for the bounds).
 //
+// The unrolled kernels keep the weight pairs in registers: more than
+// regPairs pairs are done in passes over groups of at most regPairs, the
+// partial int32 sums kept in out between passes (two loads per multiply-add
+// would otherwise bind the kernel on loads).
+//
 // GP registers: SI table walk, BX weight pairs, R8 row stride, R9 nk,
 // R10 rows left, R11 out stride (looped: pair offset), R12 row start, R13
 // out row start, DI out walk, CX count, AX looped end offset.
 func (g *gen) proj() {
 	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, projSig)
 	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-72\n", g.name)
-	g.f("MOVQ tab+0(FP), R12")
-	g.f("MOVQ rowStride+8(FP), R8")
-	g.f("MOVQ w+16(FP), BX")
-	g.f("MOVQ k0+32(FP), AX")
-	g.f("LEAQ (R12)(AX*2), R12")
-	g.f("MOVQ nk+40(FP), R9")
-	g.f("MOVQ p+48(FP), R10")
-	g.f("MOVQ ostride+56(FP), R11")
-	g.f("MOVQ out+64(FP), R13")
 	done := g.uniq("done")
+	g.f("MOVQ nk+40(FP), R9")
 	g.f("TESTQ R9, R9")
 	g.f("JZ %s", done)
+	g.f("MOVQ p+48(FP), R10")
 	g.f("TESTQ R10, R10")
 	g.f("JZ %s", done)
-	inReg := g.NP > 0 && g.NP <= regPairs
-	if inReg {
-		for m := 0; m < g.NP; m++ {
-			g.f("VMOVDQU %d(BX), Y%d", 32*m, m)
+	g.f("MOVQ rowStride+8(FP), R8")
+	g.f("MOVQ w+16(FP), BX")
+	g.f("MOVQ ostride+56(FP), R11")
+	if g.NP == 0 {
+		g.pass(0, 0, true, true)
+	} else {
+		ng := (g.NP + regPairs - 1) / regPairs
+		for gi := 0; gi < ng; gi++ {
+			m0, m1 := gi*g.NP/ng, (gi+1)*g.NP/ng
+			g.pass(m0, m1, gi == 0, gi == ng-1)
 		}
 	}
-	// Free vector registers after the weight pairs.
-	first := 0
-	if inReg {
-		first = g.NP
+	g.l(done)
+	g.f("VZEROUPPER")
+	g.f("RET")
+}
+
+// pass emits one walk over the rows and positions for pairs [m0, m1)
+// (the looped kernel: all pairs, m0 = m1 = 0), adding to the partial sums
+// in out unless first, converting to float32 when last.
+func (g *gen) pass(m0, m1 int, first, last bool) {
+	g.f("MOVQ tab+0(FP), R12")
+	g.f("MOVQ k0+32(FP), AX")
+	g.f("LEAQ (R12)(AX*2), R12")
+	g.f("MOVQ p+48(FP), R10")
+	g.f("MOVQ out+64(FP), R13")
+	n := m1 - m0
+	for m := m0; m < m1; m++ {
+		g.f("VMOVDQU %d(BX), Y%d", 32*m, m-m0)
 	}
 	var free []int
-	for r := first; r < 16; r++ {
+	for r := n; r < 16; r++ {
 		free = append(free, r)
 	}
 	row := g.uniq("row")
@@ -205,8 +222,17 @@ func (g *gen) proj() {
 	g.f("MOVQ R9, CX")
 	one := func(off int, dst string, regs []int) {
 		acc := regs[0]
-		g.sum(off, regs[1:], acc, inReg)
-		g.f("VCVTDQ2PS Y%d, Y%d", acc, acc)
+		if g.NP == 0 {
+			g.sumLoop(regs[1:], acc)
+		} else {
+			g.sum(off, m0, m1, regs[1:], acc)
+		}
+		if !first {
+			g.f("VPADDD %s, Y%d, Y%d", dst, acc, acc)
+		}
+		if last {
+			g.f("VCVTDQ2PS Y%d, Y%d", acc, acc)
+		}
 		g.f("VMOVUPS Y%d, %s", acc, dst)
 	}
 	if g.NP > 0 {
@@ -241,50 +267,38 @@ func (g *gen) proj() {
 	g.f("ADDQ $32, R13")
 	g.f("DECQ R10")
 	g.f("JNZ %s", row)
-	g.l(done)
-	g.f("VZEROUPPER")
-	g.f("RET")
 }
 
-// sum emits acc = Σ_m VPMADDWD(bcast32(SI + off + 4m), pair m) in int32,
-// using regs as extra accumulators (independent chains) and temporaries.
-// The 32-bit broadcasts use VBROADCASTSS (a plain load on AMD cores, where
-// VPBROADCASTD also takes a shuffle port).
-func (g *gen) sum(off int, regs []int, acc int, inReg bool) {
-	if g.NP == 0 {
-		g.sumLoop(regs, acc)
-		return
-	}
-	base := "(SI)"
-	na := min(len(regs)-1, 4, g.NP) // accumulators; at least one temp stays
-	na = max(na, 1)
+// sum emits acc = Σ_{m0≤m<m1} VPMADDWD(bcast32(SI + off + 4m), pair m) in
+// int32 (pair m in register Y(m−m0)), using regs as extra accumulators
+// (independent chains) and temporaries. The 32-bit broadcasts use
+// VBROADCASTSS (a plain load on AMD cores, where VPBROADCASTD also takes a
+// shuffle port).
+func (g *gen) sum(off, m0, m1 int, regs []int, acc int) {
+	n := m1 - m0
+	na := max(1, min(len(regs)-1, 4, n)) // accumulators; at least one temp stays
 	accs := append([]int{acc}, regs[:na-1]...)
 	temps := regs[na-1:]
-	pair := func(m int) string {
-		if inReg {
-			return fmt.Sprintf("Y%d", m)
-		}
-		return fmt.Sprintf("%d(BX)", 32*m)
-	}
-	for m := 0; m < g.NP; m++ {
-		a := accs[m%na]
-		if m < na {
-			g.f("VBROADCASTSS %d%s, Y%d", off+4*m, base, a)
-			g.f("VPMADDWD %s, Y%d, Y%d", pair(m), a, a)
+	for i := 0; i < n; i++ {
+		m := m0 + i
+		a := accs[i%na]
+		if i < na {
+			g.f("VBROADCASTSS %d(SI), Y%d", off+4*m, a)
+			g.f("VPMADDWD Y%d, Y%d, Y%d", i, a, a)
 			continue
 		}
-		t := temps[m%len(temps)]
-		g.f("VBROADCASTSS %d%s, Y%d", off+4*m, base, t)
-		g.f("VPMADDWD %s, Y%d, Y%d", pair(m), t, t)
+		t := temps[i%len(temps)]
+		g.f("VBROADCASTSS %d(SI), Y%d", off+4*m, t)
+		g.f("VPMADDWD Y%d, Y%d, Y%d", i, t, t)
 		g.f("VPADDD Y%d, Y%d, Y%d", t, a, a)
 	}
 	// Pairwise tree over the accumulators.
-	for n := na; n > 1; {
-		h := (n + 1) / 2
-		for i := 0; i+h < n; i++ {
+	for k := na; k > 1; {
+		h := (k + 1) / 2
+		for i := 0; i+h < k; i++ {
 			g.f("VPADDD Y%d, Y%d, Y%d", accs[i+h], accs[i], accs[i])
 		}
-		n = h
+		k = h
 	}
 }
 
@@ -292,6 +306,7 @@ func (g *gen) sum(off int, regs []int, acc int, inReg bool) {
 // accumulators, the table offset in R11 (4 bytes per pair), the pairs at
 // BX + 8·R11.
 func (g *gen) sumLoop(regs []int, acc int) {
+	// (the looped kernel: the pairs are read from BX in the loop)
 	t, a2 := regs[0], regs[1]
 	lp := g.uniq("m")
 	fin := g.uniq("mfin")
