@@ -78,8 +78,8 @@ type vector struct {
 // vectors, so any platform or later version must reproduce them, and checks
 // them against the independent bit-by-bit decoder.
 func TestDecodeVectors(t *testing.T) {
-	path := "testdata/decode_vectors.json"
-	if *update {
+	var vs []vector
+	golden(t, "testdata/decode_vectors.json", func() any {
 		var vs []vector
 		for i, p := range []Params{Paper4Bit, Paper3Bit, {8, 3, 8, 4, 4}, {5, 2, 11, 3, 3}, {12, 4, 24, 8, 8}, {16, 9, 9, 2, 1}} {
 			w := gaussTensor(uint64(100+i), 3*p.BlockSize+2, 0.02)
@@ -90,19 +90,8 @@ func TestDecodeVectors(t *testing.T) {
 			got, _ := DecodeLayers([]*Layer{l}, l.N)
 			vs = append(vs, vector{p, l.ExpBias, l.N, hex.EncodeToString(l.Payload), f32hex(got)})
 		}
-		b, _ := json.MarshalIndent(vs, "", "  ")
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vs []vector
-	if err := json.Unmarshal(b, &vs); err != nil {
-		t.Fatal(err)
-	}
+		return vs
+	}, &vs)
 	if len(vs) < 6 {
 		t.Fatalf("%d vectors", len(vs))
 	}
@@ -125,6 +114,25 @@ func TestDecodeVectors(t *testing.T) {
 				t.Errorf("vector %d: DecodeParallel(%d) differs (%v)", i, workers, err)
 			}
 		}
+	}
+}
+
+// golden reads the committed vectors at path into out, after rewriting the
+// file from gen() when the test runs with -update.
+func golden(t *testing.T, path string, gen func() any, out any) {
+	t.Helper()
+	if *update {
+		b, _ := json.MarshalIndent(gen(), "", "  ")
+		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"testing"
 
 	"github.com/seedlm/seedlm/internal/safetensors"
@@ -98,24 +97,14 @@ func computeStats(t *testing.T, name string, w []float32, layers []Params, opt O
 func TestStatsVectors(t *testing.T) {
 	path := "testdata/stats_vectors.json"
 	in := statsInputs(t)
-	if *update {
+	var want []statsVector
+	golden(t, path, func() any {
 		var vs []statsVector
 		for _, x := range in {
 			vs = append(vs, computeStats(t, x.name, x.w, x.layers, Options{}))
 		}
-		b, _ := json.MarshalIndent(vs, "", "  ")
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want []statsVector
-	if err := json.Unmarshal(b, &want); err != nil {
-		t.Fatal(err)
-	}
+		return vs
+	}, &want)
 	if len(want) != len(in) {
 		t.Fatalf("%d vectors for %d inputs", len(want), len(in))
 	}
