@@ -79,7 +79,7 @@ func abs(x int) int {
 // above (K=18 measured 2.5×, K=20 ~9–10×).
 func seedCost(k int) float64 {
 	if k <= 16 {
-		return 0.1 + 0.9*math.Ldexp(1, k-16)
+		return 0.1 + float64(0.9*math.Ldexp(1, k-16))
 	}
 	return 0.65 * math.Ldexp(1, k-16)
 }

@@ -312,7 +312,9 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 		if opt.OverheadBytes != nil {
 			overhead = opt.OverheadBytes(infos, plans)
 		}
-		budget := g.target*float64(totalElems) - float64(fixedBits) - float64(8*overhead)
+		// float64(…): the product rounded on every architecture (no fused
+		// multiply-subtract), so the budget is the same bits everywhere.
+		budget := float64(g.target*float64(totalElems)) - float64(fixedBits) - float64(8*overhead)
 		if err := allocate(ctx, &g, src, infos, plans, open, budget, opt, &warnings); err != nil {
 			return nil, nil, err
 		}
@@ -439,7 +441,7 @@ func readOpen(ctx context.Context, src Source, infos []checkpoint.TensorInfo, op
 func secondMoment(w []float32) float64 {
 	var s float64
 	for _, x := range w {
-		s += float64(x) * float64(x)
+		s += float64(float64(x) * float64(x))
 	}
 	return s / float64(max(1, len(w)))
 }
@@ -540,7 +542,8 @@ func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.Ten
 		for _, p := range plans {
 			all += float64(p.Elements)
 		}
-		smallest, fixed := (min+(g.target*all-budget))/all, (g.target*all-budget)/all
+		over := float64(g.target*all) - budget
+		smallest, fixed := (min+over)/all, over/all
 		if !strings.HasPrefix(g.targetFrom, "preset ") {
 			return &UnreachableError{Target: g.targetFrom, Smallest: smallest, Fixed: fixed}
 		}
