@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/seedlm/seedlm/internal/safetensors"
+)
+
+// crossArchCases are the settings TestCrossArch compresses with: the
+// default, a preset, a size target (measured allocation) and a rule file
+// (with the variance allocation for the tensors no rule claims). Under
+// qemu the encoder is some 100× slower than native, so every case but the
+// default searches K=12 seeds (the fast preset's), and the target's
+// candidates are four, as two-layer stacks.
+var crossArchCases = []struct {
+	name, config string
+	args         []string
+}{
+	{name: "default"},
+	{name: "preset", args: []string{"--preset", "fast"}},
+	{name: "target", args: []string{"--target-bpw", "8", "--layers", "2", "--seed-bits", "12"}, config: `adaptive:
+  candidates:
+    - {block_size: 8, latent_dim: 3}
+    - {block_size: 12, latent_dim: 3, coeff_bits: 3, exponent_bits: 3}
+    - {block_size: 16, latent_dim: 3, coeff_bits: 3, exponent_bits: 3}
+    - {block_size: 24, latent_dim: 4, coeff_bits: 3, exponent_bits: 3}
+`},
+	{name: "rules", args: []string{"--seed-bits", "12"}, config: `target_bpw: 9
+adaptive:
+  method: variance
+layer_specific:
+  "*.mlp.*":
+    compression_level: 0.7
+  "*.self_attn.v_proj.*":
+    block_size: 16
+    latent_dim: 4
+`},
+}
+
+// TestCrossArch: same seedlm, same input, same settings → the same archive
+// bytes from three builds:
+//
+//   - this test binary (amd64, assembly kernels where the CPU has them),
+//     run with GOMAXPROCS=1 and one worker;
+//   - a -tags purego build with GOAMD64=v3 (the pure-Go kernels, and Go
+//     free to fuse x*y+z into FMA instructions everywhere), three workers;
+//   - an arm64 build (Go fuses there too; pure-Go kernels), run under
+//     qemu-aarch64 when it is on the PATH (.ci/run installs it), with the
+//     host's worker count.
+//
+// The input is the demo model cut to about 1024 weights per matrix (still
+// 7 coded tensors: 7,168 weights). The TestReproducible* tests of
+// internal/detmath, presets and compress (figures pinned bit for bit) run
+// in the arm64 and v3 builds as well.
+func TestCrossArch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds seedlm for other targets")
+	}
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("compares amd64 builds with arm64: this host is %s", runtime.GOARCH)
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go command to build with: %v", err)
+	}
+	qemu, qerr := exec.LookPath("qemu-aarch64")
+	if qerr != nil {
+		if q, err := exec.LookPath("qemu-aarch64-static"); err == nil {
+			qemu, qerr = q, nil
+		}
+	}
+	dir := t.TempDir()
+	model := filepath.Join(dir, "cut.safetensors")
+	cutDemoModel(t, filepath.Join("..", "..", "testdata", "models", "stories260K-layer0.safetensors"), model)
+
+	// Builds, side by side.
+	type build struct {
+		name string
+		env  []string
+		args []string
+		out  string
+		err  error
+	}
+	v3 := &build{name: "amd64 purego GOAMD64=v3", env: []string{"GOAMD64=v3"}, args: []string{"-tags", "purego"}}
+	arm := &build{name: "arm64", env: []string{"GOARCH=arm64", "CGO_ENABLED=0"}}
+	builds := []*build{v3}
+	if qerr == nil {
+		builds = append(builds, arm)
+	} else {
+		t.Logf("skipping the arm64 comparison: qemu-aarch64 is not on the PATH (Debian/Ubuntu: apt-get install qemu-user; .ci/run installs it)")
+	}
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for i, b := range builds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.out = filepath.Join(dir, fmt.Sprintf("seedlm-%d", i))
+			args := append([]string{"build", "-o", b.out}, b.args...)
+			cmd := exec.Command(goTool, append(args, ".")...)
+			cmd.Env = append(os.Environ(), b.env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.err = fmt.Errorf("go build (%s): %v\n%s", b.name, err, out)
+			}
+			if b.err == nil {
+				b.err = buildReproducibleTests(goTool, b.out+"-tests", b.env)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, b := range builds {
+		if b.err != nil {
+			t.Fatal(b.err)
+		}
+	}
+	t.Logf("builds: %.1fs", time.Since(t0).Seconds())
+
+	type runner struct {
+		name    string
+		prog    []string // command and its first arguments
+		env     []string
+		workers []string
+	}
+	self := runner{name: "amd64 (this binary)", prog: []string{os.Args[0]}, env: []string{"SEEDLM_TEST_MAIN=1", "GOMAXPROCS=1"}, workers: []string{"--workers", "1"}}
+	runners := []runner{{name: v3.name, prog: []string{v3.out}, workers: []string{"--workers", "3"}}}
+	// The v3 binary needs AVX2, FMA and BMI; a machine without them says
+	// so on start-up: then compare the plain purego build instead.
+	if out, err := exec.Command(v3.out, "--help").CombinedOutput(); err != nil {
+		if !strings.Contains(string(out), "microarchitecture") {
+			t.Fatalf("%s does not start: %v\n%s", v3.name, err, out)
+		}
+		t.Logf("this CPU cannot run GOAMD64=v3 code: comparing a plain -tags purego build instead")
+		b := &build{name: "amd64 purego", args: []string{"-tags", "purego"}, out: filepath.Join(dir, "seedlm-purego")}
+		cmd := exec.Command(goTool, "build", "-tags", "purego", "-o", b.out, ".")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build (%s): %v\n%s", b.name, err, out)
+		}
+		runners[0] = runner{name: b.name, prog: []string{b.out}, workers: []string{"--workers", "3"}}
+	} else {
+		runReproducibleTests(t, v3.name, nil, v3.out+"-tests")
+	}
+	if qerr == nil {
+		runners = append(runners, runner{name: "arm64 (qemu-aarch64)", prog: []string{qemu, arm.out}})
+		t1 := time.Now()
+		runReproducibleTests(t, arm.name, []string{qemu}, arm.out+"-tests")
+		t.Logf("TestReproducible* under qemu: %.1fs", time.Since(t1).Seconds())
+	}
+
+	// The environment of every run: no SEEDLM_* settings, no user config.
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SEEDLM_") && !strings.HasPrefix(kv, "XDG_CONFIG_HOME=") && !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "XDG_CONFIG_HOME="+filepath.Join(dir, "no-config"))
+
+	for _, c := range crossArchCases {
+		args := append([]string{"compress", "--quiet", model}, c.args...)
+		if c.config != "" {
+			cfg := filepath.Join(dir, c.name+".yaml")
+			if err := os.WriteFile(cfg, []byte(c.config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args = append(args, "--config", cfg)
+		}
+		var want []byte
+		for i, r := range append([]runner{self}, runners...) {
+			out := filepath.Join(dir, fmt.Sprintf("%s-%d.seedlm", c.name, i))
+			argv := append(append(append(r.prog[1:], args...), r.workers...), "-o", out)
+			cmd := exec.Command(r.prog[0], argv...)
+			cmd.Env = append(append([]string(nil), env...), r.env...)
+			cmd.Dir = dir
+			t1 := time.Now()
+			if msg, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s, %s: seedlm %s: %v\n%s", c.name, r.name, strings.Join(args, " "), err, msg)
+			}
+			got, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+			t.Logf("%s, %s: %d bytes, %.1fs (%.1fs CPU)", c.name, r.name, len(got), time.Since(t1).Seconds(), cpu.Seconds())
+			if i == 0 {
+				want = got
+			} else if !bytes.Equal(got, want) {
+				t.Errorf("%s: the archive of %s differs from amd64's (%d vs %d bytes, first difference at byte %d)",
+					c.name, r.name, len(got), len(want), firstDiff(got, want))
+			}
+		}
+	}
+}
+
+// reproduciblePackages hold TestReproducible* tests: figures that decide
+// or are written, pinned bit for bit.
+var reproduciblePackages = []string{"detmath", "presets", "compress"}
+
+// buildReproducibleTests builds the test binaries of reproduciblePackages
+// for the target env into the folder dir.
+func buildReproducibleTests(goTool, dir string, env []string) error {
+	args := []string{"test", "-c", "-o", dir + "/"}
+	for _, p := range reproduciblePackages {
+		args = append(args, "../../internal/"+p)
+	}
+	cmd := exec.Command(goTool, args...)
+	cmd.Env = append(os.Environ(), env...)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, msg)
+	}
+	return nil
+}
+
+// runReproducibleTests runs the TestReproducible* tests of the binaries in
+// dir (through prefix, e.g. qemu).
+func runReproducibleTests(t *testing.T, name string, prefix []string, dir string) {
+	t.Helper()
+	for _, p := range reproduciblePackages {
+		argv := append(append([]string(nil), prefix...), filepath.Join(dir, p+".test"), "-test.run", "^TestReproducible")
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			t.Errorf("internal/%s TestReproducible*, %s: %v\n%s", p, name, err, out)
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// cutDemoModel writes the tensors of src to dst with every tensor of rank
+// ≥ 2 cut to its first rows, as many as make 1024 weights (the size below
+// which a tensor is stored exactly); 1-D tensors whole.
+func cutDemoModel(t *testing.T, src, dst string) {
+	t.Helper()
+	f, err := safetensors.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var hs []safetensors.TensorHeader
+	var data [][]byte
+	for _, x := range f.Tensors() {
+		raw, err := f.ReadRaw(x.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := x.TensorHeader
+		h.Shape = append([]int64(nil), h.Shape...)
+		if len(h.Shape) >= 2 && h.Shape[0] > 0 {
+			rowBytes := int64(len(raw)) / h.Shape[0]
+			perRow := rowBytes * 8 / 32 // F32 weights per row
+			if rows := (1024 + perRow - 1) / perRow; rows < h.Shape[0] {
+				raw = raw[:rows*rowBytes]
+				h.Shape[0] = rows
+			}
+		}
+		hs = append(hs, h)
+		data = append(data, raw)
+	}
+	w, err := safetensors.NewWriter(dst, hs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range hs {
+		if err := w.WriteTensor(h.Name, data[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
