@@ -45,7 +45,7 @@ func (t *TensorEntry) NumElements() int64 {
 }
 
 // Bytes is the size of the tensor's chunks in this file: its raw bytes, or
-// every stored layer's payload. Header and index are not apportioned to
+// every stored layer's payload (0 for a duplicate). Header and index are not apportioned to
 // tensors; Totals reports them separately as OverheadBytes.
 func (t *TensorEntry) Bytes() int64 { return t.BytesUpTo(len(t.Layers) - 1) }
 
@@ -77,7 +77,10 @@ func (t *TensorEntry) BitsPerWeight() float64 {
 
 // Totals are archive-wide figures.
 type Totals struct {
-	Tensors, Coded, Passthrough int
+	// Duplicates are tensors stored once under another name (tied
+	// weights): counted in Tensors and Weights, not in Coded or
+	// Passthrough, and they take no bytes.
+	Tensors, Coded, Passthrough, Duplicates int
 	// Weights counts every tensor's elements; CodedWeights only the coded
 	// tensors'.
 	Weights, CodedWeights int64
@@ -123,6 +126,10 @@ func totals(ts []TensorEntry, layers func(i int) int) Totals {
 		n := t.NumElements()
 		s.Tensors++
 		s.Weights += n
+		if t.DuplicateOf != "" {
+			s.Duplicates++
+			continue
+		}
 		if t.Passthrough {
 			s.Passthrough++
 			s.RawBytes += t.Bytes()

@@ -161,7 +161,7 @@ func overheadBytes(h archive.Header, infos []checkpoint.TensorInfo, plans []pres
 		}
 		ts[i] = e
 	}
-	return archive.EstimateOverheadBytes(h, ts)
+	return archive.EstimateOverheadBytes(h, ts, nil)
 }
 
 // hashTensors records every tensor's SHA-256, workers tensors at a time.
