@@ -145,8 +145,8 @@ func TestOpenErrors(t *testing.T) {
 	cases := map[string]string{
 		filepath.Join(dir, "missing.safetensors"): "cannot open",
 		two:    "2 .safetensors files but no index",
-		empty:  "no .safetensors file",
-		binIdx: "only sharded safetensors indexes",
+		empty:  "folder holds no weights",
+		binIdx: "no weight_map",
 		junk:   "unrecognised checkpoint format",
 		badST:  "runs past the end",
 		filepath.Join(torchFixtures, "evil_global.pt"): "posix.system",
