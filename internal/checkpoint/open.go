@@ -199,7 +199,7 @@ func (s *stSource) ReadFloat32(n string) ([]float32, error) { return s.f.ReadFlo
 func (s *stSource) ReadFloat32Into(n string, dst []float32) ([]float32, error) {
 	return s.f.ReadFloat32Into(n, dst)
 }
-func (s *stSource) Close() error { return s.f.Close() }
+func (s *stSource) Close() error   { return s.f.Close() }
 func (s *stSource) Folder() string { return s.dir }
 func (s *stSource) ReadRawAt(name string, b []byte, off int64) error {
 	return s.f.ReadRawAt(name, b, off)
@@ -222,7 +222,7 @@ func (s *shardedSource) ReadFloat32(n string) ([]float32, error) {
 func (s *shardedSource) ReadFloat32Into(n string, dst []float32) ([]float32, error) {
 	return s.sh.ReadFloat32Into(n, dst)
 }
-func (s *shardedSource) Close() error { return s.sh.Close() }
+func (s *shardedSource) Close() error      { return s.sh.Close() }
 func (s *shardedSource) IndexPath() string { return s.sh.IndexPath() }
 func (s *shardedSource) ReadRawAt(name string, b []byte, off int64) error {
 	return s.sh.ReadRawAt(name, b, off)
@@ -249,7 +249,7 @@ func (s *torchSource) ReadFloat32(n string) ([]float32, error) { return s.f.Read
 func (s *torchSource) ReadFloat32Into(n string, dst []float32) ([]float32, error) {
 	return s.f.ReadFloat32Into(n, dst)
 }
-func (s *torchSource) Close() error { return s.f.Close() }
+func (s *torchSource) Close() error   { return s.f.Close() }
 func (s *torchSource) Folder() string { return s.dir }
 func (s *torchSource) ReadRawAt(name string, b []byte, off int64) error {
 	return s.f.ReadRawAt(name, b, off)
