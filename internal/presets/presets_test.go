@@ -753,3 +753,74 @@ func TestPresetTargetFallsBackOnTinyModels(t *testing.T) {
 		t.Errorf("tiny.weight not coded: %+v", plans[0])
 	}
 }
+
+// A duplicate (tied weights) gets its original's plan, takes no bits, is
+// not read by the measuring pass, and its weights still count in a
+// bits-per-weight target: the rest get the bits it saves.
+func TestPlanDuplicates(t *testing.T) {
+	rng := rand.New(rand.NewSource(4))
+	src := &memSource{}
+	src.add("embed.weight", "F32", []int64{256, 128}, 1, rng)
+	src.add("mlp.weight", "F32", []int64{256, 128}, 0.1, rng)
+	src.add("norm", "F32", []int64{64}, 1, rng)
+	src.add("lm_head.weight", "F32", []int64{256, 128}, 1, rng)
+	src.add("norm2", "F32", []int64{64}, 1, rng)
+	dups := []string{"", "", "", "embed.weight", "norm"}
+	cands := []Codec{
+		{BlockSize: 8, LatentDim: 3, SeedBits: 8, CoeffBits: 3, ExpBits: 3},
+		{BlockSize: 16, LatentDim: 2, SeedBits: 8, CoeffBits: 3, ExpBits: 3},
+		{BlockSize: 32, LatentDim: 2, SeedBits: 8, CoeffBits: 3, ExpBits: 3},
+	}
+	cfg := Config{TargetBPW: 1.5, Adaptive: &Adaptive{Candidates: cands}}
+	with, _, err := Plan(context.Background(), cfg, src, Options{DuplicateOf: dups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := src.reads
+	m := planMap(t, with)
+	head, embed := m["lm_head.weight"], m["embed.weight"]
+	if head.DuplicateOf != "embed.weight" || head.Bits != 0 || fmt.Sprint(head.Layers) != fmt.Sprint(embed.Layers) || head.Rule != `duplicate of "embed.weight"` {
+		t.Errorf("lm_head.weight: %+v (embed %+v)", head, embed)
+	}
+	if n2 := m["norm2"]; n2.DuplicateOf != "norm" || !n2.Passthrough || n2.Bits != 0 {
+		t.Errorf("norm2: %+v", n2)
+	}
+	if reads != 2 {
+		t.Errorf("the measuring pass read %d tensors, want 2 (no duplicates)", reads)
+	}
+	var bits, weights int64
+	for _, p := range with {
+		bits += p.Bits
+		weights += p.Elements
+	}
+	if bpw := float64(bits) / float64(weights); bpw > 1.5 {
+		t.Errorf("%.3f bits/weight over all weights for a 1.5 target", bpw)
+	}
+	// Without the duplicate the same target leaves the others fewer bits.
+	src.reads = 0
+	without, _, err := Plan(context.Background(), cfg, src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw := planMap(t, without)
+	if mw["mlp.weight"].Bits+mw["embed.weight"].Bits >= embed.Bits+m["mlp.weight"].Bits {
+		t.Errorf("storing lm_head once freed no bits for the rest: %d+%d vs %d+%d",
+			mw["mlp.weight"].Bits, mw["embed.weight"].Bits, m["mlp.weight"].Bits, embed.Bits)
+	}
+}
+
+// A rule whose tensors are all stored exactly anyway says it changes
+// nothing.
+func TestRuleOnExactTensorsWarns(t *testing.T) {
+	cfg, err := ParseConfig([]byte("layer_specific:\n  \"*layernorm*\": {seed_bits: 12}\n  \"*.mlp.*\": {seed_bits: 12}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, warnings, err := Plan(context.Background(), cfg, llamaLike(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], `"*layernorm*"`) || !strings.Contains(warnings[0], "only matches tensor(s) that are stored exactly") || !strings.Contains(warnings[0], "1-D tensor") {
+		t.Errorf("warnings %q", warnings)
+	}
+}

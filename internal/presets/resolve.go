@@ -35,6 +35,12 @@ type Options struct {
 	// against its budget. Plans not yet decided have Layers nil and
 	// Passthrough false: count them as one layer.
 	OverheadBytes func(infos []checkpoint.TensorInfo, plans []TensorPlan) int64
+	// DuplicateOf, when set, has one entry per tensor of the source: the
+	// name of an earlier tensor with the same bytes ("" for none). Such a
+	// tensor is stored once: it takes no bits (its weights still count in
+	// a bits-per-weight target, as the decompressed model has them), is
+	// left out of the allocation, and gets its original's plan.
+	DuplicateOf []string
 }
 
 // global is the settings that apply to every tensor no rule claims, after
@@ -242,7 +248,9 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 	var warnings []string
 	matched := make([]int, len(g.rules))
 	won := make([]int, len(g.rules))
-	var open []int // tensors the global settings decide
+	inert := make([]int, len(g.rules))       // tensors the rule wins that are stored exactly whatever it says
+	inertWhy := make([]string, len(g.rules)) // the first one's reason
+	var open []int                           // tensors the global settings decide
 	var fixedBits, totalElems int64
 	for i, t := range infos {
 		n := t.NumElements()
@@ -253,11 +261,21 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 				matched[ri]++
 			}
 		}
+		if opt.DuplicateOf != nil && opt.DuplicateOf[i] != "" {
+			p.DuplicateOf = opt.DuplicateOf[i]
+			plans[i] = p // mirrors its original below
+			continue
+		}
 		ri := lastMatch(g.rules, t.Name)
+		reason := PassthroughReason(t, g.minElem)
 		if ri >= 0 {
 			won[ri]++
+			if reason != "" {
+				if inert[ri]++; inert[ri] == 1 {
+					inertWhy[ri] = reason
+				}
+			}
 		}
-		reason := PassthroughReason(t, g.minElem)
 		switch {
 		case reason != "":
 			p.Rule, p.Passthrough = "passthrough: "+reason, true
@@ -301,6 +319,9 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 			warnings = append(warnings, fmt.Sprintf("%s matches no tensor", r.Name()))
 		case won[ri] == 0:
 			warnings = append(warnings, fmt.Sprintf("%s matches %d tensor(s) but a later rule wins for all of them", r.Name(), matched[ri]))
+		case inert[ri] == won[ri]:
+			warnings = append(warnings, fmt.Sprintf("%s only matches tensor(s) that are stored exactly whatever it says (%d, e.g. %s): it changes nothing",
+				r.Name(), won[ri], inertWhy[ri]))
 		}
 	}
 
@@ -329,6 +350,20 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 			plans[i].Rule = g.stackFrom + g.ruleSuffix()
 			plans[i].Layers = st
 			plans[i].Bits = StackBits(st, plans[i].Elements)
+		}
+	}
+	pos := make(map[string]int, len(infos))
+	for i := range plans {
+		pos[plans[i].Name] = i
+		if o := plans[i].DuplicateOf; o != "" {
+			j, ok := pos[o]
+			if !ok || plans[j].DuplicateOf != "" {
+				return nil, nil, fmt.Errorf("tensor %q: duplicate of %q, which is not an earlier original tensor", plans[i].Name, o)
+			}
+			plans[i].Rule = fmt.Sprintf("duplicate of %q", o)
+			plans[i].Passthrough = plans[j].Passthrough
+			plans[i].Layers = plans[j].Layers
+			plans[i].Bits = 0
 		}
 	}
 	return plans, warnings, nil
