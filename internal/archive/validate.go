@@ -306,3 +306,20 @@ func checkDType(t *TensorEntry, n int64) error {
 	}
 	return nil
 }
+
+// SafetensorsShardName is the safetensors shard decompress writes for a
+// PyTorch shard, as transformers names them:
+// pytorch_model-00001-of-00002.bin → model-00001-of-00002.safetensors.
+func SafetensorsShardName(torchShard string) string {
+	base := torchShard
+	for _, ext := range []string{".bin", ".pt", ".pth"} {
+		if strings.HasSuffix(strings.ToLower(base), ext) {
+			base = base[:len(base)-len(ext)]
+			break
+		}
+	}
+	if rest, ok := strings.CutPrefix(base, "pytorch_model"); ok {
+		base = "model" + rest
+	}
+	return base + ".safetensors"
+}

@@ -35,6 +35,7 @@ type EstimateRow struct {
 	Weights     int64   `json:"weights"`
 	Rule        string  `json:"rule"`
 	Passthrough bool    `json:"passthrough"`
+	DuplicateOf string  `json:"duplicate_of,omitempty"`
 	Codec       string  `json:"codec,omitempty"`
 	// BitsPerWeight is the nominal rate of the codec (or the dtype's
 	// width), ExpectedBytes the exact payload size.
@@ -56,8 +57,10 @@ func EstimateRun(ctx context.Context, src checkpoint.Source, plan *Plan, part Pa
 	for _, i := range plan.positions(part) {
 		p := &plan.Tensors[i]
 		n := p.info().NumElements()
-		r := EstimateRow{Name: p.Name, DType: p.DType, Shape: p.Shape, Weights: n, Rule: p.Rule, Passthrough: p.Passthrough}
-		if p.Passthrough {
+		r := EstimateRow{Name: p.Name, DType: p.DType, Shape: p.Shape, Weights: n, Rule: p.Rule, Passthrough: p.Passthrough, DuplicateOf: p.DuplicateOf}
+		if p.DuplicateOf != "" {
+			// Stored once, as its original: no bytes, no time.
+		} else if p.Passthrough {
 			if sz, ok := dtype.Size(p.DType); ok {
 				r.ExpectedBytes = n * int64(sz)
 			} else if raw, err := src.ReadRaw(p.Name); err == nil {

@@ -5,18 +5,31 @@ import "math"
 // Report is what a run did, measured from what it wrote: the one schema
 // `seedlm compress --json` prints and scripts read.
 type Report struct {
-	Input              string  `json:"input"`
-	Output             string  `json:"output"`
-	SourceFormat       string  `json:"source_format"`
-	Tensors            int     `json:"tensors"`
-	CodedTensors       int     `json:"coded_tensors"`
-	PassthroughTensors int     `json:"passthrough_tensors"`
-	Weights            int64   `json:"weights"`
-	CodedWeights       int64   `json:"coded_weights"`
-	InputBytes         int64   `json:"input_bytes"`
-	OutputBytes        int64   `json:"output_bytes"`
-	RatioVsInput       float64 `json:"ratio_vs_input"`
-	RatioVsFP32        float64 `json:"ratio_vs_fp32"`
+	Input              string `json:"input"`
+	Output             string `json:"output"`
+	SourceFormat       string `json:"source_format"`
+	Tensors            int    `json:"tensors"`
+	CodedTensors       int    `json:"coded_tensors"`
+	PassthroughTensors int    `json:"passthrough_tensors"`
+	// DuplicateTensors are stored as references to an earlier tensor with
+	// the same bytes (tied weights); DuplicateWeights their weights, and
+	// DuplicateBytesSaved the bytes their originals take (what storing
+	// them again would have cost).
+	DuplicateTensors    int   `json:"duplicate_tensors"`
+	DuplicateWeights    int64 `json:"duplicate_weights"`
+	DuplicateBytesSaved int64 `json:"duplicate_bytes_saved"`
+	// Files are the model folder's sidecar files stored byte for byte
+	// (FileBytes in all); SkippedFiles the folder's other entries, with
+	// the reason ("name: reason").
+	Files        []FileStat `json:"files,omitempty"`
+	FileBytes    int64      `json:"file_bytes,omitempty"`
+	SkippedFiles []string   `json:"skipped_files,omitempty"`
+	Weights      int64      `json:"weights"`
+	CodedWeights int64      `json:"coded_weights"`
+	InputBytes   int64      `json:"input_bytes"`
+	OutputBytes  int64      `json:"output_bytes"`
+	RatioVsInput float64    `json:"ratio_vs_input"`
+	RatioVsFP32  float64    `json:"ratio_vs_fp32"`
 	// BitsPerWeight is the file's bits over all weights; CodedBitsPerWeight
 	// the coded tensors' chunk bits over their weights.
 	BitsPerWeight      float64 `json:"bits_per_weight"`
@@ -46,6 +59,12 @@ type Report struct {
 	PerTensor  []TensorStat `json:"per_tensor"`
 }
 
+// FileStat is a sidecar file stored in the archive.
+type FileStat struct {
+	Name  string `json:"name"`
+	Bytes int64  `json:"bytes"`
+}
+
 // PartReport says which part a run wrote.
 type PartReport struct {
 	Index int `json:"index"`
@@ -61,6 +80,7 @@ type TensorStat struct {
 	Shape       []int64    `json:"shape"`
 	Rule        string     `json:"rule"`
 	Passthrough bool       `json:"passthrough"`
+	DuplicateOf string     `json:"duplicate_of,omitempty"`
 	Codec       string     `json:"codec,omitempty"`
 	Weights     int64      `json:"weights"`
 	StoredBytes int64      `json:"stored_bytes"`
