@@ -260,25 +260,60 @@ func printCompressReport(w io.Writer, r *compress.Report) {
 			r.Part.Index, r.Part.Count, r.Tensors, r.Part.Of, r.PlanSHA256)
 	}
 	fmt.Fprintf(tw, "  settings\t%s\n", describeSettings(r.Settings))
-	fmt.Fprintf(tw, "  tensors\t%d (%d coded, %d stored exactly)\n", r.Tensors, r.CodedTensors, r.PassthroughTensors)
+	dups := ""
+	if r.DuplicateTensors > 0 {
+		dups = ", " + plural(r.DuplicateTensors, "duplicate", "duplicates") + " stored once"
+	}
+	fmt.Fprintf(tw, "  tensors\t%s (%s coded, %s stored exactly%s)\n", commas(int64(r.Tensors)),
+		commas(int64(r.CodedTensors)), commas(int64(r.PassthroughTensors)), dups)
+	if r.DuplicateTensors > 0 {
+		var names []string
+		for _, st := range r.PerTensor {
+			if st.DuplicateOf != "" {
+				names = append(names, st.Name+" = "+st.DuplicateOf)
+			}
+		}
+		if len(names) > 3 {
+			names = append(names[:3], fmt.Sprintf("and %d more", len(names)-3))
+		}
+		fmt.Fprintf(tw, "  duplicates\t%s (byte-identical, tied weights): %s; %s saved\n",
+			plural(r.DuplicateTensors, "tensor", "tensors"), strings.Join(names, ", "), plural64(r.DuplicateBytesSaved, "byte", "bytes"))
+	}
 	fmt.Fprintf(tw, "  weights\t%s (%s coded)\n", commas(r.Weights), commas(r.CodedWeights))
 	what := r.SourceFormat
 	if r.Part != nil {
 		what = "this part's tensors"
 	}
-	fmt.Fprintf(tw, "  input\t%s bytes (%s)\n", commas(r.InputBytes), what)
-	fmt.Fprintf(tw, "  output\t%s bytes on disk\n", commas(r.OutputBytes))
+	if len(r.Files) > 0 {
+		what += fmt.Sprintf(", with %s", plural(len(r.Files), "sidecar file", "sidecar files"))
+	}
+	fmt.Fprintf(tw, "  input\t%s (%s)\n", plural64(r.InputBytes, "byte", "bytes"), what)
+	if len(r.Files) > 0 || len(r.SkippedFiles) > 0 {
+		var names []string
+		for _, f := range r.Files {
+			names = append(names, f.Name)
+		}
+		stored := "none"
+		if len(names) > 0 {
+			stored = fmt.Sprintf("%s byte for byte (%s)", strings.Join(names, ", "), plural64(r.FileBytes, "byte", "bytes"))
+		}
+		fmt.Fprintf(tw, "  files\t%s\n", stored)
+		if len(r.SkippedFiles) > 0 {
+			fmt.Fprintf(tw, "  skipped\t%s\n", strings.Join(r.SkippedFiles, "; "))
+		}
+	}
+	fmt.Fprintf(tw, "  output\t%s on disk\n", plural64(r.OutputBytes, "byte", "bytes"))
 	fmt.Fprintf(tw, "  ratio\t%.2f× vs input, %.2f× vs fp32\n", r.RatioVsInput, r.RatioVsFP32)
 	fmt.Fprintf(tw, "  bits/weight\t%.3f overall (file bits / all weights), %.3f in coded tensors\n", r.BitsPerWeight, r.CodedBitsPerWeight)
 	if r.CodedTensors > 0 {
-		fmt.Fprintf(tw, "  quality\tSNR mean %s, worst %s (%s); relative error %.4f (weight error, not output KL)\n",
-			fmtDB(r.SNRMeanDB), fmtDB(r.SNRWorstDB), r.SNRWorstTensor, r.RelErr)
+		fmt.Fprintf(tw, "  quality\tSNR %s (worst tensor %s: %s); relative error %.4f (weight error, not output KL)\n",
+			fmtDB(r.SNRdB), fmtDB(r.SNRWorstDB), r.SNRWorstTensor, r.RelErr)
 	}
 	if len(r.Warnings) > 0 {
 		fmt.Fprintf(tw, "  warnings\t%d (printed above)\n", len(r.Warnings))
 	}
-	fmt.Fprintf(tw, "  time\t%s wall, %s weights/s encoding (%d workers, %s kernel)\n",
-		fmtSeconds(r.WallSeconds), commas(int64(math.Round(r.WeightsPerSecond))), r.Workers, r.Kernel)
+	fmt.Fprintf(tw, "  time\t%s wall, %s weights/s encoding (%s, %s kernel)\n",
+		fmtSeconds(r.WallSeconds), commas(int64(math.Round(r.WeightsPerSecond))), plural(r.Workers, "worker", "workers"), r.Kernel)
 	tw.Flush()
 }
 

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/seedlm/seedlm/internal/archive"
 )
 
 // streamOptions are stream's resolved settings.
@@ -86,6 +88,7 @@ hash-checked too: a damaged source gets a warning even when OUT is intact.`,
 type streamTensor struct {
 	Name        string   `json:"name"`
 	Passthrough bool     `json:"passthrough"`
+	DuplicateOf string   `json:"duplicate_of,omitempty"`
 	Layers      int      `json:"layers"`        // in OUT
 	Available   int      `json:"source_layers"` // complete in the source
 	Bytes       int64    `json:"bytes"`         // chunk bytes in OUT
@@ -106,6 +109,9 @@ type streamReport struct {
 	LayersIncluded  int            `json:"layers_included"` // coded tensors' layers in OUT
 	LayersAvailable int            `json:"layers_available"`
 	CodedTensors    int            `json:"coded_tensors"`
+	// DuplicateTensors are stored once under another name; they have what
+	// their original has.
+	DuplicateTensors int `json:"duplicate_tensors"`
 	RelErrBase      float64        `json:"rel_err_base"`   // base layers only
 	RelErrBefore    float64        `json:"rel_err_before"` // the source, every available layer
 	RelErrAfter     float64        `json:"rel_err_after"`  // OUT
@@ -174,27 +180,27 @@ func runStream(ctx context.Context, o *streamOptions, args []string, stdout, std
 		MinBytes: sr.MinBytes, FullBytes: sr.FullBytes, SourceBytes: srcSize, SourcePartial: partial,
 		LayersIncluded: sr.LayersIncluded, LayersAvailable: sr.LayersAvailable,
 		RelErrBefore: sr.RelErrBefore, RelErrAfter: sr.RelErrAfter,
-		SNRBeforeDB: snrDB(sr.Norm2, sr.SqErrBefore), SNRAfterDB: snrDB(sr.Norm2, sr.SqErrAfter)}
+		SNRBeforeDB: archive.SNRdB(sr.Norm2, sr.SqErrBefore), SNRAfterDB: archive.SNRdB(sr.Norm2, sr.SqErrAfter)}
 	avail := map[string]int{}
 	for _, t := range sr.Tensors {
 		avail[t.Name] = t.SourceLayers
 	}
-	var baseErr, norm2 float64
 	for i := range a.Index().Tensors {
 		t := &a.Index().Tensors[i]
-		st := streamTensor{Name: t.Name, Passthrough: t.Passthrough, Layers: 1, Available: avail[t.Name], Bytes: t.Bytes()}
-		if !t.Passthrough {
+		st := streamTensor{Name: t.Name, Passthrough: t.Passthrough, DuplicateOf: t.DuplicateOf, Layers: 1, Available: avail[t.Name], Bytes: t.Bytes()}
+		switch {
+		case t.DuplicateOf != "":
+			rep.DuplicateTensors++
+		case !t.Passthrough:
 			rep.CodedTensors++
 			st.Layers = len(t.Layers)
 			st.RelErr = t.RelErr(len(t.Layers) - 1)
-			st.SNRdB = snrDB(t.Norm2, t.SqErrAt(len(t.Layers)-1))
-			baseErr += t.SqErrAt(0)
-			norm2 += t.Norm2
+			st.SNRdB = archive.SNRdB(t.Norm2, t.SqErrAt(len(t.Layers)-1))
 		}
 		rep.Tensors = append(rep.Tensors, st)
 	}
-	rep.RelErrBase = relErr(norm2, baseErr)
-	rep.SNRBaseDB = snrDB(norm2, baseErr)
+	base := a.Index().TotalsWith(func(int) int { return 1 })
+	rep.RelErrBase, rep.SNRBaseDB = base.RelErr, base.SNRdB()
 	rep.WallSeconds = time.Since(start).Seconds()
 	if o.JSON {
 		return writeJSON(stdout, rep)
@@ -222,14 +228,18 @@ func (r *streamReport) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TENSOR\tLAYERS\tBYTES\tREL.ERR\tSNR dB")
 	for _, t := range r.Tensors {
-		if t.Passthrough {
+		if t.Passthrough || t.DuplicateOf != "" {
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%.4f\t%s\n", t.Name, t.Layers, t.Available, commas(t.Bytes), t.RelErr, strings.TrimSuffix(fmtDB(t.SNRdB), " dB"))
 	}
 	tw.Flush()
-	if n := len(r.Tensors) - r.CodedTensors; n > 0 {
-		fmt.Fprintf(w, "(%d tensor(s) stored exactly, always included)\n", n)
+	if n := len(r.Tensors) - r.CodedTensors - r.DuplicateTensors; n > 0 {
+		fmt.Fprintf(w, "(%s stored exactly, always included)\n", plural(n, "tensor", "tensors"))
+	}
+	if r.DuplicateTensors > 0 {
+		fmt.Fprintf(w, "(%s stored once as %s original, with %s layers)\n", plural(r.DuplicateTensors, "duplicate", "duplicates"),
+			map[bool]string{true: "its", false: "their"}[r.DuplicateTensors == 1], map[bool]string{true: "its", false: "their"}[r.DuplicateTensors == 1])
 	}
 }
 
@@ -237,7 +247,7 @@ func (r *streamReport) print(w io.Writer) {
 func (r *streamReport) layerHistogram() string {
 	count := map[int]int{}
 	for _, t := range r.Tensors {
-		if !t.Passthrough {
+		if !t.Passthrough && t.DuplicateOf == "" {
 			count[t.Layers]++
 		}
 	}
@@ -248,19 +258,12 @@ func (r *streamReport) layerHistogram() string {
 	sort.Sort(sort.Reverse(sort.IntSlice(ks)))
 	var parts []string
 	for _, k := range ks {
-		parts = append(parts, fmt.Sprintf("%s: %s", plural(k, "layer"), plural(count[k], "tensor")))
+		parts = append(parts, fmt.Sprintf("%s: %s", plural(k, "layer", "layers"), plural(count[k], "tensor", "tensors")))
 	}
 	if len(parts) == 0 {
 		return "no coded tensors"
 	}
 	return strings.Join(parts, ", ")
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return fmt.Sprintf("1 %s", what)
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // budgetTooSmall is stream's refusal of a budget below the smallest

@@ -210,6 +210,26 @@ func (t *sumTree) sum() float64 {
 	return t.node[0]
 }
 
+// SNRdB is 10·log10(‖w‖²/‖w−ŵ‖²), nil when the error is 0 (exact): the one
+// definition every command prints.
+func SNRdB(norm2, sqErr float64) *float64 {
+	if sqErr <= 0 || norm2 <= 0 {
+		return nil
+	}
+	v := 10 * math.Log10(norm2/sqErr)
+	return &v
+}
+
+// SNRdB is the archive-wide signal-to-noise ratio of the coded tensors,
+// from the same sums as RelErr (nil when exact).
+func (t Totals) SNRdB() *float64 { return SNRdB(t.Norm2, t.SqErr) }
+
+// TotalsWith sums over the tensors with layers(i) layers of tensor i (at
+// least 1 for a coded tensor): the figures after a given number of layers
+// (inspect's per-layer rows, a partial file's complete layers). Totals is
+// TotalsWith every layer.
+func (ix *Index) TotalsWith(layers func(i int) int) Totals { return totals(ix.Tensors, layers) }
+
 // Totals sums over every tensor with all its listed layers.
 func (ix *Index) Totals() Totals {
 	return totals(ix.Tensors, func(i int) int { return len(ix.Tensors[i].Layers) })

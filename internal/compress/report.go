@@ -1,6 +1,6 @@
 package compress
 
-import "math"
+import "github.com/seedlm/seedlm/internal/archive"
 
 // Report is what a run did, measured from what it wrote: the one schema
 // `seedlm compress --json` prints and scripts read.
@@ -36,7 +36,11 @@ type Report struct {
 	CodedBitsPerWeight float64 `json:"coded_bits_per_weight"`
 	// RelErr is √(Σ‖w−ŵ‖²/Σ‖w‖²) over the coded tensors (weight error, not
 	// output quality); SNR in dB per tensor, nil when exact.
-	RelErr         float64  `json:"rel_err"`
+	RelErr float64 `json:"rel_err"`
+	// SNRdB is the archive-wide SNR of the coded tensors (from the same
+	// sums as RelErr: what inspect prints); SNRMeanDB the mean of the
+	// tensors' SNRs.
+	SNRdB          *float64 `json:"snr_db"`
 	SNRMeanDB      *float64 `json:"snr_mean_db"`
 	SNRWorstDB     *float64 `json:"snr_worst_db"`
 	SNRWorstTensor string   `json:"snr_worst_tensor,omitempty"`
@@ -88,18 +92,10 @@ type TensorStat struct {
 	SNRdB       []*float64 `json:"snr_db,omitempty"`  // null: exact
 	// Seconds is the tensor's read + encode time (tensors overlap).
 	Seconds float64 `json:"seconds"`
-	norm2   float64 // ‖w‖²
-	sqErr   float64 // ‖w−ŵ‖² with every layer
 }
 
 // SNRdB is 10·log10(‖w‖²/‖w−ŵ‖²); nil when the error is 0 (exact).
-func SNRdB(norm2, sqErr float64) *float64 {
-	if sqErr <= 0 || norm2 <= 0 {
-		return nil
-	}
-	v := 10 * math.Log10(norm2/sqErr)
-	return &v
-}
+func SNRdB(norm2, sqErr float64) *float64 { return archive.SNRdB(norm2, sqErr) }
 
 // finish computes the derived totals.
 func (r *Report) finish() {
@@ -110,15 +106,15 @@ func (r *Report) finish() {
 	if r.Weights > 0 {
 		r.BitsPerWeight = float64(r.OutputBytes) * 8 / float64(r.Weights)
 	}
-	var norm, se, sum float64
+	// RelErr and SNRdB come from the written index (fillStoredBytes), by
+	// the sums inspect uses.
+	var sum float64
 	var cnt int
 	for _, st := range r.PerTensor {
 		if st.Passthrough || len(st.RelErr) == 0 {
 			continue
 		}
 		last := len(st.RelErr) - 1
-		norm += st.norm2
-		se += st.sqErr
 		if s := st.SNRdB[last]; s != nil {
 			sum += *s
 			cnt++
@@ -128,9 +124,6 @@ func (r *Report) finish() {
 				r.SNRWorstTensor = st.Name
 			}
 		}
-	}
-	if norm > 0 {
-		r.RelErr = math.Sqrt(se / norm)
 	}
 	if cnt > 0 {
 		m := sum / float64(cnt)

@@ -89,7 +89,11 @@ func Run(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, out 
 	if err != nil {
 		return nil, err
 	}
-	rep = &Report{Input: src.Path(), Output: out, SourceFormat: src.Format(), Tensors: len(pos),
+	input := src.Path()
+	if dir := checkpoint.Folder(src); dir != "" {
+		input = dir
+	}
+	rep = &Report{Input: input, Output: out, SourceFormat: src.Format(), Tensors: len(pos),
 		InputBytes: hdr.SourceBytes, Kernel: encoder.KernelName(), Settings: hdr.Settings,
 		Warnings: append([]string(nil), plan.Warnings...), PlanSHA256: plan.SHA256, SkippedFiles: plan.SkippedFiles}
 	for _, f := range files {
@@ -377,7 +381,6 @@ func encodeOne(ctx context.Context, src checkpoint.Source, plan *Plan, j *job, w
 		j.stat.RelErr = append(j.stat.RelErr, res.RelErr(k))
 		j.stat.SNRdB = append(j.stat.SNRdB, SNRdB(res.Norm2, res.SqErr[k]))
 	}
-	j.stat.norm2, j.stat.sqErr = res.Norm2, res.SqErr[last]
 	return nil
 }
 
@@ -442,6 +445,8 @@ func fillStoredBytes(path string, rep *Report) error {
 	if rep.CodedWeights > 0 {
 		rep.CodedBitsPerWeight = float64(codedBytes) * 8 / float64(rep.CodedWeights)
 	}
+	tot := a.Totals()
+	rep.RelErr, rep.SNRdB = tot.RelErr, tot.SNRdB()
 	return nil
 }
 
