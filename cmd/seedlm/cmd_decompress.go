@@ -90,9 +90,9 @@ holds completely, and the missing chunks are listed on stderr.`,
 }
 
 type decompressReport struct {
-	Archive       string  `json:"archive"`
-	Output        string  `json:"output"`
-	Sharded       bool    `json:"sharded"`
+	Archive string `json:"archive"`
+	Output  string `json:"output"`
+	Sharded bool   `json:"sharded"`
 	// Folder: the output is a model folder (a sharded model, or a model
 	// compressed from its folder): WeightsFiles (and IndexFile) beside the
 	// sidecar Files.
@@ -102,17 +102,17 @@ type decompressReport struct {
 	Files        []string `json:"files"`
 	// ConvertedFrom: a PyTorch source's files, written as safetensors.
 	ConvertedFrom []string `json:"converted_from,omitempty"`
-	Tensors       int     `json:"tensors"`
-	CodedTensors  int     `json:"coded_tensors"`
+	Tensors       int      `json:"tensors"`
+	CodedTensors  int      `json:"coded_tensors"`
 	// DuplicateTensors were stored once under another name (tied
 	// weights) and written under both.
-	DuplicateTensors int `json:"duplicate_tensors"`
-	Layers        int     `json:"layers"` // requested (0: all)
-	DType         string  `json:"dtype"`
-	OutputBytes   int64   `json:"output_bytes"`
-	WallSeconds   float64 `json:"wall_seconds"`
-	DecodeSeconds float64 `json:"decode_seconds"`
-	DecodeMBps    float64 `json:"decode_mb_per_s"` // float32 MB decoded per second
+	DuplicateTensors int     `json:"duplicate_tensors"`
+	Layers           int     `json:"layers"` // requested (0: all)
+	DType            string  `json:"dtype"`
+	OutputBytes      int64   `json:"output_bytes"`
+	WallSeconds      float64 `json:"wall_seconds"`
+	DecodeSeconds    float64 `json:"decode_seconds"`
+	DecodeMBps       float64 `json:"decode_mb_per_s"` // float32 MB decoded per second
 	// RelErr is the coded tensors' relative weight error with the layers
 	// decoded (from the index, before dtype rounding).
 	RelErr float64 `json:"rel_err"`

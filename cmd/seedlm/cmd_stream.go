@@ -98,28 +98,28 @@ type streamTensor struct {
 
 // streamReport is stream's summary; --json prints it as is.
 type streamReport struct {
-	Archive         string         `json:"archive"`
-	Output          string         `json:"output"`
-	MaxBytes        int64          `json:"max_bytes"`
-	OutputBytes     int64          `json:"output_bytes"` // on disk, ≤ max_bytes
-	MinBytes        int64          `json:"min_bytes"`    // base layers and exact tensors only
-	FullBytes       int64          `json:"full_bytes"`   // every available layer
-	SourceBytes     int64          `json:"source_bytes"` // the source file on disk
-	SourcePartial   bool           `json:"source_partial"`
-	LayersIncluded  int            `json:"layers_included"` // coded tensors' layers in OUT
-	LayersAvailable int            `json:"layers_available"`
-	CodedTensors    int            `json:"coded_tensors"`
+	Archive         string `json:"archive"`
+	Output          string `json:"output"`
+	MaxBytes        int64  `json:"max_bytes"`
+	OutputBytes     int64  `json:"output_bytes"` // on disk, ≤ max_bytes
+	MinBytes        int64  `json:"min_bytes"`    // base layers and exact tensors only
+	FullBytes       int64  `json:"full_bytes"`   // every available layer
+	SourceBytes     int64  `json:"source_bytes"` // the source file on disk
+	SourcePartial   bool   `json:"source_partial"`
+	LayersIncluded  int    `json:"layers_included"` // coded tensors' layers in OUT
+	LayersAvailable int    `json:"layers_available"`
+	CodedTensors    int    `json:"coded_tensors"`
 	// DuplicateTensors are stored once under another name; they have what
 	// their original has.
-	DuplicateTensors int `json:"duplicate_tensors"`
-	RelErrBase      float64        `json:"rel_err_base"`   // base layers only
-	RelErrBefore    float64        `json:"rel_err_before"` // the source, every available layer
-	RelErrAfter     float64        `json:"rel_err_after"`  // OUT
-	SNRBaseDB       *float64       `json:"snr_base_db"`
-	SNRBeforeDB     *float64       `json:"snr_before_db"`
-	SNRAfterDB      *float64       `json:"snr_after_db"`
-	Tensors         []streamTensor `json:"tensors"`
-	WallSeconds     float64        `json:"wall_seconds"`
+	DuplicateTensors int            `json:"duplicate_tensors"`
+	RelErrBase       float64        `json:"rel_err_base"`   // base layers only
+	RelErrBefore     float64        `json:"rel_err_before"` // the source, every available layer
+	RelErrAfter      float64        `json:"rel_err_after"`  // OUT
+	SNRBaseDB        *float64       `json:"snr_base_db"`
+	SNRBeforeDB      *float64       `json:"snr_before_db"`
+	SNRAfterDB       *float64       `json:"snr_after_db"`
+	Tensors          []streamTensor `json:"tensors"`
+	WallSeconds      float64        `json:"wall_seconds"`
 	// SourceDamage: chunks of the source that fail their hash check and
 	// that the output leaves out (the output is intact).
 	SourceDamage []damagedChunk `json:"source_damage"`

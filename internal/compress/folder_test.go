@@ -95,7 +95,11 @@ func TestFolderSidecarsAndDuplicates(t *testing.T) {
 	if !a.Index().Header.SourceFolder {
 		t.Error("no source_folder in the header")
 	}
-	if rep.DuplicateBytesSaved != func() int64 { e, _ := a.Entry("embed.weight"); n, _ := a.Entry("layers.0.norm.weight"); return e.Bytes() + n.Bytes() }() {
+	if rep.DuplicateBytesSaved != func() int64 {
+		e, _ := a.Entry("embed.weight")
+		n, _ := a.Entry("layers.0.norm.weight")
+		return e.Bytes() + n.Bytes()
+	}() {
 		t.Errorf("bytes saved %d", rep.DuplicateBytesSaved)
 	}
 	cfg, err := a.ReadFile("config.json")
