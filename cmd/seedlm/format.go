@@ -88,3 +88,12 @@ func plural64(n int64, one, many string) string {
 	}
 	return commas(n) + " " + w
 }
+
+// settingsOrEmpty is a settings record for JSON: {} rather than null when
+// nothing was set.
+func settingsOrEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
