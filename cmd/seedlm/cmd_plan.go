@@ -79,20 +79,20 @@ byte. docs/SCALE-OUT.md has Kubernetes, Slurm and GitHub Actions examples.`,
 
 // planSummary is what plan prints (--json).
 type planSummary struct {
-	Input        string            `json:"input"`
-	Plan         string            `json:"plan"`
-	SHA256       string            `json:"sha256"`
-	Settings     map[string]string `json:"settings"`
-	Tensors      int               `json:"tensors"`
-	Coded        int               `json:"coded_tensors"`
-	Passthrough  int               `json:"passthrough_tensors"`
-	Duplicates   int               `json:"duplicate_tensors"`
-	Weights      int64             `json:"weights"`
+	Input       string            `json:"input"`
+	Plan        string            `json:"plan"`
+	SHA256      string            `json:"sha256"`
+	Settings    map[string]string `json:"settings"`
+	Tensors     int               `json:"tensors"`
+	Coded       int               `json:"coded_tensors"`
+	Passthrough int               `json:"passthrough_tensors"`
+	Duplicates  int               `json:"duplicate_tensors"`
+	Weights     int64             `json:"weights"`
 	// Files are the model folder's sidecar files the archive will store;
 	// SkippedFiles the folder's other entries, with the reason.
 	Files        []string `json:"files"`
 	SkippedFiles []string `json:"skipped_files,omitempty"`
-	PlannedBytes int64             `json:"planned_payload_bytes"`
+	PlannedBytes int64    `json:"planned_payload_bytes"`
 	// Cost is the estimated encode work in weights at the paper's 4-bit
 	// configuration (compress.TensorPlan.Cost); PartCosts its share per
 	// part with --parts.
