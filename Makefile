@@ -6,7 +6,7 @@ DEMO_DIR := out/demo
 BENCH_FLAGS ?=
 FUZZTIME ?= 30s
 
-.PHONY: build test demo bench fuzz lint clean
+.PHONY: build test demo bench fuzz lint clean interop
 
 build:
 	$(GO) build -o $(BIN) ./cmd/seedlm
@@ -34,6 +34,12 @@ demo: build
 # 4096×4096 matrix; writes docs/BENCHMARKS.md.
 bench: build
 	scripts/bench.sh $(BENCH_FLAGS)
+
+# Loads decompressed model folders with PyTorch and an independent
+# safetensors reader (scripts/interop.py); needs python3-torch, so it is not
+# part of make test.
+interop: build
+	scripts/interop.sh
 
 # Runs every Fuzz target in the tree for FUZZTIME each.
 fuzz:
