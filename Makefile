@@ -8,8 +8,14 @@ FUZZTIME ?= 30s
 
 .PHONY: build test demo bench fuzz lint clean interop
 
+# The VCS revision, stamped for seedlm version when Go's own -buildvcs
+# stamping is off.
+VCS_LDFLAGS = -X main.vcsRevision=$(shell git rev-parse HEAD 2>/dev/null) \
+	-X main.vcsTime=$(shell git log -1 --format=%cI 2>/dev/null) \
+	-X main.vcsModified=$(shell test -z "$$(git status --porcelain 2>/dev/null)" && echo false || echo true)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/seedlm
+	$(GO) build -ldflags "$(VCS_LDFLAGS)" -o $(BIN) ./cmd/seedlm
 
 test:
 	$(GO) vet ./...

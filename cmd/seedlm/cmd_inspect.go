@@ -131,7 +131,7 @@ type inspectReport struct {
 	SourceFolder bool              `json:"source_folder"`
 	Files        []inspectFile     `json:"files"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
-	Settings     map[string]string `json:"settings,omitempty"`
+	Settings     map[string]string `json:"settings"` // {} when none
 	// Part is set for a part archive (compress --part), which holds only
 	// some of the model's tensors.
 	Part    *inspectPart    `json:"part,omitempty"`
@@ -226,7 +226,7 @@ func newInspection(path string, fileBytes int64, ix *archive.Index, missing []in
 	h := ix.Header
 	in := &inspection{ix: ix, missing: missing,
 		rep: &inspectReport{Archive: path, SourceFormat: h.SourceFormat, SourceFiles: h.SourceFiles, SourceIndex: h.SourceIndex, SourceFolder: h.SourceFolder,
-			Metadata: h.Metadata, Settings: h.Settings, Files: []inspectFile{}}}
+			Metadata: h.Metadata, Settings: settingsOrEmpty(h.Settings), Files: []inspectFile{}}}
 	for _, f := range ix.Files {
 		in.rep.Files = append(in.rep.Files, inspectFile{Name: f.Name, Bytes: f.Chunk.Length, SHA256: f.Chunk.SHA256})
 	}

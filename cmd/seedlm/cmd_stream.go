@@ -30,7 +30,7 @@ type streamOptions struct {
 
 func (o *streamOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.Output, "output", "o", "", "archive to write (required; never the source)")
-	fs.StringVar(&o.MaxBytesFlag, "max-bytes", "", "size budget for OUT on disk, header and index included: bytes (100000) or with a unit (100KB, 1.5MiB; K/M/G/T = 1000^n, Ki/Mi/Gi/Ti = 1024^n)")
+	fs.StringVar(&o.MaxBytesFlag, "max-bytes", "", "size budget for OUT on disk, header and index included: bytes (100000) or with a unit (100KB, 1.5MiB; K/M/G/T = 1000^n, Ki/Mi/Gi/Ti = 1024^n; B is bytes, a lowercase b (bits) is refused)")
 	fs.BoolVar(&o.Force, "force", false, "replace an existing output (never the source archive)")
 	fs.BoolVar(&o.JSON, "json", false, "print the summary as one JSON object on stdout")
 	fs.BoolP(flagName(keyQuiet), "q", false, "no summary (errors and warnings are still printed)")
@@ -280,12 +280,12 @@ func (e *budgetTooSmall) Error() string {
 	if strings.ContainsAny(strings.ToLower(e.flag), "bkmgt.") {
 		given = fmt.Sprintf("%s (%s bytes)", e.flag, commas(e.maxBytes))
 	}
-	return fmt.Sprintf("stream %s: a budget of %s is too small: the header, index, base layers and exactly stored tensors need at least %d bytes; nothing was written",
-		e.path, given, e.minBytes)
+	return fmt.Sprintf("stream %s: a budget of %s is too small: the header, index, base layers and exactly stored tensors need at least %s bytes; nothing was written",
+		e.path, given, commas(e.minBytes))
 }
 
 func (e *budgetTooSmall) Hint() string {
-	return fmt.Sprintf("use --max-bytes %d or more (the source archive is %d bytes)", e.minBytes, e.sourceBytes)
+	return fmt.Sprintf("use --max-bytes %d or more (the source archive is %s bytes)", e.minBytes, commas(e.sourceBytes))
 }
 
 // checkStreamOutput refuses the source as OUT (even with --force) and an
@@ -295,7 +295,9 @@ func checkStreamOutput(out, src string, force bool) error {
 		"choose another output with -o; stream never overwrites its source", "name the output file with -o")
 }
 
-// byteUnits are the suffixes --max-bytes accepts (case-insensitive).
+// byteUnits are the suffixes --max-bytes accepts: the prefix in either
+// case (K = k = 1000, Ki = 1024), B for bytes. A lowercase b means bits
+// (60Kb is 7,500 bytes to a network engineer) and is refused, not guessed.
 var byteUnits = map[string]int64{
 	"": 1, "b": 1,
 	"k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
@@ -313,7 +315,23 @@ func parseByteSize(s string) (int64, error) {
 		i++
 	}
 	num := strings.NewReplacer(",", "", "_", "").Replace(t[:i])
-	unit := strings.ToLower(strings.TrimSpace(t[i:]))
+	given := strings.TrimSpace(t[i:])
+	if strings.HasSuffix(given, "b") {
+		// Say what the byte spellings would give.
+		pre := strings.TrimRight(strings.TrimSuffix(given, "b"), "iI")
+		alts := []string{t[:i] + pre + "B"}
+		if pre != "" {
+			alts = append(alts, t[:i]+pre+"iB")
+		}
+		var said []string
+		for _, a := range alts {
+			if n, err := parseByteSize(a); err == nil {
+				said = append(said, fmt.Sprintf("%s (%s bytes)", a, commas(n)))
+			}
+		}
+		return 0, fmt.Errorf("unit %q: a lowercase b means bits, not bytes; write %s", given, strings.Join(said, " or "))
+	}
+	unit := strings.ToLower(given)
 	if num == "" || strings.Count(num, ".") > 1 || strings.HasPrefix(num, ".") || strings.HasSuffix(num, ".") {
 		return 0, errors.New("not a number of bytes")
 	}

@@ -49,7 +49,7 @@ type EstimateRow struct {
 // (MeasureRate, on random weights: real weights often encode faster).
 func EstimateRun(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, workers int) (*Estimate, error) {
 	workers = workersOr(workers)
-	e := &Estimate{Input: src.Path(), DryRun: true, Workers: workers, Kernel: encoder.KernelName(), Settings: plan.Settings}
+	e := &Estimate{Input: src.Path(), DryRun: true, Workers: workers, Kernel: encoder.KernelName(), Settings: nonNil(plan.Settings)}
 	if !part.Whole() {
 		e.Part = &PartReport{Index: part.Index, Count: part.Count, Of: len(plan.Tensors)}
 	}

@@ -130,3 +130,11 @@ func (r *Report) finish() {
 		r.SNRMeanDB = &m
 	}
 }
+
+// nonNil is a settings record for JSON: {} rather than null when empty.
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}

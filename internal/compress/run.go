@@ -94,7 +94,7 @@ func Run(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, out 
 		input = dir
 	}
 	rep = &Report{Input: input, Output: out, SourceFormat: src.Format(), Tensors: len(pos),
-		InputBytes: hdr.SourceBytes, Kernel: encoder.KernelName(), Settings: hdr.Settings,
+		InputBytes: hdr.SourceBytes, Kernel: encoder.KernelName(), Settings: nonNil(hdr.Settings),
 		Warnings: append([]string(nil), plan.Warnings...), PlanSHA256: plan.SHA256, SkippedFiles: plan.SkippedFiles}
 	for _, f := range files {
 		rep.Files = append(rep.Files, FileStat{Name: f.Name, Bytes: int64(len(f.Data))})
