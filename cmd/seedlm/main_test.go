@@ -27,6 +27,7 @@ import (
 func TestMain(m *testing.M) {
 	// The SIGINT test runs this binary as seedlm itself.
 	if os.Getenv("SEEDLM_TEST_MAIN") == "1" {
+		os.Unsetenv("SEEDLM_TEST_MAIN") // not a seedlm setting
 		os.Exit(mainExit())
 	}
 	testscript.Main(m, map[string]func(){

@@ -134,6 +134,7 @@ func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOp
 	}
 	plans, warnings, err := presets.Plan(ctx, s.File, src, presets.Options{
 		Flags:         s.Flags,
+		FlagOrigins:   s.FlagOrigins,
 		Encoder:       encoder.Options{Workers: opt.Workers},
 		Progress:      opt.Progress,
 		OverheadBytes: overhead,

@@ -824,3 +824,64 @@ func TestRuleOnExactTensorsWarns(t *testing.T) {
 		t.Errorf("warnings %q", warnings)
 	}
 }
+
+// The commented layer_specific example in configs/compression.yaml does
+// what its comments say: attention gets more bits per weight than the MLP.
+func TestShippedRuleExample(t *testing.T) {
+	raw, err := os.ReadFile("../../configs/compression.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(raw), "\n")
+	var ex []string
+	for i, l := range lines {
+		if l == "# layer_specific:" {
+			for _, m := range lines[i:] {
+				if !strings.HasPrefix(m, "# ") && m != "#" {
+					break
+				}
+				ex = append(ex, strings.TrimPrefix(m, "# "))
+			}
+			break
+		}
+	}
+	if len(ex) == 0 {
+		t.Fatal("no commented layer_specific example in configs/compression.yaml")
+	}
+	cfg, err := ParseConfig([]byte(strings.Join(ex, "\n")))
+	if err != nil {
+		t.Fatalf("the example does not parse: %v\n%s", err, strings.Join(ex, "\n"))
+	}
+	rng := rand.New(rand.NewSource(2))
+	src := &memSource{}
+	src.add("model.layers.0.self_attn.q_proj.weight", "F32", []int64{64, 64}, 0.02, rng)
+	src.add("model.layers.0.mlp.up_proj.weight", "F32", []int64{172, 64}, 0.02, rng)
+	plans, _, err := Plan(context.Background(), cfg, src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := planMap(t, plans)
+	attn, mlp := m["model.layers.0.self_attn.q_proj.weight"], m["model.layers.0.mlp.up_proj.weight"]
+	if StackBPW(attn.Layers) <= StackBPW(mlp.Layers) {
+		t.Errorf("attention %s (%.3f bits/weight) gets no more bits than the MLP %s (%.3f)", FormatStack(attn.Layers), StackBPW(attn.Layers), FormatStack(mlp.Layers), StackBPW(mlp.Layers))
+	}
+}
+
+// A tensor with its original's bytes but a rule of its own is stored on
+// its own (the rule wins), with a warning.
+func TestDuplicateWithItsOwnRule(t *testing.T) {
+	src := llamaLike()
+	dups := make([]string, len(src.infos))
+	dups[3] = "model.layers.0.mlp.gate_proj.weight" // up_proj: say it were a copy
+	cfg, _ := ParseConfig([]byte("layer_specific:\n  \"*up_proj*\": {seed_bits: 10}\n"))
+	plans, warnings, err := Plan(context.Background(), cfg, src, Options{DuplicateOf: dups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := plans[3]; p.DuplicateOf != "" || p.Layers[0].SeedBits != 10 {
+		t.Errorf("up_proj: %+v", p)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "stored on its own") {
+		t.Errorf("warnings %q", warnings)
+	}
+}
