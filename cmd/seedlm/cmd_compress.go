@@ -187,7 +187,7 @@ func runCompress(ctx context.Context, o *compressOptions, args []string, stdout,
 		return err
 	}
 	if o.DryRun {
-		return dryRun(ctx, o, input, src, plan, part, workers, stdout)
+		return dryRun(ctx, o, input, src, plan, part, workers, stdout, stderr)
 	}
 
 	out, err := partOutput(o.Output, input, part)
@@ -198,6 +198,11 @@ func runCompress(ctx context.Context, o *compressOptions, args []string, stdout,
 		return err
 	}
 	sweepTemps(out, stderr)
+	if e, slow, err := compress.SlowEstimate(ctx, src, plan, part, workers); err != nil {
+		return err
+	} else if slow {
+		warnSlow(stderr, e)
+	}
 	bar := newProgress(stderr, !o.Quiet && !o.JSON, plan.Weights(part), "compress")
 	defer bar.Done()
 	rep, err := compress.Run(ctx, src, plan, part, out, compress.RunOptions{
@@ -319,10 +324,13 @@ func printCompressReport(w io.Writer, r *compress.Report) {
 
 // dryRun prints the plan (of one part, with --part) and its estimate
 // without writing anything.
-func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoint.Source, plan *compress.Plan, part compress.Part, workers int, stdout io.Writer) error {
+func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoint.Source, plan *compress.Plan, part compress.Part, workers int, stdout, stderr io.Writer) error {
 	e, err := compress.EstimateRun(ctx, src, plan, part, workers)
 	if err != nil {
 		return err
+	}
+	if n := e.CodedWeights(); n > 0 && e.EstimatedSeconds/(float64(n)/1e6) > compress.SlowSecondsPerMillion {
+		warnSlow(stderr, e)
 	}
 	e.Input = input
 	if o.JSON {
@@ -351,6 +359,13 @@ func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoin
 	fmt.Fprintf(stdout, "expected: ≈%s payload bytes (%.3f bits/weight, index not counted); estimated time ≈%s with %d workers (%s kernel, rate measured on random weights)\n",
 		commas(e.ExpectedPayloadBytes), bpw, fmtSeconds(e.EstimatedSeconds), workers, e.Kernel)
 	return nil
+}
+
+// warnSlow says, before the work starts, that the settings will take long.
+func warnSlow(w io.Writer, e *compress.Estimate) {
+	n := e.CodedWeights()
+	fmt.Fprintf(w, "seedlm: warning: these settings are slow: encoding %s coded weights is estimated at %s with %s here (about %s per million weights; the paper's C8 P3 K16 takes seconds); compress --dry-run shows the estimate per tensor\n",
+		commas(n), fmtDuration(e.EstimatedSeconds), plural(e.Workers, "worker", "workers"), fmtDuration(e.EstimatedSeconds/(float64(n)/1e6)))
 }
 
 // partOutput is the archive to write: -o, or the default name; for a part,

@@ -97,3 +97,17 @@ func settingsOrEmpty(m map[string]string) map[string]string {
 	}
 	return m
 }
+
+// fmtDuration is a duration for people: "45s", "12m", "3h 20m", "2.5 days".
+func fmtDuration(s float64) string {
+	switch {
+	case s < 90:
+		return fmt.Sprintf("%.0fs", s)
+	case s < 90*60:
+		return fmt.Sprintf("%.0fm", s/60)
+	case s < 48*3600:
+		h := int(s / 3600)
+		return fmt.Sprintf("%dh %02dm", h, int(s/60)-60*h)
+	}
+	return fmt.Sprintf("%.1f days", s/86400)
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/encoder"
+	"github.com/seedlm/seedlm/internal/presets"
 )
 
 // Estimate is what a run of a plan would write and how long it would take,
@@ -124,4 +125,50 @@ func MeasureRate(ctx context.Context, p encoder.Params, workers int) (float64, e
 		}
 		blocks *= 4
 	}
+}
+
+// SlowSecondsPerMillion is the encode time per million weights above which
+// compress warns before starting (the paper's C8 P3 K16 takes a few seconds
+// per million weights on a 2-core machine).
+const SlowSecondsPerMillion = 180
+
+// SlowEstimate says whether encoding part of the plan would be slow: when
+// some codec is off the cost model's known-fast range (presets.LayerCost
+// above 4× the paper's, or a block smaller than 8), it times the encoder
+// as --dry-run does (EstimateRun) and returns the estimate, and slow when
+// it exceeds SlowSecondsPerMillion per million coded weights. Plans of
+// known-fast codecs return at once (nil), costing nothing.
+func SlowEstimate(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, workers int) (*Estimate, bool, error) {
+	suspect := false
+	for _, i := range plan.positions(part) {
+		t := &plan.Tensors[i]
+		if t.Passthrough || t.DuplicateOf != "" {
+			continue
+		}
+		for _, l := range t.Layers {
+			if presets.LayerCost(l) > 4 || l.BlockSize < 8 {
+				suspect = true
+			}
+		}
+	}
+	if !suspect {
+		return nil, false, nil
+	}
+	e, err := EstimateRun(ctx, src, plan, part, workers)
+	if err != nil {
+		return nil, false, err
+	}
+	coded := e.CodedWeights()
+	return e, coded > 0 && e.EstimatedSeconds/(float64(coded)/1e6) > SlowSecondsPerMillion, nil
+}
+
+// CodedWeights is the weights the estimate's coded tensors hold.
+func (e *Estimate) CodedWeights() int64 {
+	var n int64
+	for _, r := range e.Tensors {
+		if !r.Passthrough && r.DuplicateOf == "" {
+			n += r.Weights
+		}
+	}
+	return n
 }
