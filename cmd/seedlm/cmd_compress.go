@@ -138,13 +138,20 @@ func openInput(input string) (checkpoint.Source, error) {
 // makePlan plans src with a "measuring" progress bar, printing the plan's
 // warnings.
 func makePlan(ctx context.Context, src checkpoint.Source, s compress.Settings, workers int, hash, bar bool, stderr io.Writer) (*compress.Plan, error) {
-	mbar := newProgress(stderr, bar, int64(len(src.Tensors())), "measuring")
+	// The measuring pass (size targets, adaptive settings) has its own
+	// bar, counting the tensors it reads; it is cleared before encoding.
+	var mbar *progress
 	plan, err := compress.MakePlan(ctx, src, s, compress.PlanOptions{Workers: workers, HashTensors: hash,
 		Progress: func(done, total int, name string) {
+			if mbar == nil {
+				mbar = newProgress(stderr, bar, int64(total), "measuring", "tensors")
+			}
 			mbar.Describe(shortName(name))
 			mbar.Add(1)
 		}})
-	mbar.Done()
+	if mbar != nil {
+		mbar.Done()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +210,7 @@ func runCompress(ctx context.Context, o *compressOptions, args []string, stdout,
 	} else if slow {
 		warnSlow(stderr, e)
 	}
-	bar := newProgress(stderr, !o.Quiet && !o.JSON, plan.Weights(part), "compress")
+	bar := newProgress(stderr, !o.Quiet && !o.JSON, plan.Weights(part), "encoding", "weights")
 	defer bar.Done()
 	rep, err := compress.Run(ctx, src, plan, part, out, compress.RunOptions{
 		Workers:   workers,

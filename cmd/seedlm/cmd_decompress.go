@@ -268,7 +268,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		}
 	}()
 
-	bar := newProgress(stderr, !o.Quiet && !o.JSON && !toStdout, total, "decompress")
+	bar := newProgress(stderr, !o.Quiet && !o.JSON && !toStdout, total, "decoding", "weights")
 	defer bar.Done()
 	rep := &decompressReport{Archive: path, Output: out, Sharded: sharded, Folder: folder, Tensors: len(ix.Tensors), Layers: o.Layers, DType: orSource(o.DType),
 		ArchiveBytes: a.Size(), FullBytes: a.FullSize(), MissingChunks: missingChunks(a), Overflow: []tensorOverflow{}, Files: []string{}}
