@@ -69,8 +69,8 @@ func openArchive(path string, allowPartial bool) (*archive.Archive, error) {
 	}
 	m := missing[0]
 	return nil, &archive.IntegrityError{Path: path, Tensor: m.Tensor, Chunk: m.Name(), Offset: m.Offset, Err: archive.ErrTruncated,
-		Reason: fmt.Sprintf("truncated: the file is %d bytes, the archive %d; this chunk has %d of its %d bytes, %d chunk(s) are missing or incomplete",
-			p.Size(), p.FullSize(), m.Have, m.Length, len(missing)),
+		Reason: fmt.Sprintf("truncated: the file is %s bytes, the archive %s; this chunk has %s of its %s bytes, %s missing or incomplete",
+			commas(p.Size()), commas(p.FullSize()), commas(m.Have), commas(m.Length), plural(len(missing), "chunk is", "chunks are")),
 		Advice: hintPartial}
 }
 

@@ -347,7 +347,7 @@ func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoin
 	if !part.Whole() {
 		what = fmt.Sprintf(" part %s,", part)
 	}
-	fmt.Fprintf(stdout, "dry run: %s (%s),%s %d tensors; nothing written\n", input, src.Format(), what, len(e.Tensors))
+	fmt.Fprintf(stdout, "dry run: %s (%s),%s %s; nothing written\n", input, src.Format(), what, plural(len(e.Tensors), "tensor", "tensors"))
 	fmt.Fprintf(stdout, "settings: %s\n", describeSettings(plan.Settings))
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TENSOR\tDTYPE\tSHAPE\tRULE\tCODEC\tBITS/W\tEST. TIME")
@@ -363,8 +363,8 @@ func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoin
 	if e.Weights > 0 {
 		bpw = float64(e.ExpectedPayloadBytes) * 8 / float64(e.Weights)
 	}
-	fmt.Fprintf(stdout, "expected: ≈%s payload bytes (%.3f bits/weight, index not counted); estimated time ≈%s with %d workers (%s kernel, rate measured on random weights)\n",
-		commas(e.ExpectedPayloadBytes), bpw, fmtSeconds(e.EstimatedSeconds), workers, e.Kernel)
+	fmt.Fprintf(stdout, "expected: ≈%s payload bytes (%.3f bits/weight, index not counted); estimated time ≈%s with %s (%s kernel, rate measured on random weights)\n",
+		commas(e.ExpectedPayloadBytes), bpw, fmtSeconds(e.EstimatedSeconds), plural(workers, "worker", "workers"), e.Kernel)
 	return nil
 }
 

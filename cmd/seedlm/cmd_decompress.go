@@ -171,8 +171,8 @@ func warnMissing(w io.Writer, path string, a *archive.Archive, what string) {
 	if len(ms) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "seedlm: warning: %s is a partial file (%s of %s bytes): %d chunk(s) missing; %s\n",
-		path, commas(a.Size()), commas(a.FullSize()), len(ms), what)
+	fmt.Fprintf(w, "seedlm: warning: %s is a partial file (%s of %s bytes): %s missing; %s\n",
+		path, commas(a.Size()), commas(a.FullSize()), plural(len(ms), "chunk", "chunks"), what)
 	for _, m := range ms {
 		state := "missing"
 		if m.Have > 0 {
@@ -196,7 +196,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		maxLayers = max(maxLayers, len(t.Layers))
 	}
 	if o.Layers > maxLayers && maxLayers > 0 {
-		return withHint(usagef("--layers %d: %s has at most %d layer(s) per tensor", o.Layers, path, maxLayers), "omit --layers to decode every layer")
+		return withHint(usagef("--layers %d: %s has at most %s per tensor", o.Layers, path, plural(maxLayers, "layer", "layers")), "omit --layers to decode every layer")
 	}
 	h := ix.Header
 	if h.Part != nil {
@@ -472,11 +472,11 @@ func (rep *decompressReport) print(w io.Writer, layers int) {
 		}
 	}
 	if rep.Partial {
-		fmt.Fprintf(w, "  partial archive (%s of %s bytes): %d chunk(s) missing, %d tensor(s) decoded with fewer layers; relative error %.4f\n",
-			commas(rep.ArchiveBytes), commas(rep.FullBytes), len(rep.MissingChunks), rep.LimitedTensors, rep.RelErr)
+		fmt.Fprintf(w, "  partial archive (%s of %s bytes): %s missing, %s decoded with fewer layers; relative error %.4f\n",
+			commas(rep.ArchiveBytes), commas(rep.FullBytes), plural(len(rep.MissingChunks), "chunk", "chunks"), plural(rep.LimitedTensors, "tensor", "tensors"), rep.RelErr)
 	}
 	if rep.OverflowWeights > 0 {
-		fmt.Fprintf(w, "  overflow     %s weight(s) in %d tensor(s) beyond the %s range, written as ±Inf (see the warnings)\n", commas(rep.OverflowWeights), len(rep.Overflow), rep.DType)
+		fmt.Fprintf(w, "  overflow     %s in %s beyond the %s range, written as ±Inf (see the warnings)\n", plural64(rep.OverflowWeights, "weight", "weights"), plural(len(rep.Overflow), "tensor", "tensors"), rep.DType)
 	}
 	fmt.Fprintf(w, "  time         %s wall, decode %.1f MB/s of float32 weights\n", fmtSeconds(rep.WallSeconds), rep.DecodeMBps)
 }

@@ -392,8 +392,8 @@ func (in *inspection) print(out io.Writer) error {
 			p.Index, p.Count, t.Tensors, p.Tensors, p.PlanSHA256)
 	}
 	if r.Partial {
-		fmt.Fprintf(w, "partial file: %s of %s bytes; %d chunk(s) missing (listed below); figures are for the complete layers it holds\n",
-			commas(t.FileBytes), commas(r.FullBytes), len(r.MissingChunks))
+		fmt.Fprintf(w, "partial file: %s of %s bytes; %s missing (listed below); figures are for the complete layers it holds\n",
+			commas(t.FileBytes), commas(r.FullBytes), plural(len(r.MissingChunks), "chunk", "chunks"))
 	}
 	fmt.Fprintln(w)
 	header := []string{"TENSOR", "DTYPE", "SHAPE", "CODEC", "BYTES", "BITS/W", "×FP32", "×SRC", "REL.ERR by layers", "SNR dB by layers", "RULE"}
