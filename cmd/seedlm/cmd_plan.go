@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -174,8 +175,8 @@ func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr 
 		for _, c := range sum.PartCosts {
 			lo, hi = min(lo, c), max(hi, c)
 		}
-		fmt.Fprintf(stdout, "  parts     %d: estimated work per part %.3g to %.3g weight-equivalents (largest/mean %.2f)\n",
-			o.Parts, lo, hi, hi*float64(o.Parts)/max(s.Cost, 1))
+		fmt.Fprintf(stdout, "  parts     %d: estimated work per part %s to %s weight-equivalents (largest/mean %.2f)\n",
+			o.Parts, commas(int64(math.Round(lo))), commas(int64(math.Round(hi))), hi*float64(o.Parts)/max(s.Cost, 1))
 	}
 	fmt.Fprintf(stdout, "next: seedlm compress %s --plan %s --part I/N   (I = 0 … N−1), then seedlm merge\n", input, out)
 	return nil

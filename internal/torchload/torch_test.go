@@ -211,7 +211,7 @@ func TestReadFloat32IntoReusesBuffer(t *testing.T) {
 func TestRealStories260K(t *testing.T) {
 	path := "../../../shared/data/stories260K/stories260K.pt"
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("real weights not present (%v)", err)
+		t.Skipf("needs the real models in ../shared/data beside the repository (on the development machine only), absent here: %v", err)
 	}
 	f, err := Open(path)
 	if err != nil {
