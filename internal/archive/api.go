@@ -19,9 +19,14 @@
 //
 // Extensions (archive owner):
 //
-//	archive.CreateWith(out, h, archive.CreateOptions{Overwrite, Inputs, Plan})
-//	    // Plan []PlannedTensor{Info, Rule, Layers}: the layout is fixed up
-//	    // front, free space checked, chunks written in place (one pass)
+//	archive.CreateWith(out, h, archive.CreateOptions{Overwrite, Inputs, Plan, Files})
+//	    // Plan []PlannedTensor{Info, Rule, Layers, DuplicateOf}: the layout is
+//	    // fixed up front, free space checked, chunks written in place (one pass)
+//	    // Files []FileData{Name, Data}: a model folder's sidecar files
+//	    // (Header.SourceFolder), stored byte for byte
+//	w.AddDuplicate(info, rule, of)                           // tied tensor: stored once, as `of`
+//	a.Files() / a.ReadFile(name)                             // sidecar files, hash-checked
+//	h.WeightsFile() / h.IndexFile(); archive.Sharded(format); archive.SafetensorsShardName(bin)
 //	archive.OpenReader(readerAt, size, name, opt)            // any io.ReaderAt
 //	a.DecodeTensorTo(name, layers, func([]float32) error)    // bounded memory, DecodeStep weights at a time
 //	a.ReadPassthroughTo(name, func([]byte) error)            // bounded memory
