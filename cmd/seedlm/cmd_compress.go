@@ -135,6 +135,16 @@ func openInput(input string) (checkpoint.Source, error) {
 	return src, nil
 }
 
+// recordedSettings drops where each flag-level setting came from unless
+// the plan is only displayed (--dry-run): the archive's rules must not
+// depend on whether a value came from a flag or a SEEDLM_* variable.
+func recordedSettings(s compress.Settings, display bool) compress.Settings {
+	if !display {
+		s.FlagOrigins = nil
+	}
+	return s
+}
+
 // makePlan plans src with a "measuring" progress bar, printing the plan's
 // warnings.
 func makePlan(ctx context.Context, src checkpoint.Source, s compress.Settings, workers int, hash, bar bool, stderr io.Writer) (*compress.Plan, error) {
@@ -190,7 +200,7 @@ func runCompress(ctx context.Context, o *compressOptions, args []string, stdout,
 		if part, err = parsePartFlag(o.Part, o.Quiet || o.JSON, stderr); err != nil {
 			return err
 		}
-	} else if plan, err = makePlan(ctx, src, o.Settings, workers, false, !o.Quiet && !o.JSON, stderr); err != nil {
+	} else if plan, err = makePlan(ctx, src, recordedSettings(o.Settings, o.DryRun), workers, false, !o.Quiet && !o.JSON, stderr); err != nil {
 		return err
 	}
 	if o.DryRun {

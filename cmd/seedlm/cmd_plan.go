@@ -123,7 +123,7 @@ func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr 
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	plan, err := makePlan(ctx, src, o.Settings, workers, true, !o.Quiet && !o.JSON, stderr)
+	plan, err := makePlan(ctx, src, recordedSettings(o.Settings, false), workers, true, !o.Quiet && !o.JSON, stderr)
 	if err != nil {
 		return err
 	}
