@@ -158,7 +158,7 @@ func (t *tile) setLane(l int, w []float64) {
 	var n2 int64
 	var wi [MaxBlockSize + 1]int64
 	for c, x := range w {
-		ax := alpha * x
+		ax := float64(alpha * x) // exact (α a power of two); float64(…): never fused into r − α·x
 		r := math.Round(ax)
 		d := r - ax // exact: both are multiples of ax's ulp, |d| ≤ 1/2
 		e2 += float64(d * d)
@@ -218,18 +218,18 @@ func floorLog2(x float64) int {
 // (1e-6·‖w‖²) covers the exact error's own float32 rounding of ŵ.
 func (t *tile) setThreshold(l int, n2, best float64) {
 	// The zero code (error n2) is always available: best never exceeds it.
-	D := n2 - math.Min(best, n2) - 1e-6*n2
+	D := n2 - math.Min(best, n2) - float64(1e-6*n2)
 	inf := float32(math.Inf(-1))
 	c := 0
 	if D > 0 {
 		// The classes with a² ≤ D (a prefix: edges increase) share the
 		// least-squares threshold.
 		var lsT float32 = inf
-		if R := t.alpha[l]*math.Sqrt(D)*(1-1e-12) - t.eps[l]; R > 0 {
+		if R := float64(t.alpha[l]*math.Sqrt(D)*(1-1e-12)) - t.eps[l]; R > 0 {
 			lsT = roundDown32(R * R * (1 - 1e-12))
 		}
 		n := sort.Search(classes, func(c int) bool {
-			a := t.classSigma[c] * t.floor
+			a := float64(t.classSigma[c] * t.floor)
 			return a*a > D
 		})
 		mn := &t.mn[l]
@@ -239,13 +239,13 @@ func (t *tile) setThreshold(l int, n2, best float64) {
 		}
 	}
 	for ; c < classes; c++ {
-		a := t.classSigma[c] * t.floor
+		a := float64(t.classSigma[c] * t.floor)
 		if !(a > 0 && D > -a*a) {
 			t.thr[c][l], t.thrK[c][l] = inf, inf
 			continue
 		}
-		r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+a*a)/(2*a), a))
-		R := t.alpha[l]*r*(1-1e-12) - t.eps[l]
+		r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+float64(a*a))/(2*a), a))
+		R := float64(t.alpha[l]*r*(1-1e-12)) - t.eps[l]
 		if !(R > 0) {
 			t.thr[c][l], t.thrK[c][l] = inf, inf
 			continue
