@@ -59,7 +59,7 @@ func relCostOf(c, p int) float64 {
 	}
 	for q := p; q >= 1; q-- {
 		if v, ok := relCost[[2]int{bestC, q}]; ok {
-			return v * math.Pow(8, float64(p-q))
+			return math.Ldexp(v, 3*(p-q)) // v·8^(p−q), exact
 		}
 	}
 	return 1
