@@ -1,31 +1,6 @@
 package compress
 
-import (
-	"math"
-	"strconv"
-
-	"github.com/seedlm/seedlm/internal/archive"
-)
-
-// statDigits is the number of significant decimal digits of the error
-// figures an archive and a plan record (docs/FORMAT.md section 10).
-const statDigits = 9
-
-// roundStat is the canonical rounding of a recorded error figure (‖w‖²,
-// ‖w−ŵ‖², a sampled estimate): the float64 nearest to x written with
-// statDigits significant digits (strconv's correctly rounded conversion
-// and back, integer arithmetic: the same on every machine). The figures
-// are computed bit for bit alike everywhere already; the rounding keeps a
-// last-bit difference, should one ever arise, out of the archive's bytes
-// in all but about one case in 10^7, and shortens the index. NaN and ±Inf
-// are kept.
-func roundStat(x float64) float64 {
-	if x == 0 || math.IsNaN(x) || math.IsInf(x, 0) {
-		return x
-	}
-	v, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'g', statDigits, 64), 64)
-	return v
-}
+import "github.com/seedlm/seedlm/internal/archive"
 
 // Report is what a run did, measured from what it wrote: the one schema
 // `seedlm compress --json` prints and scripts read.
