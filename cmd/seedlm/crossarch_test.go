@@ -47,20 +47,26 @@ layer_specific:
 }
 
 // TestCrossArch: same seedlm, same input, same settings → the same archive
-// bytes from three builds:
+// bytes from four builds:
 //
-//   - this test binary (amd64, assembly kernels where the CPU has them),
-//     run with GOMAXPROCS=1 and one worker;
-//   - a -tags purego build with GOAMD64=v3 (the pure-Go kernels, and Go
-//     free to fuse x*y+z into FMA instructions everywhere), three workers;
+//   - this test binary (amd64, assembly kernels where the CPU has AVX2 and
+//     FMA), run with GOMAXPROCS=1 and one worker;
+//   - a -tags purego build (the pure-Go kernels: what a CPU without AVX2
+//     runs), two workers;
+//   - a -tags purego build with GOAMD64=v3 (Go free to fuse x*y+z into FMA
+//     instructions everywhere), three workers; skipped on a CPU that
+//     cannot run v3 code;
 //   - an arm64 build (Go fuses there too; pure-Go kernels), run under
 //     qemu-aarch64 when it is on the PATH (.ci/run installs it), with the
 //     host's worker count.
 //
-// The input is the demo model cut to about 1024 weights per matrix (still
-// 7 coded tensors: 7,168 weights). The TestReproducible* tests of
-// internal/detmath, presets and compress (figures pinned bit for bit) run
-// in the arm64 and v3 builds as well.
+// The arm64 build is made and checked even without qemu: its machine code
+// (from seedlm's own sources) must hold no fused multiply-add instruction
+// and call no math function whose result differs between architectures
+// (checkArchIndependent). The input is the demo model cut to about 1024
+// weights per matrix (still 7 coded tensors: 7,168 weights). The
+// TestReproducible* tests of internal/detmath, presets and compress
+// (figures pinned bit for bit) run in the arm64 and v3 builds as well.
 func TestCrossArch(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds seedlm for other targets")
@@ -78,26 +84,27 @@ func TestCrossArch(t *testing.T) {
 			qemu, qerr = q, nil
 		}
 	}
+	if qerr != nil {
+		t.Logf("skipping the arm64 runs: qemu-aarch64 is not on the PATH (Debian/Ubuntu: apt-get install qemu-user; .ci/run installs it)")
+	}
 	dir := t.TempDir()
 	model := filepath.Join(dir, "cut.safetensors")
 	cutDemoModel(t, filepath.Join("..", "..", "testdata", "models", "stories260K-layer0.safetensors"), model)
 
-	// Builds, side by side.
+	// Builds, side by side; the test binaries of reproduciblePackages for
+	// the targets that run them.
 	type build struct {
-		name string
-		env  []string
-		args []string
-		out  string
-		err  error
+		name  string
+		env   []string
+		args  []string
+		tests bool
+		out   string
+		err   error
 	}
-	v3 := &build{name: "amd64 purego GOAMD64=v3", env: []string{"GOAMD64=v3"}, args: []string{"-tags", "purego"}}
-	arm := &build{name: "arm64", env: []string{"GOARCH=arm64", "CGO_ENABLED=0"}}
-	builds := []*build{v3}
-	if qerr == nil {
-		builds = append(builds, arm)
-	} else {
-		t.Logf("skipping the arm64 comparison: qemu-aarch64 is not on the PATH (Debian/Ubuntu: apt-get install qemu-user; .ci/run installs it)")
-	}
+	purego := &build{name: "amd64 purego", args: []string{"-tags", "purego"}}
+	v3 := &build{name: "amd64 purego GOAMD64=v3", env: []string{"GOAMD64=v3"}, args: []string{"-tags", "purego"}, tests: true}
+	arm := &build{name: "arm64", env: []string{"GOARCH=arm64", "CGO_ENABLED=0"}, tests: qerr == nil}
+	builds := []*build{purego, v3, arm}
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for i, b := range builds {
@@ -111,7 +118,7 @@ func TestCrossArch(t *testing.T) {
 			if out, err := cmd.CombinedOutput(); err != nil {
 				b.err = fmt.Errorf("go build (%s): %v\n%s", b.name, err, out)
 			}
-			if b.err == nil {
+			if b.err == nil && b.tests {
 				b.err = buildReproducibleTests(goTool, b.out+"-tests", b.env)
 			}
 		}()
@@ -123,6 +130,7 @@ func TestCrossArch(t *testing.T) {
 		}
 	}
 	t.Logf("builds: %.1fs", time.Since(t0).Seconds())
+	checkArchIndependent(t, goTool, arm.out)
 
 	type runner struct {
 		name    string
@@ -131,21 +139,16 @@ func TestCrossArch(t *testing.T) {
 		workers []string
 	}
 	self := runner{name: "amd64 (this binary)", prog: []string{os.Args[0]}, env: []string{"SEEDLM_TEST_MAIN=1", "GOMAXPROCS=1"}, workers: []string{"--workers", "1"}}
-	runners := []runner{{name: v3.name, prog: []string{v3.out}, workers: []string{"--workers", "3"}}}
+	runners := []runner{{name: purego.name, prog: []string{purego.out}, workers: []string{"--workers", "2"}}}
 	// The v3 binary needs AVX2, FMA and BMI; a machine without them says
-	// so on start-up: then compare the plain purego build instead.
+	// so on start-up.
 	if out, err := exec.Command(v3.out, "--help").CombinedOutput(); err != nil {
 		if !strings.Contains(string(out), "microarchitecture") {
 			t.Fatalf("%s does not start: %v\n%s", v3.name, err, out)
 		}
-		t.Logf("this CPU cannot run GOAMD64=v3 code: comparing a plain -tags purego build instead")
-		b := &build{name: "amd64 purego", args: []string{"-tags", "purego"}, out: filepath.Join(dir, "seedlm-purego")}
-		cmd := exec.Command(goTool, "build", "-tags", "purego", "-o", b.out, ".")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build (%s): %v\n%s", b.name, err, out)
-		}
-		runners[0] = runner{name: b.name, prog: []string{b.out}, workers: []string{"--workers", "3"}}
+		t.Logf("skipping the %s runs: this CPU cannot run GOAMD64=v3 code", v3.name)
 	} else {
+		runners = append(runners, runner{name: v3.name, prog: []string{v3.out}, workers: []string{"--workers", "3"}})
 		runReproducibleTests(t, v3.name, nil, v3.out+"-tests")
 	}
 	if qerr == nil {
@@ -197,6 +200,79 @@ func TestCrossArch(t *testing.T) {
 					c.name, r.name, len(got), len(want), firstDiff(got, want))
 			}
 		}
+	}
+}
+
+// exactMath are the functions of package math whose results are exact
+// (or correctly rounded by IEEE 754), hence the same bits on every
+// architecture, as objdump names them (arch prefix and ABI suffix
+// dropped, lower case).
+var exactMath = map[string]bool{
+	"abs": true, "ceil": true, "copysign": true, "floor": true, "frexp": true,
+	"ldexp": true, "max": true, "min": true, "mod": true, "modf": true,
+	"nextafter": true, "nextafter32": true, "round": true, "roundtoeven": true,
+	"sqrt": true, "trunc": true,
+}
+
+// displayOnly are the functions of seedlm allowed to call other math
+// functions (Log, Exp …, whose last bit differs between amd64 and arm64):
+// their results are printed, never stored or used to decide anything.
+var displayOnly = map[string]bool{
+	"github.com/seedlm/seedlm/internal/archive.SNRdB": true, // dB figure of inspect, compress, stream
+	"main.(*progress).update":                         true, // the progress bar's smoothed rate
+}
+
+// checkArchIndependent disassembles the arm64 build bin and fails for
+// every function compiled from this repository's sources that holds a
+// fused multiply-add (FMADD, FMSUB, FNMADD, FNMSUB: Go contracts x*y + z
+// on arm64 unless the product is converted, float64(x*y), even across
+// statements) or calls a math function outside exactMath (unless it is
+// displayOnly). The assembly kernels for amd64 are not in this build; the
+// fused instructions of their float32 bounds are covered by the bounds'
+// margins (docs/PERFORMANCE.md).
+func checkArchIndependent(t *testing.T, goTool, bin string) {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(goTool, "tool", "objdump", "-s", `^(github\.com/seedlm/seedlm/|main\.)`, bin).Output()
+	if err != nil {
+		t.Fatalf("go tool objdump %s: %v", bin, err)
+	}
+	var fn, file string
+	var bad []string
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == "TEXT" {
+			fn, file = strings.TrimSuffix(f[1], "(SB)"), f[2]
+			continue
+		}
+		if len(f) < 4 || !strings.HasPrefix(file, root+string(filepath.Separator)) {
+			continue
+		}
+		var why string
+		switch op := f[3]; {
+		case strings.HasPrefix(op, "FMADD"), strings.HasPrefix(op, "FMSUB"), strings.HasPrefix(op, "FNMADD"), strings.HasPrefix(op, "FNMSUB"):
+			why = "fused multiply-add " + op + ": round the product, float64(x*y)"
+		case op == "CALL" && len(f) >= 5 && strings.HasPrefix(f[4], "math."):
+			name := strings.ToLower(strings.TrimPrefix(strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(f[4], "math."), "(SB)"), ".abi0"), "arch"))
+			if exactMath[name] || displayOnly[fn] {
+				continue
+			}
+			why = "calls " + f[4] + ", whose last bit may differ between architectures (internal/detmath, or an exact function)"
+		default:
+			continue
+		}
+		msg := fmt.Sprintf("%s (%s): %s", fn, f[0], why)
+		if !seen[msg] {
+			seen[msg] = true
+			bad = append(bad, msg)
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("the arm64 build of seedlm computes differently from amd64:\n%s", strings.Join(bad, "\n"))
 	}
 }
 
