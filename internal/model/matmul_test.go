@@ -1,0 +1,173 @@
+package model
+
+import (
+	"math"
+	"math/rand"
+	"testing"
+)
+
+func randFloats(rng *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	return x
+}
+
+// Every output of gemmNT is dotRef of its two rows, bit for bit, for the
+// kernel in use (assembly on amd64) and the portable one, at every edge
+// shape (tile remainders, tails of fewer than 8 elements, n < 8).
+func TestGemmMatchesDefinition(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	kernels := map[string]func(x0, x1, x2, w0, w1, w2 []float32, n8 int, acc *[72]float32){
+		"inuse": dotTile, "generic": dotTileGeneric,
+	}
+	for kname, k := range kernels {
+		saved := dotTile
+		dotTile = k
+		for _, n := range []int{1, 7, 8, 9, 16, 31, 64, 100, 172} {
+			for _, m := range []int{1, 2, 3, 4, 7} {
+				for _, outs := range []int{1, 2, 3, 5, 9} {
+					ldx, ldw, ldd := n+3, n+1, outs+2
+					x := randFloats(rng, m*ldx)
+					w := randFloats(rng, outs*ldw)
+					dst := make([]float32, m*ldd)
+					gemmNT(dst, ldd, x, ldx, m, w, ldw, outs, n)
+					for r := 0; r < m; r++ {
+						for o := 0; o < outs; o++ {
+							want := dotRef(x[r*ldx:], w[o*ldw:], n)
+							if got := dst[r*ldd+o]; math.Float32bits(got) != math.Float32bits(want) {
+								dotTile = saved
+								t.Fatalf("%s n=%d m=%d outs=%d: [%d,%d] = %g, definition %g", kname, n, m, outs, r, o, got, want)
+							}
+						}
+					}
+				}
+			}
+		}
+		dotTile = saved
+	}
+}
+
+// The assembly and portable tile kernels agree bit for bit on hostile
+// values too (subnormals, huge magnitudes, cancellation).
+func TestTileKernelsIdentical(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	special := []float32{0, 1e-40, -1e-40, 3e38, -3e38, 1e-20, 65504, -0.0}
+	for iter := 0; iter < 200; iter++ {
+		n8 := 1 + rng.Intn(20)
+		rows := make([][]float32, 6)
+		for i := range rows {
+			rows[i] = randFloats(rng, 8*n8)
+			for j := range rows[i] {
+				if rng.Intn(8) == 0 {
+					rows[i][j] = special[rng.Intn(len(special))]
+				}
+			}
+		}
+		var a, b [72]float32
+		for i := range a {
+			a[i] = float32(rng.NormFloat64())
+		}
+		b = a
+		dotTile(rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], n8, &a)
+		dotTileGeneric(rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], n8, &b)
+		for i := range a {
+			if math.Float32bits(a[i]) != math.Float32bits(b[i]) && !(a[i] != a[i] && b[i] != b[i]) {
+				t.Fatalf("iter %d lane %d: kernel %g, portable %g", iter, i, a[i], b[i])
+			}
+		}
+	}
+}
+
+func TestLinearIndependentOfWorkersAndDType(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	rows, in, outs := 10, 77, 101
+	x := randFloats(rng, rows*in)
+	wf := randFloats(rng, outs*in)
+	bias := randFloats(rng, outs)
+	for _, dt := range []string{"F32", "BF16", "F16"} {
+		w := roundedTensor("w", dt, []int64{int64(outs), int64(in)}, append([]float32(nil), wf...))
+		wv := w.Float32()
+		var first []float32
+		for _, nw := range []int{1, 2, 5, 16} {
+			y := make([]float32, rows*outs)
+			linear(y, x, rows, w, bias, nw)
+			for r := 0; r < rows; r++ {
+				for o := 0; o < outs; o++ {
+					want := dotRef(x[r*in:], wv[o*in:], in) + bias[o]
+					if y[r*outs+o] != want {
+						t.Fatalf("%s workers=%d [%d,%d]: %g, want %g", dt, nw, r, o, y[r*outs+o], want)
+					}
+				}
+			}
+			if first == nil {
+				first = y
+			}
+		}
+	}
+}
+
+func TestHalfConversions(t *testing.T) {
+	tab := f16Table()
+	// Every finite half round-trips; NaN stays NaN.
+	for h := 0; h < 1<<16; h++ {
+		v := tab[h]
+		got := F32ToF16(v)
+		if v != v {
+			if g := tab[got]; g == g {
+				t.Fatalf("NaN half %#x → %#x is not NaN", h, got)
+			}
+			continue
+		}
+		if got != uint16(h) {
+			t.Fatalf("half %#x (%g) → %#x", h, v, got)
+		}
+	}
+	// Random floats round to the nearest half (ties to even), checked in
+	// float64 against the two neighbours.
+	rng := rand.New(rand.NewSource(4))
+	for i := 0; i < 200000; i++ {
+		x := float32(math.Ldexp(rng.Float64()*2-1, rng.Intn(40)-26))
+		h := F32ToF16(x)
+		got := float64(tab[h])
+		if math.Abs(float64(x)) >= 65520 {
+			continue
+		}
+		for _, nb := range []uint16{h + 1, h - 1} {
+			if v := float64(tab[nb]); !math.IsNaN(v) && !math.IsInf(v, 0) && math.Signbit(v) == math.Signbit(got) {
+				if d0, d1 := math.Abs(got-float64(x)), math.Abs(v-float64(x)); d1 < d0 || (d1 == d0 && h&1 == 1) {
+					t.Fatalf("%g → %#x (%g), but %#x (%g) is nearer or the even tie", x, h, got, nb, v)
+				}
+			}
+		}
+	}
+	// BF16: round to nearest even on the dropped 16 bits.
+	for _, c := range []struct {
+		in  uint32
+		out uint16
+	}{{0x3f808000, 0x3f80}, {0x3f818000, 0x3f82}, {0x3f808001, 0x3f81}, {0x7f7fffff, 0x7f80}} {
+		if got := F32ToBF16(math.Float32frombits(c.in)); got != c.out {
+			t.Errorf("bf16(%#x) = %#x, want %#x", c.in, got, c.out)
+		}
+	}
+}
+
+func TestDeterministicMath(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	for i := 0; i < 100000; i++ {
+		x := (rng.Float64()*2 - 1) * 700
+		if e, w := expDet(x), math.Exp(x); math.Abs(e-w) > 4e-16*w {
+			t.Fatalf("exp(%g) = %g, want %g", x, e, w)
+		}
+		y := math.Ldexp(rng.Float64()+0.5, rng.Intn(200)-100)
+		if l, w := logDet(y), math.Log(y); math.Abs(l-w) > 4e-16*math.Max(1, math.Abs(w)) {
+			t.Fatalf("log(%g) = %.17g, want %.17g", y, l, w)
+		}
+		a := rng.Float64() * 1e5
+		s, c := sinCosDet(a)
+		if math.Abs(s-math.Sin(a)) > 1e-15 || math.Abs(c-math.Cos(a)) > 1e-15 {
+			t.Fatalf("sincos(%g) = %g, %g; want %g, %g", a, s, c, math.Sin(a), math.Cos(a))
+		}
+	}
+}
