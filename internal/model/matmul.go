@@ -11,10 +11,11 @@ import (
 // attention scores. Its arithmetic is fixed so that the assembly and the
 // portable kernel give the same bits:
 //
-//   - eight lane accumulators; element k of the row goes to lane k mod 8, in
-//     increasing k; each product is rounded to float32 before it is added
-//     (no fused multiply-add: the same on every CPU and compiler);
-//   - the lanes are summed as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
+//   - eight lane accumulators; element k < 8·⌊n/8⌋ of the row goes to lane
+//     k mod 8, in increasing k; each product is rounded to float32 before it
+//     is added (no fused multiply-add: the same on every CPU and compiler);
+//   - the lanes are summed as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7));
+//   - the last n mod 8 products are then added one by one.
 //
 // A tile is 3 rows of x by 3 rows of w (nine 8-lane accumulators live in
 // registers). Each output element depends only on its two rows, never on the
@@ -22,32 +23,34 @@ import (
 
 const tileR, tileS = 3, 3
 
-// dotTile accumulates, for the full 8-blocks (n8 of them), the lane sums of
-// the 3×3 tile into acc ((r·3+s)·8 + lane). Rows may repeat (edge tiles).
-var dotTile = dotTileGeneric
+// dotRows sets d_r[3t+s] = lane-reduced x_r·w[3t+s] over the first 8·n8
+// elements, for t < tiles and r < 3 (weight rows ldw apart). Rows and
+// outputs may repeat (the x rows of an edge tile).
+var dotRows = dotRowsGeneric
 
-func dotTileGeneric(x0, x1, x2, w0, w1, w2 []float32, n8 int, acc *[72]float32) {
+func dotRowsGeneric(x0, x1, x2, w []float32, ldw, tiles, n8 int, d0, d1, d2 []float32) {
 	xs := [3][]float32{x0, x1, x2}
-	ws := [3][]float32{w0, w1, w2}
-	for r := 0; r < 3; r++ {
-		for s := 0; s < 3; s++ {
-			a := (*[8]float32)(acc[(r*3+s)*8:])
-			xr, wr := xs[r][:n8*8], ws[s][:n8*8]
-			for i := 0; i < len(xr); i += 8 {
-				xv := (*[8]float32)(xr[i:])
-				wv := (*[8]float32)(wr[i:])
-				for j := 0; j < 8; j++ {
-					a[j] += float32(xv[j] * wv[j])
-				}
+	ds := [3][]float32{d0, d1, d2}
+	for t := 0; t < tiles; t++ {
+		for r := 0; r < 3; r++ {
+			for s := 0; s < 3; s++ {
+				o := 3*t + s
+				ds[r][o] = laneDot(xs[r], w[o*ldw:], n8)
 			}
 		}
 	}
 }
 
-// finishDot adds the tail elements [8·n8, n) to the lanes and reduces them.
-func finishDot(a *[8]float32, x, w []float32, n8, n int) float32 {
-	for k := n8 * 8; k < n; k++ {
-		a[k-n8*8] += float32(x[k] * w[k])
+// laneDot is the lane-reduced dot product of the first 8·n8 elements.
+func laneDot(x, w []float32, n8 int) float32 {
+	var a [8]float32
+	x, w = x[:8*n8], w[:8*n8]
+	for i := 0; i < len(x); i += 8 {
+		xv := (*[8]float32)(x[i:])
+		wv := (*[8]float32)(w[i:])
+		for j := 0; j < 8; j++ {
+			a[j] += float32(xv[j] * wv[j])
+		}
 	}
 	return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]))
 }
@@ -55,12 +58,12 @@ func finishDot(a *[8]float32, x, w []float32, n8, n int) float32 {
 // dotRef is one output element computed alone, with the kernel's arithmetic
 // (the definition the tests check every path against).
 func dotRef(x, w []float32, n int) float32 {
-	var a [8]float32
 	n8 := n / 8
-	for k := 0; k < n8*8; k++ {
-		a[k%8] += float32(x[k] * w[k])
+	d := laneDot(x, w, n8)
+	for k := 8 * n8; k < n; k++ {
+		d += float32(x[k] * w[k])
 	}
-	return finishDot(&a, x, w, n8, n)
+	return d
 }
 
 // gemmNT sets dst[r·ldd + o] = x[r·ldx:]·w[o·ldw:] over n elements, for
@@ -70,25 +73,35 @@ func gemmNT(dst []float32, ldd int, x []float32, ldx, m int, w []float32, ldw, o
 		return
 	}
 	n8 := n / 8
-	var acc [72]float32
+	full := outs / tileS
 	row := func(b []float32, ld, i, last int) []float32 {
 		i = min(i, last)
 		return b[i*ld : i*ld+n]
 	}
-	for o0 := 0; o0 < outs; o0 += tileS {
-		w0, w1, w2 := row(w, ldw, o0, outs-1), row(w, ldw, o0+1, outs-1), row(w, ldw, o0+2, outs-1)
-		for r0 := 0; r0 < m; r0 += tileR {
-			x0, x1, x2 := row(x, ldx, r0, m-1), row(x, ldx, r0+1, m-1), row(x, ldx, r0+2, m-1)
-			acc = [72]float32{}
-			if n8 > 0 {
-				dotTile(x0, x1, x2, w0, w1, w2, n8, &acc)
-			}
-			xs := [3][]float32{x0, x1, x2}
-			ws := [3][]float32{w0, w1, w2}
-			for r := 0; r < tileR && r0+r < m; r++ {
-				d := dst[(r0+r)*ldd+o0:]
-				for s := 0; s < tileS && o0+s < outs; s++ {
-					d[s] = finishDot((*[8]float32)(acc[(r*3+s)*8:]), xs[r], ws[s], n8, n)
+	// Rows of x outer, weight rows inner: three x rows stay in L1 while the
+	// panel of w (sized for L2 by the caller) streams past them.
+	for r0 := 0; r0 < m; r0 += tileR {
+		var xs, ds [3][]float32
+		for r := range xs {
+			i := min(r0+r, m-1)
+			xs[r] = row(x, ldx, i, m-1)
+			ds[r] = dst[i*ldd : i*ldd+outs]
+		}
+		if n8 > 0 && full > 0 {
+			dotRows(xs[0], xs[1], xs[2], w, ldw, full, n8, ds[0], ds[1], ds[2])
+		}
+		for r := 0; r < tileR && r0+r < m; r++ {
+			for o := 0; o < outs; o++ {
+				if o >= full*tileS || n8 == 0 {
+					ds[r][o] = laneDot(xs[r], w[o*ldw:], n8)
+				}
+				if n%8 != 0 {
+					d := ds[r][o]
+					xr, wr := xs[r], w[o*ldw:o*ldw+n]
+					for k := 8 * n8; k < n; k++ {
+						d += float32(xr[k] * wr[k])
+					}
+					ds[r][o] = d
 				}
 			}
 		}
@@ -133,10 +146,11 @@ func parallel(nw, n int, f func(worker, i int)) {
 }
 
 // panelRows picks how many weight rows one task widens and multiplies: a
-// multiple of the tile height, about 32 KiB of float32, and small enough
-// that every worker gets several panels.
+// multiple of the tile height, about 384 KiB of float32 (it stays in L2
+// while all rows of x pass), and small enough that every worker gets
+// several panels.
 func panelRows(outs, in, nw int) int {
-	p := max(tileS, (32<<10)/(4*max(1, in)))
+	p := max(tileS, (384<<10)/(4*max(1, in)))
 	p = min(p, max(tileS, outs/(4*nw)))
 	return (p + tileS - 1) / tileS * tileS
 }

@@ -19,12 +19,12 @@ func randFloats(rng *rand.Rand, n int) []float32 {
 // shape (tile remainders, tails of fewer than 8 elements, n < 8).
 func TestGemmMatchesDefinition(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
-	kernels := map[string]func(x0, x1, x2, w0, w1, w2 []float32, n8 int, acc *[72]float32){
-		"inuse": dotTile, "generic": dotTileGeneric,
+	kernels := map[string]func(x0, x1, x2, w []float32, ldw, tiles, n8 int, d0, d1, d2 []float32){
+		"inuse": dotRows, "generic": dotRowsGeneric,
 	}
 	for kname, k := range kernels {
-		saved := dotTile
-		dotTile = k
+		saved := dotRows
+		dotRows = k
 		for _, n := range []int{1, 7, 8, 9, 16, 31, 64, 100, 172} {
 			for _, m := range []int{1, 2, 3, 4, 7} {
 				for _, outs := range []int{1, 2, 3, 5, 9} {
@@ -37,7 +37,7 @@ func TestGemmMatchesDefinition(t *testing.T) {
 						for o := 0; o < outs; o++ {
 							want := dotRef(x[r*ldx:], w[o*ldw:], n)
 							if got := dst[r*ldd+o]; math.Float32bits(got) != math.Float32bits(want) {
-								dotTile = saved
+								dotRows = saved
 								t.Fatalf("%s n=%d m=%d outs=%d: [%d,%d] = %g, definition %g", kname, n, m, outs, r, o, got, want)
 							}
 						}
@@ -45,36 +45,43 @@ func TestGemmMatchesDefinition(t *testing.T) {
 				}
 			}
 		}
-		dotTile = saved
+		dotRows = saved
 	}
 }
 
-// The assembly and portable tile kernels agree bit for bit on hostile
-// values too (subnormals, huge magnitudes, cancellation).
-func TestTileKernelsIdentical(t *testing.T) {
+// The assembly and portable kernels agree bit for bit on hostile values too
+// (subnormals, huge magnitudes, overflow, cancellation).
+func TestRowKernelsIdentical(t *testing.T) {
 	rng := rand.New(rand.NewSource(2))
-	special := []float32{0, 1e-40, -1e-40, 3e38, -3e38, 1e-20, 65504, -0.0}
-	for iter := 0; iter < 200; iter++ {
+	special := []float32{0, 1e-40, -1e-40, 3e38, -3e38, 1e-20, 65504, float32(math.Copysign(0, -1))}
+	for iter := 0; iter < 300; iter++ {
 		n8 := 1 + rng.Intn(20)
-		rows := make([][]float32, 6)
+		tiles := 1 + rng.Intn(4)
+		ldw := 8*n8 + rng.Intn(5)
+		rows := make([][]float32, 3)
 		for i := range rows {
 			rows[i] = randFloats(rng, 8*n8)
-			for j := range rows[i] {
+		}
+		w := randFloats(rng, 3*tiles*ldw)
+		for _, v := range append(rows, w) {
+			for j := range v {
 				if rng.Intn(8) == 0 {
-					rows[i][j] = special[rng.Intn(len(special))]
+					v[j] = special[rng.Intn(len(special))]
 				}
 			}
 		}
-		var a, b [72]float32
-		for i := range a {
-			a[i] = float32(rng.NormFloat64())
+		var a, b [3][]float32
+		for r := range a {
+			a[r], b[r] = make([]float32, 3*tiles), make([]float32, 3*tiles)
 		}
-		b = a
-		dotTile(rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], n8, &a)
-		dotTileGeneric(rows[0], rows[1], rows[2], rows[3], rows[4], rows[5], n8, &b)
-		for i := range a {
-			if math.Float32bits(a[i]) != math.Float32bits(b[i]) && !(a[i] != a[i] && b[i] != b[i]) {
-				t.Fatalf("iter %d lane %d: kernel %g, portable %g", iter, i, a[i], b[i])
+		dotRows(rows[0], rows[1], rows[2], w, ldw, tiles, n8, a[0], a[1], a[2])
+		dotRowsGeneric(rows[0], rows[1], rows[2], w, ldw, tiles, n8, b[0], b[1], b[2])
+		for r := range a {
+			for o := range a[r] {
+				x, y := a[r][o], b[r][o]
+				if math.Float32bits(x) != math.Float32bits(y) && !(x != x && y != y) {
+					t.Fatalf("iter %d [%d,%d]: kernel %g, portable %g", iter, r, o, x, y)
+				}
 			}
 		}
 	}
