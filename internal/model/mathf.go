@@ -1,6 +1,9 @@
 package model
 
-import "math"
+import (
+	"math"
+	"sync"
+)
 
 // The package's own exp, log, sin and cos, in float64. Why not package
 // math: its functions may be assembly on one architecture and Go on
@@ -17,7 +20,9 @@ const (
 	log2e = 1.44269504088896338700e+00
 )
 
-// expDet is e^x.
+// expDet is e^x: x = (32k + j)·ln2/32 + r with |r| ≤ ln2/64, e^x =
+// 2^k · 2^(j/32) · e^r, the 32 table values computed once by the long
+// series (expSeries), e^r by a degree-6 Taylor polynomial (< 3e−16).
 func expDet(x float64) float64 {
 	switch {
 	case x != x:
@@ -27,15 +32,44 @@ func expDet(x float64) float64 {
 	case x < -745.2:
 		return 0
 	}
-	k := math.Floor(float64(x*log2e) + 0.5)
-	r := (x - float64(k*ln2Hi)) - float64(k*ln2Lo) // |r| ≤ 0.35
-	// Taylor series to r^13/13! (< 2e−17 relative at |r| = 0.35).
-	p := 1.0 / 6227020800
-	for _, c := range [...]float64{1.0 / 479001600, 1.0 / 39916800, 1.0 / 3628800, 1.0 / 362880, 1.0 / 40320,
-		1.0 / 5040, 1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1} {
+	n := math.Floor(float64(x*(32*log2e)) + 0.5)
+	r := (x - float64(n*(ln2Hi/32))) - float64(n*(ln2Lo/32))
+	ni := int64(n)
+	j, k := ni&31, ni>>5 // n = 32k + j, 0 ≤ j < 32
+	p := 1.0 / 720
+	for _, c := range [...]float64{1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1} {
 		p = float64(p*r) + c
 	}
-	return math.Ldexp(p, int(k))
+	v := float64(p * exp2Table()[j])
+	if k > -1022 && k < 1024 {
+		return float64(v * math.Float64frombits(uint64(k+1023)<<52))
+	}
+	return math.Ldexp(v, int(k))
+}
+
+var (
+	exp2Once sync.Once
+	exp2Tab  [32]float64
+)
+
+// exp2Table holds 2^(j/32), j < 32, from the long series.
+func exp2Table() *[32]float64 {
+	exp2Once.Do(func() {
+		for j := range exp2Tab {
+			exp2Tab[j] = expSeries(float64(j) * (math.Ln2 / 32))
+		}
+	})
+	return &exp2Tab
+}
+
+// expSeries is e^x for |x| ≤ ln 2 by its Taylor series to x^20 (exact to
+// the last bit or two); only used to build exp2Table.
+func expSeries(x float64) float64 {
+	p := 1.0
+	for k := 20; k >= 1; k-- {
+		p = float64(float64(p*x)/float64(k)) + 1
+	}
+	return p
 }
 
 // logDet is ln x for x > 0 (NaN otherwise, +Inf for +Inf).
