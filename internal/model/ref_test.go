@@ -2,28 +2,12 @@ package model
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"math/rand"
 	"testing"
 
 	"github.com/seedlm/seedlm/internal/checkpoint"
 )
-
-// memWeights is an in-memory Weights for tests.
-type memWeights struct {
-	infos []checkpoint.TensorInfo
-	ts    map[string]*Tensor
-}
-
-func (m *memWeights) Tensors() []checkpoint.TensorInfo { return m.infos }
-func (m *memWeights) Tensor(name string) (*Tensor, error) {
-	t, ok := m.ts[name]
-	if !ok {
-		return nil, fmt.Errorf("no tensor %q", name)
-	}
-	return t, nil
-}
 
 // randomModel makes weights for c: matrices N(0, 1/in) (so activations stay
 // O(1)), norms near 1, biases if c needs them (or withBias), stored in dtype.
