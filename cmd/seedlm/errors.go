@@ -26,6 +26,9 @@ const (
 	// archive (header, index, base layers and exactly stored tensors); the
 	// error states that minimum. Nothing is written.
 	ExitBudget = 4
+	// ExitQuality: eval's --max-kl gate failed (the candidate's mean
+	// KL(original ‖ candidate) is above the limit); the report is printed.
+	ExitQuality = 5
 	// ExitInterrupted: cancelled by SIGINT/SIGTERM; partial output removed.
 	ExitInterrupted = 130
 )
@@ -60,6 +63,7 @@ func withHint(err error, format string, args ...any) error {
 func exitCode(err error) int {
 	var ue *usageError
 	var be *budgetTooSmall
+	var qe *qualityGateError
 	switch {
 	case err == nil:
 		return ExitOK
@@ -67,6 +71,8 @@ func exitCode(err error) int {
 		return ExitIntegrity
 	case errors.As(err, &be):
 		return ExitBudget
+	case errors.As(err, &qe):
+		return ExitQuality
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case errors.As(err, &ue):

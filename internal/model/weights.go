@@ -150,15 +150,30 @@ func (s sourceWeights) Tensor(name string) (*Tensor, error) {
 	return nil, fmt.Errorf("%s has no tensor %q", s.src.Path(), name)
 }
 
+// Archive is what FromArchive reads: *archive.Archive, or a wrapper of it.
+type Archive interface {
+	Index() *archive.Index
+	DecodeTensor(name string, layers int) ([]float32, error)
+	ReadPassthrough(name string) ([]byte, error)
+}
+
 // FromArchive reads tensors from a .seedlm archive: coded tensors are
 // decoded on use from their first `layers` layers (0: all the file holds
 // completely, so a partial archive works) and rounded to their source dtype,
 // exactly as decompress writes them; passthrough tensors are read as stored.
-func FromArchive(a *archive.Archive, layers int) Weights { return archiveWeights{a, layers} }
+func FromArchive(a Archive, layers int) Weights {
+	w := archiveWeights{a: a, layers: layers, by: map[string]*archive.TensorEntry{}}
+	ix := a.Index()
+	for i := range ix.Tensors {
+		w.by[ix.Tensors[i].Name] = &ix.Tensors[i]
+	}
+	return w
+}
 
 type archiveWeights struct {
-	a      *archive.Archive
+	a      Archive
 	layers int
+	by     map[string]*archive.TensorEntry
 }
 
 func (w archiveWeights) Tensors() []checkpoint.TensorInfo {
@@ -171,9 +186,9 @@ func (w archiveWeights) Tensors() []checkpoint.TensorInfo {
 }
 
 func (w archiveWeights) Tensor(name string) (*Tensor, error) {
-	e, ok := w.a.Entry(name)
+	e, ok := w.by[name]
 	if !ok {
-		return nil, fmt.Errorf("%s has no tensor %q", w.a.Path(), name)
+		return nil, fmt.Errorf("archive has no tensor %q", name)
 	}
 	if e.Passthrough {
 		raw, err := w.a.ReadPassthrough(name)
@@ -182,10 +197,7 @@ func (w archiveWeights) Tensor(name string) (*Tensor, error) {
 		}
 		return NewTensor(name, e.DType, e.Shape, raw)
 	}
-	layers := w.layers
-	if layers > len(e.Layers) {
-		layers = len(e.Layers)
-	}
+	layers := min(w.layers, len(e.Layers))
 	v, err := w.a.DecodeTensor(name, layers)
 	if err != nil {
 		return nil, err
