@@ -1,9 +1,6 @@
 package model
 
-import (
-	"math"
-	"sync"
-)
+import "math"
 
 // The package's own exp, log, sin and cos, in float64. Why not package
 // math: its functions may be assembly on one architecture and Go on
@@ -20,47 +17,46 @@ const (
 	log2e = 1.44269504088896338700e+00
 )
 
-// expDet is e^x: x = (32k + j)·ln2/32 + r with |r| ≤ ln2/64, e^x =
-// 2^k · 2^(j/32) · e^r, the 32 table values computed once by the long
-// series (expSeries), e^r by a degree-6 Taylor polynomial (< 3e−16).
+// expDet is e^x: x = (64k + j)·ln2/64 + r with |r| ≤ ln2/128, e^x =
+// 2^k · 2^(j/64) · e^r, the 64 table values computed once by the long
+// series (expSeries), e^r by a degree-5 Taylor polynomial (< 1e−15).
 func expDet(x float64) float64 {
-	switch {
-	case x != x:
-		return x
-	case x > 709.78:
-		return math.Inf(1)
-	case x < -745.2:
+	if !(x > -745.2) { // also NaN
+		if x != x {
+			return x
+		}
 		return 0
 	}
-	n := math.Floor(float64(x*(32*log2e)) + 0.5)
-	r := (x - float64(n*(ln2Hi/32))) - float64(n*(ln2Lo/32))
-	ni := int64(n)
-	j, k := ni&31, ni>>5 // n = 32k + j, 0 ≤ j < 32
-	p := 1.0 / 720
-	for _, c := range [...]float64{1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1} {
-		p = float64(p*r) + c
+	if x > 709.78 {
+		return math.Inf(1)
 	}
-	v := float64(p * exp2Table()[j])
+	// n = round(x·64/ln2), by truncation of x·64/ln2 ± ½.
+	t := float64(x * (64 * log2e))
+	if t < 0 {
+		t -= 0.5
+	} else {
+		t += 0.5
+	}
+	ni := int64(t)
+	n := float64(ni)
+	r := (x - float64(n*(ln2Hi/64))) - float64(n*(ln2Lo/64))
+	p := float64(float64(float64(float64(float64(r*(1.0/120))+1.0/24)*r)+1.0/6)*r) + 0.5
+	p = float64(float64(float64(p*r)+1)*r) + 1
+	j, k := ni&63, ni>>6 // n = 64k + j, 0 ≤ j < 64
+	v := float64(p * exp2Tab[j])
 	if k > -1022 && k < 1024 {
 		return float64(v * math.Float64frombits(uint64(k+1023)<<52))
 	}
 	return math.Ldexp(v, int(k))
 }
 
-var (
-	exp2Once sync.Once
-	exp2Tab  [32]float64
-)
-
-// exp2Table holds 2^(j/32), j < 32, from the long series.
-func exp2Table() *[32]float64 {
-	exp2Once.Do(func() {
-		for j := range exp2Tab {
-			exp2Tab[j] = expSeries(float64(j) * (math.Ln2 / 32))
-		}
-	})
-	return &exp2Tab
-}
+// exp2Tab holds 2^(j/64), j < 64, from the long series.
+var exp2Tab = func() (t [64]float64) {
+	for j := range t {
+		t[j] = expSeries(float64(j) * (math.Ln2 / 64))
+	}
+	return t
+}()
 
 // expSeries is e^x for |x| ≤ ln 2 by its Taylor series to x^20 (exact to
 // the last bit or two); only used to build exp2Table.

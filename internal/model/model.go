@@ -276,8 +276,9 @@ func (L *layer) slots() []slot {
 }
 
 // WithMatrix returns a copy of m with one weight matrix replaced (same
-// shape); the rest is shared. The embeddings and lm_head stay separate: a
-// tied model perturbed in one keeps the other.
+// shape); the rest is shared. In a tied model without a stored lm_head the
+// embeddings are both, so replacing them replaces both (as coding that one
+// tensor would); a stored lm_head is its own matrix.
 func (m *Model) WithMatrix(name string, t *Tensor) (*Model, error) {
 	old, _, ok := m.Matrix(name)
 	if !ok {
@@ -290,6 +291,9 @@ func (m *Model) WithMatrix(name string, t *Tensor) (*Model, error) {
 	c.layers = append([]layer(nil), m.layers...)
 	switch name {
 	case EmbedName:
+		if c.lmHead == c.embed {
+			c.lmHead = t
+		}
 		c.embed = t
 		return &c, nil
 	case LMHeadName:
