@@ -204,4 +204,3 @@ func TestEvalCancel(t *testing.T) {
 		t.Fatalf("cancelled eval: %v (exit %d), want context.Canceled (130)", err, exitCode(err))
 	}
 }
-
