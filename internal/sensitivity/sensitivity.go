@@ -46,6 +46,11 @@ type Options struct {
 	Pooled bool
 	// Progress, when set, is called after each probe.
 	Progress func(done, total int)
+	// Perturb, when set, replaces the Gaussian probe: it returns the
+	// perturbed matrix and its relative error ‖δ‖/‖w‖ (e.g. the matrix coded
+	// with the codec the allocation starts from, so S_t is measured on the
+	// codec's own error pattern). Per-tensor probes only.
+	Perturb func(name string, w *model.Tensor) (*model.Tensor, float64, error)
 }
 
 // Tensor is one matrix's measured sensitivity.
@@ -157,7 +162,16 @@ func Measure(ctx context.Context, m *model.Model, ref *eval.Reference, opt Optio
 			probes = append(probes, probe{names: byClass[c], first: first[byClass[c][0]]})
 		}
 	}
-	kls, err := runProbes(ctx, m, ref, probes, rel, opt.Seed, index, opt.Progress)
+	if opt.Perturb != nil && opt.Pooled {
+		return nil, fmt.Errorf("sensitivity: a custom Perturb needs per-tensor probes")
+	}
+	perturb := func(n string, t *model.Tensor) (*model.Tensor, float64, error) {
+		return model.Perturb(t, rel, opt.Seed+uint64(index[n])), rel, nil
+	}
+	if opt.Perturb != nil {
+		perturb = opt.Perturb
+	}
+	kls, rels, err := runProbes(ctx, m, ref, probes, perturb, opt.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +202,13 @@ func Measure(ctx context.Context, m *model.Model, ref *eval.Reference, opt Optio
 		}
 	}
 	for i := range res.Tensors {
-		res.Tensors[i].S = res.Tensors[i].KL / (rel * rel)
+		r := rel
+		if opt.Perturb != nil {
+			r = rels[i]
+		}
+		if r > 0 {
+			res.Tensors[i].S = res.Tensors[i].KL / (r * r)
+		}
 	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
@@ -197,7 +217,8 @@ func Measure(ctx context.Context, m *model.Model, ref *eval.Reference, opt Optio
 // runProbes returns each probe's mean KL over ref's text, rerunning each
 // only from its first layer on (states entering every layer are kept from
 // one clean pass per batch of sequences).
-func runProbes(ctx context.Context, m *model.Model, ref *eval.Reference, probes []probe, rel float64, seed uint64, index map[string]int, progress func(done, total int)) ([]float64, error) {
+func runProbes(ctx context.Context, m *model.Model, ref *eval.Reference, probes []probe,
+	perturb func(string, *model.Tensor) (*model.Tensor, float64, error), progress func(done, total int)) (kls, rels []float64, err error) {
 	inputs := ref.Inputs()
 	accs := make([]*eval.Accumulator, len(probes))
 	for i := range accs {
@@ -205,14 +226,19 @@ func runProbes(ctx context.Context, m *model.Model, ref *eval.Reference, probes 
 	}
 	// The perturbed models share everything but the probed matrices.
 	models := make([]*model.Model, len(probes))
+	rels = make([]float64, len(probes))
 	for i, p := range probes {
 		pm := m
 		for _, n := range p.names {
 			t, _, _ := m.Matrix(n)
-			var err error
-			if pm, err = pm.WithMatrix(n, model.Perturb(t, rel, seed+uint64(index[n]))); err != nil {
-				return nil, err
+			pt, r, err := perturb(n, t)
+			if err != nil {
+				return nil, nil, err
 			}
+			if pm, err = pm.WithMatrix(n, pt); err != nil {
+				return nil, nil, err
+			}
+			rels[i] = r
 		}
 		models[i] = pm
 	}
@@ -233,13 +259,13 @@ func runProbes(ctx context.Context, m *model.Model, ref *eval.Reference, probes 
 		batch := inputs[b0:bt[1]]
 		st, err := m.Embed(batch)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		states := make([]*model.State, L)
 		for l := 0; l < L; l++ {
 			states[l] = st.Clone()
 			if err := m.RunLayers(ctx, st, l+1); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 		for i, p := range probes {
@@ -248,7 +274,7 @@ func runProbes(ctx context.Context, m *model.Model, ref *eval.Reference, probes 
 			switch {
 			case p.embed:
 				if ps, err = pm.Embed(batch); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 			case p.first < L:
 				ps = states[p.first].Clone()
@@ -256,13 +282,13 @@ func runProbes(ctx context.Context, m *model.Model, ref *eval.Reference, probes 
 				ps = st // lm_head only: Logits reads the final states
 			}
 			if err := pm.RunLayers(ctx, ps, L); err != nil {
-				return nil, fmt.Errorf("probe of %s: %w", p.names[0], err)
+				return nil, nil, fmt.Errorf("probe of %s: %w", p.names[0], err)
 			}
 			if err := pm.Logits(ctx, ps, func(si, pos int, lg []float32) error {
 				accs[i].Add(b0+si, pos, lg)
 				return nil
 			}); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			done++
 			if progress != nil {
@@ -270,15 +296,15 @@ func runProbes(ctx context.Context, m *model.Model, ref *eval.Reference, probes 
 			}
 		}
 	}
-	out := make([]float64, len(probes))
+	kls = make([]float64, len(probes))
 	for i, a := range accs {
 		r, err := a.Result()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		out[i] = r.KLMean
+		kls[i] = r.KLMean
 	}
-	return out, nil
+	return kls, rels, nil
 }
 
 // Predict is the additive model's KL for given relative squared errors per

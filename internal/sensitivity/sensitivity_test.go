@@ -139,7 +139,8 @@ func TestStories(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	m, ref := setup(t, c, model.FromSource(src), 16, 128)
+	// 512 tokens (a quarter of the protocol's text): the ordering is clear.
+	m, ref := setup(t, c, model.FromSource(src), 4, 128)
 	res, err := Measure(context.Background(), m, ref, Options{Rel: 0.1, Seed: 1})
 	if err != nil {
 		t.Fatal(err)

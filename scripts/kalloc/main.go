@@ -66,6 +66,7 @@ func run() error {
 	evalSeed := flag.Uint64("eval-seed", 2, "seed of the held-out evaluation text (16 × 128)")
 	extra := flag.String("extra", "", "extra candidate stacks, comma-separated (e.g. C8P4K16B4E4,C8P3K16B4E4+C8P3K16B4E4)")
 	sampleW := flag.Int("sample", 0, "weights sampled per tensor and candidate (0: presets default)")
+	probeKind := flag.String("probe", "gauss", "probe perturbation: gauss (noise at -rel) or codec (the paper 4-bit codec's own error)")
 	flag.Parse()
 	if flag.NArg() != 1 {
 		return fmt.Errorf("usage: kalloc [flags] model.safetensors")
@@ -104,13 +105,28 @@ func run() error {
 		return err
 	}
 	refSec := time.Since(t0).Seconds()
-	sens, err := sensitivity.Measure(ctx, m, pref, sensitivity.Options{Rel: *rel, Seed: 1, Pooled: *pooled})
+	sopt := sensitivity.Options{Rel: *rel, Seed: 1, Pooled: *pooled}
+	if *probeKind == "codec" {
+		sopt.Perturb = func(name string, t *model.Tensor) (*model.Tensor, float64, error) {
+			w := t.Float32()
+			res, err := encoder.Encode(ctx, name, w, []encoder.Params{encoder.Paper4Bit}, encoder.Options{})
+			if err != nil {
+				return nil, 0, err
+			}
+			dec, err := encoder.DecodeLayers(res.Layers, len(w))
+			if err != nil {
+				return nil, 0, err
+			}
+			return model.NewTensorF32(name, t.Shape, dec), res.RelErr(0), nil
+		}
+	}
+	sens, err := sensitivity.Measure(ctx, m, pref, sopt)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("# kalloc %s\n\n", path)
-	fmt.Printf("sensitivities: %d probes (pooled %v) at relative noise %g on %d tokens: %.2fs (+ %.2fs probe text and reference)\n\n",
-		sens.Probes, sens.Pooled, sens.Rel, sens.Tokens, sens.Seconds, refSec)
+	fmt.Printf("sensitivities: %d probes (pooled %v, %s probe, relative noise %g) on %d tokens: %.2fs (+ %.2fs probe text and reference)\n\n",
+		sens.Probes, sens.Pooled, *probeKind, sens.Rel, sens.Tokens, sens.Seconds, refSec)
 
 	// 2. Candidates and their measured errors.
 	var stacks [][]encoder.Params
