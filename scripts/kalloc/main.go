@@ -24,6 +24,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
@@ -66,6 +67,7 @@ func run() error {
 	evalSeed := flag.Uint64("eval-seed", 2, "seed of the held-out evaluation text (16 × 128)")
 	extra := flag.String("extra", "", "extra candidate stacks, comma-separated (e.g. C8P4K16B4E4,C8P3K16B4E4+C8P3K16B4E4)")
 	sampleW := flag.Int("sample", 0, "weights sampled per tensor and candidate (0: presets default)")
+	cacheFile := flag.String("cache", "", "file to keep the candidates' measured errors in between runs (same model, stacks and -sample)")
 	probeKind := flag.String("probe", "gauss", "probe perturbation: gauss (noise at -rel) or codec (the paper 4-bit codec's own error)")
 	flag.Parse()
 	if flag.NArg() != 1 {
@@ -148,6 +150,17 @@ func run() error {
 	t0 = time.Now()
 	var ts []*tensorData
 	var coded int64
+	cached := map[string][]presets.Option{}
+	cacheKey := func(name string) string {
+		return fmt.Sprintf("%s|%s|%d|%s", path, name, *sampleW, formatStacks(stacks))
+	}
+	if *cacheFile != "" {
+		if b, err := os.ReadFile(*cacheFile); err == nil {
+			if err := json.Unmarshal(b, &cached); err != nil {
+				return fmt.Errorf("%s: %w", *cacheFile, err)
+			}
+		}
+	}
 	for _, name := range m.MatrixNames() {
 		mt, _, _ := m.Matrix(name)
 		w := mt.Float32()
@@ -155,15 +168,26 @@ func run() error {
 		for _, x := range w {
 			td.norm2 += float64(x) * float64(x)
 		}
-		ms, err := presets.MeasureTensor(ctx, name, w, stacks, presets.Sampler{Weights: *sampleW}, encoder.Options{})
-		if err != nil {
-			return err
-		}
-		for _, x := range ms {
-			td.opts = append(td.opts, presets.Option{Bits: float64(x.Bits), SqErr: x.SqErr})
+		if o, ok := cached[cacheKey(name)]; ok {
+			td.opts = o
+		} else {
+			ms, err := presets.MeasureTensor(ctx, name, w, stacks, presets.Sampler{Weights: *sampleW}, encoder.Options{})
+			if err != nil {
+				return err
+			}
+			for _, x := range ms {
+				td.opts = append(td.opts, presets.Option{Bits: float64(x.Bits), SqErr: x.SqErr})
+			}
+			cached[cacheKey(name)] = td.opts
 		}
 		ts = append(ts, td)
 		coded += int64(len(w))
+	}
+	if *cacheFile != "" {
+		b, _ := json.Marshal(cached)
+		if err := os.WriteFile(*cacheFile, b, 0o644); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("candidates: %d stacks measured on %d matrices (%d weights): %.1fs\n\n", len(stacks), len(ts), coded, time.Since(t0).Seconds())
 
@@ -281,6 +305,14 @@ func run() error {
 func withMatrix(m *model.Model, name string, shape []int64, w []float32) (*model.Model, bool) {
 	cm, err := m.WithMatrix(name, model.NewTensorF32(name, shape, w))
 	return cm, err == nil
+}
+
+func formatStacks(stacks [][]encoder.Params) string {
+	var parts []string
+	for _, st := range stacks {
+		parts = append(parts, presets.FormatStack(st))
+	}
+	return strings.Join(parts, ",")
 }
 
 func indexOf(stacks [][]encoder.Params, st []encoder.Params) int {
