@@ -64,13 +64,6 @@ func BenchmarkKernel(b *testing.B) {
 var hundredM = &Config{Arch: "llama", Hidden: 768, Intermediate: 2048, Layers: 12, Heads: 12, KVHeads: 12, HeadDim: 64,
 	Vocab: 32000, MaxPos: 2048, RMSEps: 1e-5, RopeTheta: 10000, Tied: false, BOS: 1}
 
-// MatMulMAs is the weight multiply-adds per token of a forward pass
-// (every matrix once, lm_head included; embeddings are a lookup).
-func (c *Config) MatMulMAs() float64 {
-	d, qd, kvd, I := float64(c.Hidden), float64(c.QDim()), float64(c.KVDim()), float64(c.Intermediate)
-	return float64(c.Layers)*(d*qd+2*d*kvd+qd*d+3*d*I) + d*float64(c.Vocab)
-}
-
 // BenchmarkForward is teacher-forced scoring of 16 sequences × 128 tokens
 // (tokens/s, and GMA/s counting weight multiply-adds only).
 func BenchmarkForward(b *testing.B) {

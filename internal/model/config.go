@@ -196,3 +196,12 @@ func (c *Config) KVDim() int { return c.KVHeads * c.HeadDim }
 
 // QDim is the width of the query projection.
 func (c *Config) QDim() int { return c.Heads * c.HeadDim }
+
+// MatMulMAs is the weight multiply-adds per token of a forward pass: every
+// matrix once, lm_head included (the embeddings are a lookup; attention's
+// own products, which grow with the context, are not counted). Evaluation
+// cost ≈ tokens × MatMulMAs / the machine's multiply-add rate.
+func (c *Config) MatMulMAs() float64 {
+	d, qd, kvd, I := float64(c.Hidden), float64(c.QDim()), float64(c.KVDim()), float64(c.Intermediate)
+	return float64(c.Layers)*(d*qd+2*d*kvd+qd*d+3*d*I) + d*float64(c.Vocab)
+}

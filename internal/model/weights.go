@@ -56,8 +56,14 @@ func NewTensor(name, dtype string, shape []int64, raw []byte) (*Tensor, error) {
 	return t, nil
 }
 
-// roundedTensor stores float32 values in dtype, rounding to nearest even:
-// what decompress writes for a coded tensor of that source dtype.
+// NewTensorRounded stores float32 values (not copied for F32) in dtype,
+// rounding to nearest even: what decompress writes for a coded tensor of
+// that source dtype. Dtypes other than BF16 and F16 give F32.
+func NewTensorRounded(name, dtype string, shape []int64, w []float32) *Tensor {
+	return roundedTensor(name, dtype, shape, w)
+}
+
+// roundedTensor is NewTensorRounded.
 func roundedTensor(name, dtype string, shape []int64, w []float32) *Tensor {
 	t := &Tensor{Name: name, DType: dtype, Shape: append([]int64(nil), shape...)}
 	switch dtype {

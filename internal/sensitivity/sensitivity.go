@@ -307,6 +307,16 @@ func runProbes(ctx context.Context, m *model.Model, ref *eval.Reference, probes 
 	return kls, rels, nil
 }
 
+// ByName returns a tensor's sensitivity.
+func (r *Result) ByName(name string) (Tensor, bool) {
+	for _, t := range r.Tensors {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return Tensor{}, false
+}
+
 // Predict is the additive model's KL for given relative squared errors per
 // tensor (by name; absent tensors count as exact).
 func (r *Result) Predict(relErr2 map[string]float64) float64 {
