@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -205,7 +206,7 @@ func compareTensorLists(orig, cand []checkpoint.TensorInfo, origPath, candPath s
 			return withHint(fmt.Errorf("CANDIDATE %s has no tensor %q, which ORIGINAL %s has", candPath, t.Name, origPath),
 				"compare a model with a compressed or decoded copy of itself")
 		}
-		if !sameShape(t.Shape, c.Shape) {
+		if !slices.Equal(t.Shape, c.Shape) {
 			return withHint(fmt.Errorf("tensor %q has shape %s in ORIGINAL %s but %s in CANDIDATE %s",
 				t.Name, safetensors.ShapeString(t.Shape), origPath, safetensors.ShapeString(c.Shape), candPath),
 				"compare a model with a compressed or decoded copy of itself")
@@ -219,18 +220,6 @@ func compareTensorLists(orig, cand []checkpoint.TensorInfo, origPath, candPath s
 		}
 	}
 	return nil
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // evalConfig finds and reads the model's config.json.

@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/safetensors"
@@ -89,7 +90,7 @@ func CheckTensors(c *Config, infos []checkpoint.TensorInfo, where string) ([]che
 			}
 			return nil, fmt.Errorf("%s has no tensor %q, which %s model with this config.json needs; hint: %s", where, s.Name, c.Arch, hint)
 		}
-		if !sameShape(t.Shape, s.Shape) {
+		if !slices.Equal(t.Shape, s.Shape) {
 			return nil, fmt.Errorf("%s: tensor %q has shape %s, config.json implies %s; hint: pass the model's own config.json (--model-config)",
 				where, s.Name, safetensors.ShapeString(t.Shape), safetensors.ShapeString(s.Shape))
 		}
@@ -99,18 +100,6 @@ func CheckTensors(c *Config, infos []checkpoint.TensorInfo, where string) ([]che
 		out = append(out, t)
 	}
 	return out, nil
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // storedBytes is what a tensor of this dtype takes in memory here.
@@ -284,7 +273,7 @@ func (m *Model) WithMatrix(name string, t *Tensor) (*Model, error) {
 	if !ok {
 		return nil, fmt.Errorf("model has no weight matrix %q", name)
 	}
-	if !sameShape(old.Shape, t.Shape) {
+	if !slices.Equal(old.Shape, t.Shape) {
 		return nil, fmt.Errorf("tensor %q: shape %s, the model's is %s", name, safetensors.ShapeString(t.Shape), safetensors.ShapeString(old.Shape))
 	}
 	c := *m

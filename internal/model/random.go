@@ -13,7 +13,11 @@ import (
 // 1 ± 0.2, every bias the config allows N(0, 0.3²); stored in dtype (F32,
 // BF16 or F16). lm_head is stored when the config does not tie it.
 // Deterministic in seed.
-func Random(c *Config, seed int64, dtype string) Weights {
+func Random(c *Config, seed int64, dtype string) Weights { return random(c, seed, dtype, false) }
+
+// random is Random; allBiases adds every optional bias too (llama's
+// attention_bias layout: q, k, v and o).
+func random(c *Config, seed int64, dtype string, allBiases bool) *memWeights {
 	rng := rand.New(rand.NewSource(seed))
 	mw := &memWeights{ts: map[string]*Tensor{}}
 	for _, s := range Specs(c) {
@@ -21,7 +25,7 @@ func Random(c *Config, seed int64, dtype string) Weights {
 		if s.Name == LMHeadName && c.Tied {
 			continue
 		}
-		if isBias && s.Optional {
+		if isBias && s.Optional && !allBiases {
 			continue // only the biases the architecture requires (qwen2)
 		}
 		n := int(s.Shape[0])

@@ -5,50 +5,11 @@ import (
 	"math"
 	"math/rand"
 	"testing"
-
-	"github.com/seedlm/seedlm/internal/checkpoint"
 )
 
-// randomModel makes weights for c: matrices N(0, 1/in) (so activations stay
-// O(1)), norms near 1, biases if c needs them (or withBias), stored in dtype.
+// randomModel is random (Random, optionally with every bias).
 func randomModel(c *Config, seed int64, dtype string, withBias bool) *memWeights {
-	rng := rand.New(rand.NewSource(seed))
-	mw := &memWeights{ts: map[string]*Tensor{}}
-	for _, s := range Specs(c) {
-		if s.Optional && !(withBias && len(s.Shape) == 1) && !(s.Name == LMHeadName && !c.Tied) {
-			continue
-		}
-		n := int64(1)
-		for _, d := range s.Shape {
-			n *= d
-		}
-		w := make([]float32, n)
-		switch len(s.Shape) {
-		case 1:
-			for i := range w {
-				if s.Optional { // bias
-					w[i] = float32(rng.NormFloat64() * 0.3)
-				} else {
-					w[i] = float32(1 + 0.2*rng.NormFloat64())
-				}
-			}
-		default:
-			sd := 1 / math.Sqrt(float64(s.Shape[1]))
-			if s.Name == EmbedName {
-				sd = 1
-			}
-			for i := range w {
-				w[i] = float32(rng.NormFloat64() * sd)
-			}
-		}
-		t := roundedTensor(s.Name, dtype, s.Shape, w)
-		if len(s.Shape) == 1 {
-			t = NewTensorF32(s.Name, s.Shape, w)
-		}
-		mw.ts[s.Name] = t
-		mw.infos = append(mw.infos, checkpoint.TensorInfo{Name: s.Name, DType: t.DType, Shape: s.Shape})
-	}
-	return mw
+	return random(c, seed, dtype, withBias)
 }
 
 // refForward is an independent float64 implementation of the HF Llama
