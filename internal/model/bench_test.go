@@ -89,14 +89,13 @@ func BenchmarkForward(b *testing.B) {
 					}
 				}
 				b.ResetTimer()
+				cpu0 := cpuSeconds()
 				for b.Loop() {
 					if err := m.Forward(context.Background(), seqs, func(int, int, []float32) error { return nil }); err != nil {
 						b.Fatal(err)
 					}
 				}
-				tok := float64(16*128*b.N) / b.Elapsed().Seconds()
-				b.ReportMetric(tok, "tokens/s")
-				b.ReportMetric(tok*m.Cfg.MatMulMAs()/1e9, "GMA/s")
+				reportTokens(b, m, float64(16*128*b.N), cpuSeconds()-cpu0)
 			})
 		}
 	}
@@ -118,6 +117,7 @@ func BenchmarkDecode(b *testing.B) {
 			}
 			toks := make([]int, 16)
 			b.ResetTimer()
+			cpu0 := cpuSeconds()
 			for b.Loop() {
 				dec, err := m.NewDecoder(16, 128)
 				if err != nil {
@@ -132,9 +132,18 @@ func BenchmarkDecode(b *testing.B) {
 					}
 				}
 			}
-			tok := float64(16*128*b.N) / b.Elapsed().Seconds()
-			b.ReportMetric(tok, "tokens/s")
-			b.ReportMetric(tok*m.Cfg.MatMulMAs()/1e9, "GMA/s")
+			reportTokens(b, m, float64(16*128*b.N), cpuSeconds()-cpu0)
 		})
+	}
+}
+
+// reportTokens reports tokens/s and weight multiply-adds per second, per
+// wall second and per CPU-second (steadier on a shared machine).
+func reportTokens(b *testing.B, m *Model, tokens, cpu float64) {
+	b.ReportMetric(tokens/b.Elapsed().Seconds(), "tokens/s")
+	b.ReportMetric(tokens*m.Cfg.MatMulMAs()/b.Elapsed().Seconds()/1e9, "GMA/s")
+	if cpu > 0 {
+		b.ReportMetric(tokens/cpu, "tokens/cpu-s")
+		b.ReportMetric(tokens*m.Cfg.MatMulMAs()/cpu/1e9, "GMA/cpu-s")
 	}
 }
