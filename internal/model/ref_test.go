@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand"
+	"strings"
 	"testing"
 )
 
@@ -302,5 +303,53 @@ func TestForwardIndependentOfWorkers(t *testing.T) {
 				t.Fatalf("workers=%d: logit %d is %g, workers=1 gives %g", nw, i, b[i], a[i])
 			}
 		}
+	}
+}
+
+// A checkpoint that stores lm_head while config.json says the embeddings
+// are tied uses lm_head as stored (stories260K is such a checkpoint).
+func TestStoredLMHeadWinsOverTied(t *testing.T) {
+	c := *testConfigs()["mistral"] // untied: Random stores lm_head
+	w := randomModel(&c, 9, "F32", false)
+	c.Tied = true
+	m, err := Load(context.Background(), &c, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.lmHead == m.embed || len(m.MatrixNames()) != 2+7*c.Layers {
+		t.Fatal("stored lm_head not used")
+	}
+	toks := []int{1, 2, 3}
+	ref := refForward(&c, w, toks) // uses lm_head.weight when present
+	err = m.Forward(context.Background(), [][]int{toks}, func(_, pos int, lg []float32) error {
+		for v := range lg {
+			if d := math.Abs(float64(lg[v]) - ref[pos][v]); d > 1e-5*(1+math.Abs(ref[pos][v])) {
+				t.Fatalf("pos %d vocab %d: %g, reference %g", pos, v, lg[v], ref[pos][v])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without it, the tied model uses the embeddings.
+	delete(w.ts, LMHeadName)
+	infos := w.infos[:0]
+	for _, i := range w.Tensors() {
+		if i.Name != LMHeadName {
+			infos = append(infos, i)
+		}
+	}
+	w.infos = infos
+	m2, err := Load(context.Background(), &c, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m2.lmHead != m2.embed {
+		t.Fatal("tied model without lm_head does not use the embeddings")
+	}
+	c.Tied = false
+	if _, err := Load(context.Background(), &c, w); err == nil || !strings.Contains(err.Error(), "lm_head.weight is required") {
+		t.Fatalf("untied model without lm_head: %v", err)
 	}
 }
