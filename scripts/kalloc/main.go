@@ -5,19 +5,22 @@
 //     -seed) and measures each weight matrix's sensitivity S_t
 //     (internal/sensitivity: KL of noise at relative size -rel in that
 //     matrix alone, divided by rel²);
+//
 //  2. measures every candidate codec stack's squared error on every matrix
 //     (presets.MeasureTensor: a deterministic sample of each tensor);
+//
 //  3. at each bits-per-weight budget (payload bits over all matrices,
 //     embeddings and lm_head included) allocates with presets.Allocate twice:
 //     minimizing Σ squared error (today's objective) and minimizing
 //     Σ S_t·SqErr_t/‖w_t‖² (the predicted KL);
+//
 //  4. encodes every matrix with its chosen stack (internal/encoder), and
 //     measures KL(original ‖ decoded) and top-1 agreement with
 //     internal/eval on a held-out text (seed -eval-seed), alongside the
 //     uniform paper configuration.
 //
-//	go run ./scripts/kalloc [-bpw 4.0,3.44,2.63,4.5] [-pooled] [-probe-samples 16] [-probe-tokens 128] \
-//	    ../shared/data/stories260K/stories260K.f32.safetensors
+//     go run ./scripts/kalloc [-bpw 4.0,3.44,2.63,4.5] [-pooled] [-probe-samples 16] [-probe-tokens 128] \
+//     ../shared/data/stories260K/stories260K.f32.safetensors
 //
 // The model's config.json is read from beside it (or -config).
 package main
