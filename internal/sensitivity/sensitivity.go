@@ -224,23 +224,23 @@ func runProbes(ctx context.Context, m *model.Model, ref *eval.Reference, probes 
 	for i := range accs {
 		accs[i] = ref.NewAccumulator()
 	}
-	// The perturbed models share everything but the probed matrices.
-	models := make([]*model.Model, len(probes))
+	// A probe's perturbed model shares everything but its matrices, and is
+	// built when the probe runs (one perturbed copy in memory at a time).
 	rels = make([]float64, len(probes))
-	for i, p := range probes {
+	build := func(i int) (*model.Model, error) {
 		pm := m
-		for _, n := range p.names {
+		for _, n := range probes[i].names {
 			t, _, _ := m.Matrix(n)
 			pt, r, err := perturb(n, t)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			if pm, err = pm.WithMatrix(n, pt); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			rels[i] = r
 		}
-		models[i] = pm
+		return pm, nil
 	}
 	L := m.Cfg.Layers
 	var batches [][2]int
@@ -269,7 +269,10 @@ func runProbes(ctx context.Context, m *model.Model, ref *eval.Reference, probes 
 			}
 		}
 		for i, p := range probes {
-			pm := models[i]
+			pm, err := build(i)
+			if err != nil {
+				return nil, nil, err
+			}
 			var ps *model.State
 			switch {
 			case p.embed:
