@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +31,7 @@ type evalOptions struct {
 	Seed         uint64
 	TokensFile   string
 	ModelConfig  string
+	MaxKLFlag    string
 	MaxKL        float64 // < 0: no gate
 	Layers       int
 	AllowPartial bool
@@ -46,7 +49,7 @@ func (o *evalOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.Uint64Var(&o.Seed, "seed", eval.DefaultSeed, "seed of the sampled evaluation text")
 	fs.StringVar(&o.TokensFile, "tokens", "", "score this token file instead of sampled text (one sequence of token ids per line, or a JSON array of arrays)")
 	fs.StringVar(&o.ModelConfig, "model-config", "", "the model's Hugging Face config.json (default: config.json beside ORIGINAL, else beside CANDIDATE)")
-	fs.Float64Var(&o.MaxKL, "max-kl", -1, "quality gate: exit 5 when the mean KL(original ‖ candidate) exceeds this many nats")
+	fs.StringVar(&o.MaxKLFlag, "max-kl", "", "quality gate: exit 5 when the mean KL(original ‖ candidate) exceeds this many nats")
 	fs.IntVar(&o.Layers, "layers", 0, "decode at most N progressive layers per tensor of an archive CANDIDATE (0: all)")
 	fs.BoolVar(&o.AllowPartial, "allow-partial", false, "evaluate a partially downloaded archive CANDIDATE with the layers it holds completely")
 	fs.StringVar(&o.MaxMemory, "max-memory", "", "refuse to start when the estimated memory exceeds this (e.g. 8GB; default: the memory available now)")
@@ -72,8 +75,14 @@ func (o *evalOptions) resolve(c *config) error {
 		return usagef("--tokens-per-sample must be ≥ 1, got %d", o.TokensPer)
 	case o.Layers < 0:
 		return usagef("--layers must be ≥ 0, got %d", o.Layers)
-	case o.MaxKL != -1 && !(o.MaxKL >= 0):
-		return usagef("--max-kl must be a number ≥ 0, got %g", o.MaxKL)
+	}
+	o.MaxKL = -1
+	if o.MaxKLFlag != "" {
+		v, err := strconv.ParseFloat(strings.TrimSpace(o.MaxKLFlag), 64)
+		if err != nil || !(v >= 0) || math.IsInf(v, 1) {
+			return usagef("--max-kl %q: want a number of nats ≥ 0", o.MaxKLFlag)
+		}
+		o.MaxKL = v
 	}
 	if o.MaxMemory != "" {
 		if o.maxMemory, err = parseByteSize(o.MaxMemory); err != nil {
