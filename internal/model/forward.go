@@ -88,7 +88,7 @@ func (m *Model) newBuffers(rows int) *buffers {
 func (c *Config) ActivationBytes(rows, maxLen, nw int) int64 {
 	per := int64(2*c.Hidden+2*c.QDim()+2*c.KVDim()+c.Hidden+2*c.Intermediate) * 4
 	scratch := int64(nw) * int64(maxLen*maxLen+c.HeadDim*maxLen) * 4
-	return int64(rows)*per + scratch + int64(logitChunk)*int64(c.Vocab)*4
+	return int64(rows)*per + scratch + int64(min(rows, logitRows(c.Vocab)))*int64(c.Vocab+c.Hidden)*4
 }
 
 // RunLayers runs decoder layers st.Layer … to−1 in place.
@@ -347,8 +347,10 @@ func softmaxRow(p, s []float32, lo, hi int, scale float32) {
 	}
 }
 
-// logitChunk is how many rows of logits are computed at once.
-const logitChunk = 64
+// logitRows is how many rows of logits are computed at once: up to 64 MiB
+// of them (at least 64 rows), since every chunk streams all of lm_head
+// through the cache once.
+func logitRows(vocab int) int { return min(4096, max(64, (64<<20)/(4*vocab))) }
 
 // Logits applies the final norm and lm_head to every row of a state that
 // has run all layers, in order, calling each(seq, pos, logits) per token;
@@ -360,19 +362,20 @@ func (m *Model) Logits(ctx context.Context, st *State, each func(seq, pos int, l
 	c := &m.Cfg
 	d, V := c.Hidden, c.Vocab
 	nw := workers(m.Workers)
-	xn := make([]float32, logitChunk*d)
-	lg := make([]float32, logitChunk*V)
+	chunk := logitRows(V)
+	xn := make([]float32, chunk*d)
+	lg := make([]float32, chunk*V)
 	rowSeq := make([]int, 0, st.Rows())
 	for si, s := range st.Seqs {
 		for range s {
 			rowSeq = append(rowSeq, si)
 		}
 	}
-	for r0 := 0; r0 < st.Rows(); r0 += logitChunk {
+	for r0 := 0; r0 < st.Rows(); r0 += chunk {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n := min(logitChunk, st.Rows()-r0)
+		n := min(chunk, st.Rows()-r0)
 		m.rmsNorm(xn, st.H[r0*d:(r0+n)*d], n, m.norm, nw)
 		linear(lg, xn, n, m.lmHead, nil, nw)
 		for i := 0; i < n; i++ {
