@@ -23,6 +23,11 @@ var isTerminal = func(w io.Writer) bool {
 }
 
 func newProgress(w io.Writer, enabled bool, total int64, desc string) *progress {
+	return newProgressUnit(w, enabled, total, desc, "weights")
+}
+
+// newProgressUnit is newProgress counting unit ("tokens" for eval).
+func newProgressUnit(w io.Writer, enabled bool, total int64, desc, unit string) *progress {
 	if !enabled || total <= 0 || !isTerminal(w) {
 		return &progress{}
 	}
@@ -31,7 +36,7 @@ func newProgress(w io.Writer, enabled bool, total int64, desc string) *progress 
 		progressbar.OptionSetDescription(desc),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("weights"),
+		progressbar.OptionSetItsString(unit),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionThrottle(100_000_000), // 100 ms
