@@ -114,7 +114,7 @@ func Presets() []Preset {
 func (p Preset) Settings() string {
 	c := p.Config
 	if t := c.targetBPW(); t > 0 {
-		st := candidateStacks(c.Adaptive, []encoder.Params{encoder.Paper4Bit}, t)
+		st := candidateStacks(c.Adaptive, []encoder.Params{encoder.Paper4Bit}, t, false)
 		ks := map[int]bool{}
 		lo, hi := 1e9, 0.0
 		for _, s := range st {

@@ -60,6 +60,10 @@ import (
 // TensorPlan is what compress does with one tensor.
 type TensorPlan struct {
 	Name string
+	// DuplicateOf names an earlier tensor whose bytes this one repeats
+	// (tied weights; Options.DuplicateOf): it is stored once, with that
+	// tensor, and takes its plan. (Tagged as in compress.TensorPlan.)
+	DuplicateOf string `json:"duplicate_of,omitempty"`
 	// Rule names what decided the plan, for --dry-run and inspect: e.g.
 	// "default", "preset balanced", "layer_specific \"*.mlp.*\"",
 	// "passthrough: 1-D tensor".
@@ -81,6 +85,10 @@ type TensorPlan struct {
 	Norm2    float64
 	EstSqErr float64
 	Measured bool
+	// Weight is the tensor's weight in the allocation's objective (see
+	// Objectives; a kept tensor's includes its duplicates'); 0 outside
+	// target mode.
+	Weight float64
 }
 
 // MinElements is the default size below which tensors are stored as-is:

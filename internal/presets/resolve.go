@@ -1,9 +1,11 @@
 package presets
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 
@@ -30,6 +32,24 @@ type Options struct {
 	Encoder encoder.Options
 	// Progress, when set, is called after each tensor a measuring pass reads.
 	Progress func(done, total int, name string)
+	// Weigh, when set, gives a tensor's weight in a target allocation's
+	// objective (see Objectives): the allocation minimizes
+	// Σ weight_t·‖w_t − ŵ_t‖². It gets the tensor and its ‖w‖² and is
+	// called for every tensor the allocation decides and every duplicate of
+	// one (whose weight joins its kept tensor's). nil: weight 1 (objective
+	// "weights").
+	Weigh func(t checkpoint.TensorInfo, norm2 float64) float64
+	// DuplicateOf maps a tensor's name to an earlier tensor whose bytes it
+	// repeats (tied weights; the caller finds them before planning). A
+	// duplicate is planned as its kept tensor (same layers, or stored
+	// exactly with it), its bits count once, and its objective weight is
+	// added to the kept tensor's: the group is one unit.
+	DuplicateOf map[string]string
+	// Search, required with max_kl, gets the measured allocation and
+	// returns the budget (payload bits of the tensors it decides) to plan
+	// with: compress evaluates candidate plans (Allocation.Choose) and
+	// picks the smallest whose measured KL is within max_kl.
+	Search func(ctx context.Context, a *Allocation) (float64, error)
 	// OverheadBytes, when set, estimates the bytes the output's container
 	// (header and index) adds for these plans; a size target counts them
 	// against its budget. Plans not yet decided have Layers nil and
@@ -42,8 +62,11 @@ type Options struct {
 type global struct {
 	stack      []encoder.Params
 	stackFrom  string
-	target     float64 // bits per weight over the whole archive; 0: none
+	target     float64 // bits per weight (see scope); 0: none
 	targetFrom string
+	scope      string  // ScopeFile or ScopeCoded
+	maxKL      float64 // 0: none (target and maxKL are never both set)
+	objective  string  // "" (auto) or one of Objectives
 	adaptive   *Adaptive
 	adaptFrom  string
 	layers     int
@@ -122,8 +145,8 @@ func resolve(file Config, flags Config) (global, error) {
 	srcs = append(srcs, src{"config", file}, src{"flags", flags})
 	for _, s := range srcs {
 		c := s.c
-		if c.CompressionLevel != 0 && c.targetBPW() != 0 {
-			return g, fmt.Errorf("%s: compression_level and a target size both set: a level fixes the size, a target chooses it; set one", s.label)
+		if c.CompressionLevel != 0 && (c.targetBPW() != 0 || c.MaxKL != 0) {
+			return g, fmt.Errorf("%s: compression_level and a target (size or max_kl) both set: a level fixes the size, a target chooses it; set one", s.label)
 		}
 		if c.CompressionLevel != 0 && c.BaseQuality != 0 {
 			return g, fmt.Errorf("%s: compression_level and base_quality both set: both choose the layer stack; set one", s.label)
@@ -135,7 +158,7 @@ func resolve(file Config, flags Config) (global, error) {
 			}
 			// A level fixes the stack: it cancels a target or adaptive
 			// choice from lower down (a preset's), not one set beside it.
-			g.stack, g.target, g.adaptive = st, 0, nil
+			g.stack, g.target, g.maxKL, g.adaptive = st, 0, 0, nil
 			if c.CompressionLevel != 0 {
 				g.stackFrom = fmt.Sprintf("%s: compression_level %g", s.label, c.CompressionLevel)
 			} else {
@@ -143,8 +166,18 @@ func resolve(file Config, flags Config) (global, error) {
 			}
 		}
 		if t := c.targetBPW(); t != 0 {
-			g.target = t
+			g.target, g.maxKL = t, 0
 			g.targetFrom = fmt.Sprintf("%s: target %.4g bits/weight", s.label, t)
+		}
+		if c.MaxKL != 0 {
+			g.target, g.maxKL = 0, c.MaxKL
+			g.targetFrom = fmt.Sprintf("%s: max KL %.4g", s.label, c.MaxKL)
+		}
+		if c.TargetScope != "" {
+			g.scope = c.TargetScope
+		}
+		if c.Objective != "" {
+			g.objective = c.Objective
 		}
 		if !c.Codec.IsZero() && s.label != "flags" {
 			for i := range g.stack {
@@ -167,7 +200,13 @@ func resolve(file Config, flags Config) (global, error) {
 			g.minElem = c.MinElements
 		}
 	}
-	if preset != "" && g.stackFrom == "default" && g.target == 0 {
+	if g.scope == "" {
+		g.scope = ScopeFile
+	}
+	if g.objective == "auto" {
+		g.objective = ""
+	}
+	if preset != "" && g.stackFrom == "default" && g.target == 0 && g.maxKL == 0 {
 		g.stackFrom = "preset " + preset
 	}
 	g.flagsCodec = flags.Codec
@@ -219,6 +258,8 @@ func rawBits(t checkpoint.TensorInfo) int64 {
 // warnings for the user (rules that match nothing or never win).
 //
 // Per tensor, in order:
+//  0. A duplicate (Options.DuplicateOf) takes the plan of the tensor it
+//     repeats, whatever else matches it, and costs no bits.
 //  1. A dtype that is not float, rank < 2, or fewer than min_elements
 //     weights: passthrough ("passthrough: <reason>").
 //  2. The winning layer_specific rule (last match): passthrough: true stores
@@ -227,8 +268,9 @@ func rawBits(t checkpoint.TensorInfo) int64 {
 //     Such tensors keep their settings in every mode; in target mode their
 //     bits are counted against the budget as fixed.
 //  3. The global settings: the fixed stack; or, with adaptive and no
-//     target, the variance heuristic; or, with a target, the allocation
-//     (adaptive.method, default measured).
+//     target, the variance heuristic; or, with a target or max_kl, the
+//     allocation (adaptive.method, default measured) under the objective
+//     (Options.Weigh).
 //  4. Flag codec keys override every coded tensor's layers.
 //
 // Only modes 3b and 3c read tensor data (every global tensor once).
@@ -243,11 +285,20 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 	matched := make([]int, len(g.rules))
 	won := make([]int, len(g.rules))
 	var open []int // tensors the global settings decide
-	var fixedBits, totalElems int64
+	var fixedBits, totalElems, fixedCodedBits, codedElems int64
+	keep, err := duplicateRoots(infos, opt.DuplicateOf)
+	if err != nil {
+		return nil, nil, err
+	}
 	for i, t := range infos {
 		n := t.NumElements()
 		totalElems += n
 		p := TensorPlan{Name: t.Name, Elements: n}
+		if keep[i] >= 0 {
+			p.DuplicateOf = infos[keep[i]].Name
+			plans[i] = p // decided after its kept tensor, below
+			continue
+		}
 		for ri, r := range g.rules {
 			if Match(r.Pattern, t.Name) {
 				matched[ri]++
@@ -284,11 +335,14 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 			}
 		default:
 			open = append(open, i)
+			codedElems += n
 		}
 		if p.Passthrough {
 			p.Bits = rawBits(t)
 		} else if p.Layers != nil {
 			p.Bits = StackBits(p.Layers, n)
+			fixedCodedBits += p.Bits
+			codedElems += n
 		}
 		if p.Layers != nil || p.Passthrough {
 			fixedBits += p.Bits
@@ -305,15 +359,36 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 	}
 
 	switch {
-	case g.target > 0:
-		// The archive's header and index are part of the size the user
-		// asked for: on small models they are a sizable share.
-		var overhead int64
-		if opt.OverheadBytes != nil {
-			overhead = opt.OverheadBytes(infos, plans)
+	case g.target > 0 || g.maxKL > 0:
+		a, err := measure(ctx, &g, src, infos, plans, open, keep, opt)
+		if err != nil {
+			return nil, nil, err
 		}
-		budget := g.target*float64(totalElems) - float64(fixedBits) - float64(8*overhead)
-		if err := allocate(ctx, &g, src, infos, plans, open, budget, opt, &warnings); err != nil {
+		var budget float64
+		switch {
+		case g.maxKL > 0:
+			if opt.Search == nil {
+				return nil, nil, fmt.Errorf("%s: max_kl needs a search over evaluated plans (seedlm compress does it)", g.targetFrom)
+			}
+			if len(open) > 0 {
+				if budget, err = opt.Search(ctx, a); err != nil {
+					return nil, nil, err
+				}
+			}
+		case g.scope == ScopeCoded:
+			// Only the coded tensors' payload counts: passthrough tensors
+			// and the archive's header and index are outside the target.
+			budget = g.target*float64(codedElems) - float64(fixedCodedBits)
+		default:
+			// The archive's header and index are part of the size the
+			// user asked for: on small models they are a sizable share.
+			var overhead int64
+			if opt.OverheadBytes != nil {
+				overhead = opt.OverheadBytes(infos, plans)
+			}
+			budget = g.target*float64(totalElems) - float64(fixedBits) - float64(8*overhead)
+		}
+		if err := a.apply(budget, plans, &warnings, float64(totalElems), float64(codedElems)); err != nil {
 			return nil, nil, err
 		}
 	case g.adaptive != nil:
@@ -331,7 +406,45 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 			plans[i].Bits = StackBits(st, plans[i].Elements)
 		}
 	}
+	for i := range plans {
+		if keep[i] >= 0 {
+			k := &plans[keep[i]]
+			p := &plans[i]
+			p.Rule = fmt.Sprintf("duplicate of %q", k.Name)
+			p.Passthrough = k.Passthrough
+			p.Layers = append([]encoder.Params(nil), k.Layers...)
+			p.Bits = 0 // stored once, with the kept tensor
+		}
+	}
 	return plans, warnings, nil
+}
+
+// duplicateRoots maps each tensor to the tensor it repeats (following
+// chains to the first of the group), or -1. A duplicate must repeat an
+// earlier tensor of the same dtype and shape.
+func duplicateRoots(infos []checkpoint.TensorInfo, dup map[string]string) ([]int, error) {
+	keep := make([]int, len(infos))
+	pos := make(map[string]int, len(infos))
+	for i, t := range infos {
+		keep[i] = -1
+		pos[t.Name] = i
+		of, ok := dup[t.Name]
+		if !ok || of == "" {
+			continue
+		}
+		j, ok := pos[of]
+		if !ok || j >= i {
+			return nil, fmt.Errorf("tensor %q: duplicate of %q, which is not an earlier tensor", t.Name, of)
+		}
+		if infos[j].DType != t.DType || !slices.Equal(infos[j].Shape, t.Shape) {
+			return nil, fmt.Errorf("tensor %q (%s %v): duplicate of %q, which is %s %v", t.Name, t.DType, t.Shape, of, infos[j].DType, infos[j].Shape)
+		}
+		if keep[j] >= 0 {
+			j = keep[j]
+		}
+		keep[i] = j
+	}
+	return keep, nil
 }
 
 // candidateStacks turns the adaptive candidates into full stacks: unset
@@ -340,7 +453,10 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 // is used, restricted near the target (within ×3 either side, at least
 // three entries) and, for targets above 3.5 bits/weight, extended with
 // enhancement stacks on the paper's 4-bit base.
-func candidateStacks(a *Adaptive, base []encoder.Params, target float64) [][]encoder.Params {
+//
+// wide (max_kl, whose size is not known in advance) takes every ladder
+// entry, the enhancement stacks and HighRate.
+func candidateStacks(a *Adaptive, base []encoder.Params, target float64, wide bool) [][]encoder.Params {
 	var out [][]encoder.Params
 	seen := map[string]bool{}
 	add := func(st []encoder.Params) {
@@ -360,10 +476,17 @@ func candidateStacks(a *Adaptive, base []encoder.Params, target float64) [][]enc
 	for _, p := range Ladder {
 		ladder = append(ladder, []encoder.Params{p})
 	}
-	if target > 3.5 {
+	if target > 3.5 || wide {
+		ladder = append(ladder, HighRate...)
 		for _, p := range Ladder {
 			ladder = append(ladder, []encoder.Params{encoder.Paper4Bit, p})
 		}
+	}
+	if wide {
+		for _, st := range ladder {
+			add(st)
+		}
+		return out
 	}
 	if target > 7 {
 		for _, p := range Ladder {
@@ -398,7 +521,7 @@ func candidateStacks(a *Adaptive, base []encoder.Params, target float64) [][]enc
 func (g *global) openStacks() ([][]encoder.Params, error) {
 	var out [][]encoder.Params
 	var firstErr error
-	for _, st := range candidateStacks(g.adaptive, g.stack, g.target) {
+	for _, st := range candidateStacks(g.adaptive, g.stack, g.target, g.maxKL > 0) {
 		if g.layers > 0 {
 			st = withLayers(st, g.layers)
 		}
@@ -478,91 +601,214 @@ func varianceOnly(ctx context.Context, g *global, src Source, infos []checkpoint
 	return nil
 }
 
-// allocate is target mode: measure every open tensor with every candidate,
-// then Allocate (or AllocateByVariance) within budget bits.
-func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.TensorInfo, plans []TensorPlan, open []int, budget float64, opt Options, warnings *[]string) error {
+// Allocation is a target allocation's measurements: every tensor it
+// decides, with each candidate stack's exact bits and estimated squared
+// error, and its weight in the objective. Choose solves it at any budget;
+// compress --max-kl searches budgets with it (Options.Search).
+type Allocation struct {
+	// Stacks are the candidate layer stacks, the same for every tensor.
+	Stacks [][]encoder.Params
+	// Tensors are the tensors the allocation decides, in source order.
+	Tensors []AllocTensor
+	// Objective names the weights ("weights" when Options.Weigh is nil).
+	Objective string
+
+	g       *global
+	method  string
+	weighed [][]Option // Options with SqErr × Weight: what Allocate minimizes
+	elems   []int64
+	sig     []float64
+}
+
+// AllocTensor is one tensor an Allocation decides.
+type AllocTensor struct {
+	Index    int // position in the source's tensor list
+	Name     string
+	Elements int64
+	Norm2    float64 // ‖w‖², summed in float64 in index order
+	// Weight multiplies the tensor's squared error in the objective; for a
+	// tensor others duplicate, the sum over its group.
+	Weight float64
+	// Options has, per stack, its exact payload bits and estimated
+	// (unweighted) squared error.
+	Options []Option
+}
+
+// MinBits and MaxBits are the payload bits of the cheapest and the most
+// expensive plan the candidates allow.
+func (a *Allocation) MinBits() float64 { return a.sumBits(func(o []Option) int { return lowerHull(o)[0] }) }
+
+// MaxBits: see MinBits.
+func (a *Allocation) MaxBits() float64 {
+	return a.sumBits(func(o []Option) int {
+		h := lowerHull(o)
+		return h[len(h)-1]
+	})
+}
+
+func (a *Allocation) sumBits(pick func([]Option) int) float64 {
+	var b float64
+	for _, t := range a.Tensors {
+		b += t.Options[pick(t.Options)].Bits
+	}
+	return b
+}
+
+// Choose is the allocation's choice (a stack index per tensor) within
+// budget payload bits, minimizing Σ Weight·SqErr (Allocate; the variance
+// heuristic with adaptive.method variance). ok is false when even the
+// cheapest plan exceeds the budget.
+func (a *Allocation) Choose(budget float64) (choice []int, ok bool) {
+	if a.method == "variance" {
+		return AllocateByVariance(a.weighed, a.elems, a.sig, budget)
+	}
+	return Allocate(a.weighed, budget)
+}
+
+// Bits is the payload bits of a choice.
+func (a *Allocation) Bits(choice []int) float64 {
+	var b float64
+	for k, j := range choice {
+		b += a.Tensors[k].Options[j].Bits
+	}
+	return b
+}
+
+// measure is target mode's first half: measure every open tensor with every
+// candidate and weigh it by the objective.
+func measure(ctx context.Context, g *global, src Source, infos []checkpoint.TensorInfo, plans []TensorPlan, open []int, keep []int, opt Options) (*Allocation, error) {
 	stacks, err := g.openStacks()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	method := methodName(g.adaptive)
+	a := &Allocation{Stacks: stacks, g: g, method: methodName(g.adaptive), Objective: "weights"}
+	if opt.Weigh != nil {
+		a.Objective = cmp.Or(g.objective, "auto")
+	}
 	smp := Sampler{}
 	if g.adaptive != nil {
 		smp.Weights = g.adaptive.SampleWeights
 	}
-	opts := make([][]Option, len(open))
-	elems := make([]int64, len(open))
-	sig := make([]float64, len(open))
-	norm := make([]float64, len(open))
+	a.Tensors = make([]AllocTensor, len(open))
+	a.elems = make([]int64, len(open))
+	a.sig = make([]float64, len(open))
 	err = readOpen(ctx, src, infos, open, opt, func(k, i int, w []float32) error {
-		elems[k] = int64(len(w))
-		sig[k] = secondMoment(w)
-		norm[k] = sig[k] * float64(len(w))
-		if method == "variance" {
+		t := AllocTensor{Index: i, Name: infos[i].Name, Elements: int64(len(w)), Norm2: SumSquares(w), Weight: 1}
+		a.elems[k] = t.Elements
+		a.sig[k] = secondMoment(w)
+		if a.method == "variance" {
 			if err := encoder.CheckFinite(infos[i].Name, w); err != nil {
 				return err
 			}
 			for _, st := range stacks {
-				opts[k] = append(opts[k], Option{Bits: float64(StackBits(st, elems[k]))})
+				t.Options = append(t.Options, Option{Bits: float64(StackBits(st, t.Elements))})
 			}
-			return nil
+		} else {
+			ms, err := MeasureTensor(ctx, infos[i].Name, w, stacks, smp, opt.Encoder)
+			if err != nil {
+				return err
+			}
+			for _, m := range ms {
+				t.Options = append(t.Options, Option{Bits: float64(m.Bits), SqErr: m.SqErr})
+			}
 		}
-		ms, err := MeasureTensor(ctx, infos[i].Name, w, stacks, smp, opt.Encoder)
-		if err != nil {
-			return err
-		}
-		for _, m := range ms {
-			opts[k] = append(opts[k], Option{Bits: float64(m.Bits), SqErr: m.SqErr})
-		}
+		a.Tensors[k] = t
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if len(open) == 0 {
+	weigh := opt.Weigh
+	if weigh == nil {
+		weigh = func(checkpoint.TensorInfo, float64) float64 { return 1 }
+	}
+	at := make(map[int]int, len(open)) // source index → allocation index
+	for k, t := range a.Tensors {
+		at[t.Index] = k
+		a.Tensors[k].Weight = weigh(infos[t.Index], t.Norm2)
+	}
+	// A duplicate's error is its kept tensor's: its weight joins the kept
+	// tensor's (same bytes, so the same ‖w‖²).
+	for i, kept := range keep {
+		if k, ok := at[kept]; ok && kept >= 0 {
+			a.Tensors[k].Weight += weigh(infos[i], a.Tensors[k].Norm2)
+		}
+	}
+	a.weighed = make([][]Option, len(a.Tensors))
+	for k, t := range a.Tensors {
+		if !(t.Weight >= 0) || math.IsInf(t.Weight, 0) {
+			return nil, fmt.Errorf("tensor %q: objective weight %g", t.Name, t.Weight)
+		}
+		for _, o := range t.Options {
+			a.weighed[k] = append(a.weighed[k], Option{Bits: o.Bits, SqErr: o.SqErr * t.Weight})
+		}
+	}
+	if a.method != "variance" {
+		if err := checkOptions(a.weighed); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// SumSquares is ‖w‖² summed in float64 in index order, each square rounded
+// before it is added (the explicit conversion forbids a fused multiply-add,
+// so every platform gets the same bits).
+func SumSquares(w []float32) float64 {
+	var s float64
+	for _, x := range w {
+		s += float64(float64(x) * float64(x))
+	}
+	return s
+}
+
+// apply is target mode's second half: choose within budget bits and write
+// the choice into plans. all and coded are the weights the target's
+// bits-per-weight figures are over (the whole model, the coded tensors).
+func (a *Allocation) apply(budget float64, plans []TensorPlan, warnings *[]string, all, coded float64) error {
+	if len(a.Tensors) == 0 {
 		return nil
 	}
-	var choice []int
-	var ok bool
-	if method == "variance" {
-		choice, ok = AllocateByVariance(opts, elems, sig, budget)
-	} else {
-		if err := checkOptions(opts); err != nil {
-			return err
-		}
-		choice, ok = Allocate(opts, budget)
-	}
+	g := a.g
+	choice, ok := a.Choose(budget)
 	if !ok {
-		var min, all float64
-		for k := range open {
-			min += opts[k][lowerHull(opts[k])[0]].Bits
+		per := all
+		if g.scope == ScopeCoded {
+			per = coded
 		}
-		for _, p := range plans {
-			all += float64(p.Elements)
+		fixed := (g.target*per - budget) / per
+		smallest := (a.MinBits() + (g.target*per - budget)) / per
+		if g.maxKL > 0 {
+			return fmt.Errorf("%s: the search chose a budget of %.0f bits, below the smallest plan's %.0f (internal error)", g.targetFrom, budget, a.MinBits())
 		}
-		smallest, fixed := (min+(g.target*all-budget))/all, (g.target*all-budget)/all
 		if !strings.HasPrefix(g.targetFrom, "preset ") {
-			return &UnreachableError{Target: g.targetFrom, Smallest: smallest, Fixed: fixed}
+			return &UnreachableError{Target: g.targetFrom, Smallest: smallest, Fixed: fixed, Scope: g.scope}
 		}
 		// A preset is a best effort, not a contract: on a model too small
 		// for its ratio, take the smallest plan and say so.
-		choice = make([]int, len(open))
-		for k := range open {
-			choice[k] = lowerHull(opts[k])[0]
+		choice = make([]int, len(a.Tensors))
+		for k, t := range a.Tensors {
+			choice[k] = lowerHull(t.Options)[0]
 		}
 		*warnings = append(*warnings, fmt.Sprintf("%s is out of reach on this model: the archive index, passthrough and rule-fixed tensors alone take %.3f bits/weight; using the smallest plan the candidates allow (%.3f bits/weight)",
 			g.targetFrom, fixed, smallest))
 	}
-	for k, i := range open {
-		st := stacks[choice[k]]
+	obj := ""
+	if a.Objective != "weights" {
+		obj = ", objective " + a.Objective
+	}
+	for k, t := range a.Tensors {
+		i := t.Index
+		st := a.Stacks[choice[k]]
 		plans[i].Layers = st
 		plans[i].Bits = StackBits(st, plans[i].Elements)
-		plans[i].Norm2 = norm[k]
-		if method != "variance" {
-			plans[i].EstSqErr = opts[k][choice[k]].SqErr
+		plans[i].Norm2 = t.Norm2
+		plans[i].Weight = t.Weight
+		if a.method != "variance" {
+			plans[i].EstSqErr = t.Options[choice[k]].SqErr
 			plans[i].Measured = true
 		}
-		plans[i].Rule = fmt.Sprintf("%s, %s allocation%s", g.targetFrom, method, g.ruleSuffix())
+		plans[i].Rule = fmt.Sprintf("%s, %s allocation%s%s", g.targetFrom, a.method, obj, g.ruleSuffix())
 	}
 	return nil
 }
@@ -580,11 +826,18 @@ func Check(file, flags Config) error {
 type UnreachableError struct {
 	Target string // where the target came from, e.g. "flags: target 0.5 bits/weight"
 	// Smallest is the smallest plan the candidates allow and Fixed what the
-	// index, passthrough and rule-fixed tensors alone take, in bits/weight.
+	// index, passthrough and rule-fixed tensors alone take, in bits/weight
+	// (with Scope ScopeCoded: the rule-fixed coded tensors, per coded
+	// weight).
 	Smallest, Fixed float64
+	Scope           string
 }
 
 func (e *UnreachableError) Error() string {
+	if e.Scope == ScopeCoded {
+		return fmt.Sprintf("%s is out of reach: the smallest plan the candidates allow is %.3f bits per coded weight "+
+			"(rule-fixed coded tensors alone take %.3f)", e.Target, e.Smallest, e.Fixed)
+	}
 	return fmt.Sprintf("%s is out of reach: the smallest plan the candidates allow is %.3f bits/weight "+
 		"(the archive index, passthrough and rule-fixed tensors alone take %.3f)", e.Target, e.Smallest, e.Fixed)
 }
