@@ -636,7 +636,9 @@ type AllocTensor struct {
 
 // MinBits and MaxBits are the payload bits of the cheapest and the most
 // expensive plan the candidates allow.
-func (a *Allocation) MinBits() float64 { return a.sumBits(func(o []Option) int { return lowerHull(o)[0] }) }
+func (a *Allocation) MinBits() float64 {
+	return a.sumBits(func(o []Option) int { return lowerHull(o)[0] })
+}
 
 // MaxBits: see MinBits.
 func (a *Allocation) MaxBits() float64 {
