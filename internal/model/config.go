@@ -69,21 +69,20 @@ type rawConfig struct {
 
 // ConfigError is a config.json the package cannot run; it names the file.
 type ConfigError struct {
-	Path string
-	Msg  string
-	Hint string
+	Path   string
+	Msg    string
+	Advice string // what to do, for Hint
 }
 
 func (e *ConfigError) Error() string {
-	s := e.Msg
 	if e.Path != "" {
-		s = e.Path + ": " + s
+		return e.Path + ": " + e.Msg
 	}
-	if e.Hint != "" {
-		s += "; hint: " + e.Hint
-	}
-	return s
+	return e.Msg
 }
+
+// Hint says what to do (the CLI prints it as a "hint:" line).
+func (e *ConfigError) Hint() string { return e.Advice }
 
 // ErrNoConfig is wrapped by FindConfig when no config.json is found.
 var ErrNoConfig = errors.New("no config.json")
@@ -108,7 +107,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 			what = "no model_type"
 		}
 		return nil, &ConfigError{Path: path, Msg: what + " is not supported",
-			Hint: "seedlm eval runs model_type " + strings.Join(Supported, ", ") + " (Llama-family decoders)"}
+			Advice: "seedlm's forward pass runs model_type " + strings.Join(Supported, ", ") + " (Llama-family decoders)"}
 	}
 	c := &Config{Arch: arch, Hidden: r.Hidden, Intermediate: r.Intermediate, Layers: r.Layers, Heads: r.Heads,
 		Vocab: r.Vocab, MaxPos: r.MaxPos, RMSEps: 1e-6, RopeTheta: 10000, BOS: 1, Path: path}
@@ -156,7 +155,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		return nil, bad("hidden_act %q is not supported (Llama-family models use silu)", r.HiddenAct)
 	case len(r.RopeScaling) > 0 && string(r.RopeScaling) != "null":
 		return nil, &ConfigError{Path: path, Msg: "rope_scaling " + string(r.RopeScaling) + " is not supported",
-			Hint: "only plain RoPE (rope_scaling null) is implemented"}
+			Advice: "only plain RoPE (rope_scaling null) is implemented"}
 	case !(c.RMSEps > 0) || !(c.RopeTheta > 0):
 		return nil, bad("rms_norm_eps (%g) and rope_theta (%g) must be positive", c.RMSEps, c.RopeTheta)
 	case c.BOS < 0 || c.BOS >= c.Vocab:

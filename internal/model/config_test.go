@@ -1,6 +1,7 @@
 package model
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -21,7 +22,7 @@ func TestParseConfig(t *testing.T) {
 		{"qwen2 window off", `{"model_type": "qwen2", ` + base + `, "sliding_window": 4096, "use_sliding_window": false}`, "", func(c *Config) bool { return c.SlidingWindow == 0 }},
 		{"head_dim", `{"model_type": "qwen2", ` + base + `, "head_dim": 16}`, "", func(c *Config) bool { return c.HeadDim == 16 && c.QDim() == 128 }},
 		{"bos null", `{"model_type": "llama", ` + base + `, "bos_token_id": null}`, "", func(c *Config) bool { return c.BOS == 1 }},
-		{"unsupported", `{"model_type": "gpt2", ` + base + `}`, `architecture "gpt2" is not supported; hint: seedlm eval runs model_type llama, mistral, qwen2`, nil},
+		{"unsupported", `{"model_type": "gpt2", ` + base + `}`, `architecture "gpt2" is not supported`, nil},
 		{"no type", `{` + base + `}`, "no model_type is not supported", nil},
 		{"gqa", `{"model_type": "llama", ` + base + `, "num_key_value_heads": 3}`, "must divide", nil},
 		{"act", `{"model_type": "llama", ` + base + `, "hidden_act": "gelu"}`, `hidden_act "gelu"`, nil},
@@ -34,6 +35,10 @@ func TestParseConfig(t *testing.T) {
 		case tc.wantErr != "":
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "config.json: ") {
 				t.Errorf("%s: error %v, want one containing %q", tc.name, err, tc.wantErr)
+			}
+			var ce *ConfigError
+			if tc.name == "unsupported" && (!errors.As(err, &ce) || ce.Hint() != "seedlm's forward pass runs model_type llama, mistral, qwen2 (Llama-family decoders)") {
+				t.Errorf("unsupported: hint %q", ce.Hint())
 			}
 		case err != nil:
 			t.Errorf("%s: %v", tc.name, err)
