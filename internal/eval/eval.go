@@ -175,7 +175,7 @@ func (a *Accumulator) Add(seq, pos int, logits []float32) {
 	for i, p := range lp {
 		q := float64(float32(a.lq[i])) // the reference's rounding: identical models give exactly 0
 		if d := float64(p) - q; d != 0 {
-			kl += model.Exp(float64(p)) * d
+			kl += float64(model.Exp(float64(p)) * d) // rounded: no fused multiply-add
 		}
 	}
 	// Rounding of the float32 log-probabilities can leave a few 1e−9 below

@@ -187,7 +187,7 @@ func (m *Model) rmsNorm(y, x []float32, rows int, w []float32, nw int) {
 func rmsRow(y, x, w []float32, eps float64) {
 	var ss float64
 	for _, v := range x {
-		ss += float64(v) * float64(v)
+		ss += float64(float64(v) * float64(v)) // rounded: no fused multiply-add
 	}
 	inv := float32(1 / math.Sqrt(ss/float64(len(x))+eps))
 	for i, v := range x {

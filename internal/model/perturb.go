@@ -28,7 +28,7 @@ func Perturb(t *Tensor, rel float64, seed uint64) *Tensor {
 		}
 	}
 	for i, x := range w {
-		n2 += float64(x) * float64(x)
+		n2 += float64(float64(x) * float64(x)) // rounded: no fused multiply-add
 		z2 += float64(z[i] * z[i])
 	}
 	out := make([]float32, len(w))

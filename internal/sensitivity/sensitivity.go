@@ -124,7 +124,7 @@ func Measure(ctx context.Context, m *model.Model, ref *eval.Reference, opt Optio
 		w := t.Float32()
 		var n2 float64
 		for _, x := range w {
-			n2 += float64(x) * float64(x)
+			n2 += float64(float64(x) * float64(x)) // rounded: no fused multiply-add
 		}
 		res.Tensors = append(res.Tensors, Tensor{Name: n, Elements: int64(len(w)), Norm2: n2})
 	}
@@ -325,7 +325,7 @@ func (r *Result) ByName(name string) (Tensor, bool) {
 func (r *Result) Predict(relErr2 map[string]float64) float64 {
 	var kl float64
 	for _, t := range r.Tensors {
-		kl += t.S * relErr2[t.Name]
+		kl += float64(t.S * relErr2[t.Name])
 	}
 	return kl
 }
@@ -357,7 +357,7 @@ func Spearman(a, b *Result) float64 {
 	var d2 float64
 	for i := range ra {
 		d := ra[i] - rb[i]
-		d2 += d * d
+		d2 += float64(d * d)
 	}
 	fn := float64(n)
 	return 1 - 6*d2/(fn*(fn*fn-1))

@@ -10,15 +10,11 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 
-	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/model"
-	"github.com/seedlm/seedlm/internal/safetensors"
 )
 
 func main() {
@@ -45,47 +41,12 @@ func main() {
 }
 
 func write(dir string, c *model.Config, dt string, seed int64) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	w := model.Random(c, seed, dt)
-	infos := w.Tensors()
-	hs := make([]safetensors.TensorHeader, len(infos))
 	var params int64
-	for i, t := range infos {
-		hs[i] = safetensors.TensorHeader{Name: t.Name, DType: t.DType, Shape: t.Shape}
+	for _, t := range w.Tensors() {
 		params += t.NumElements()
 	}
-	sw, err := safetensors.NewWriter(filepath.Join(dir, "model.safetensors"), hs, map[string]string{"format": "pt"})
-	if err != nil {
-		return err
-	}
-	for _, info := range infos {
-		t, err := w.Tensor(info.Name)
-		if err != nil {
-			sw.Abort()
-			return err
-		}
-		b, err := dtype.FromFloat32(info.DType, t.Float32())
-		if err != nil {
-			sw.Abort()
-			return err
-		}
-		if err := sw.WriteTensor(info.Name, b); err != nil {
-			sw.Abort()
-			return err
-		}
-	}
-	if err := sw.Commit(); err != nil {
-		return err
-	}
-	cfg := map[string]any{"architectures": []string{"LlamaForCausalLM"}, "model_type": "llama",
-		"hidden_size": c.Hidden, "intermediate_size": c.Intermediate, "num_hidden_layers": c.Layers,
-		"num_attention_heads": c.Heads, "num_key_value_heads": c.KVHeads, "vocab_size": c.Vocab,
-		"max_position_embeddings": c.MaxPos, "rms_norm_eps": c.RMSEps, "rope_theta": c.RopeTheta,
-		"hidden_act": "silu", "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2}
-	b, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(b, '\n'), 0o644); err != nil {
+	if err := model.WriteCheckpoint(dir, c, w); err != nil {
 		return err
 	}
 	fmt.Printf("wrote %s: %d parameters, %s\n", dir, params, dt)
