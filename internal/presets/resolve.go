@@ -39,6 +39,9 @@ type Options struct {
 	// one (whose weight joins its kept tensor's). nil: weight 1 (objective
 	// "weights").
 	Weigh func(t checkpoint.TensorInfo, norm2 float64) float64
+	// Objective names Weigh's objective in the plans' rules ("" with
+	// Weigh: "auto").
+	Objective string
 	// DuplicateOf maps a tensor's name to an earlier tensor whose bytes it
 	// repeats (tied weights; the caller finds them before planning). A
 	// duplicate is planned as its kept tensor (same layers, or stored
@@ -685,7 +688,7 @@ func measure(ctx context.Context, g *global, src Source, infos []checkpoint.Tens
 	}
 	a := &Allocation{Stacks: stacks, g: g, method: methodName(g.adaptive), Objective: "weights"}
 	if opt.Weigh != nil {
-		a.Objective = cmp.Or(g.objective, "auto")
+		a.Objective = cmp.Or(opt.Objective, g.objective, "auto")
 	}
 	smp := Sampler{}
 	if g.adaptive != nil {
@@ -847,4 +850,74 @@ func (e *UnreachableError) Error() string {
 // Hint says what to change.
 func (e *UnreachableError) Hint() string {
 	return "lower the target ratio (raise the bits per weight), add larger-block candidates, or pass more tensors through"
+}
+
+// Intent is what the settings ask of a plan, known before any tensor is
+// read: whether it allocates (and so measures), under which objective, and
+// what the measuring pass will cost.
+type Intent struct {
+	// Allocates: a size target or max_kl; tensors are measured and
+	// allocated under Objective.
+	Allocates bool
+	// Objective is "" (auto) or an entry of Objectives; MaxKL 0 when unset.
+	Objective string
+	MaxKL     float64
+	// OpenWeights are the weights the allocation decides, and
+	// MeasuringCost the measuring pass's estimated encode work, in
+	// weight-equivalents of the paper's 4-bit setting (LayerCost).
+	OpenWeights   int64
+	MeasuringCost float64
+	// EncodeCost estimates the encode work of the plan itself (every
+	// codable tensor with the global stack; the allocation's choice is
+	// not known yet), in the same unit.
+	EncodeCost float64
+}
+
+// IntentOf resolves the settings for a source's tensors (duplicates as in
+// Options.DuplicateOf) without reading any.
+func IntentOf(file, flags Config, infos []checkpoint.TensorInfo, dup map[string]string) (Intent, error) {
+	g, err := resolve(file, flags)
+	if err != nil {
+		return Intent{}, err
+	}
+	in := Intent{Allocates: g.target > 0 || g.maxKL > 0, Objective: g.objective, MaxKL: g.maxKL}
+	var stackCost float64
+	for _, p := range g.stack {
+		stackCost += LayerCost(p)
+	}
+	for _, t := range infos {
+		if dup[t.Name] == "" && PassthroughReason(t, g.minElem) == "" {
+			in.EncodeCost += float64(t.NumElements()) * stackCost
+		}
+	}
+	if !in.Allocates {
+		return in, nil
+	}
+	stacks, err := g.openStacks()
+	if err != nil {
+		return in, err
+	}
+	var perWeight float64 // cost of one sampled weight through every candidate
+	for _, st := range stacks {
+		for _, p := range st {
+			perWeight += LayerCost(p)
+		}
+	}
+	want := int64(DefaultSampleWeights)
+	if g.adaptive != nil && g.adaptive.SampleWeights > 0 {
+		want = int64(g.adaptive.SampleWeights)
+	}
+	for _, t := range infos {
+		if dup[t.Name] != "" || PassthroughReason(t, g.minElem) != "" || lastMatch(g.rules, t.Name) >= 0 {
+			continue
+		}
+		n := t.NumElements()
+		in.OpenWeights += n
+		sampled := n
+		if n > 2*want {
+			sampled = want
+		}
+		in.MeasuringCost += float64(sampled) * perWeight
+	}
+	return in, nil
 }
