@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"sort"
 
 	"github.com/seedlm/seedlm/internal/archive"
 	"github.com/seedlm/seedlm/internal/checkpoint"
@@ -96,4 +98,95 @@ func (e *runEval) run(ctx context.Context) (*archive.Quality, string, error) {
 		return nil, "", fmt.Errorf("evaluating the compressed model: %w", err)
 	}
 	return quality.Figures(r, ev.Description), "", nil
+}
+
+// MergeQuality measures the figures for part archives whose quality
+// record is pending (archive.CreateOptions.Quality for archive.Merge): it
+// decodes the model's matrices from the parts, as the merged archive will
+// hold them, and compares the decoded model with original on the record's
+// text. original must be the model the parts were compressed from (its
+// tensors are checked against the parts'); configPath its config.json (""
+// beside it). Returns nil when the parts have no pending record.
+func MergeQuality(ctx context.Context, paths []string, original checkpoint.Source, configPath string, workers int) (*archive.Quality, error) {
+	var parts []*archive.Archive
+	defer func() {
+		for _, a := range parts {
+			a.Close()
+		}
+	}()
+	by := map[string]*archive.Archive{}
+	var pending *archive.Quality
+	for _, p := range paths {
+		a, err := archive.Open(p, archive.OpenOptions{})
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, a)
+		if q := a.Index().Header.Quality; q.Pending() {
+			pending = q
+		}
+		for _, t := range a.Index().Tensors {
+			by[t.Name] = a
+		}
+	}
+	if pending == nil {
+		return nil, nil
+	}
+	var diffs []string
+	for _, t := range original.Tensors() {
+		a, ok := by[t.Name]
+		if !ok {
+			diffs = append(diffs, fmt.Sprintf("tensor %q of the original is in no part", t.Name))
+			continue
+		}
+		e, _ := a.Entry(t.Name)
+		if e.DType != t.DType || !slices.Equal(e.Shape, t.Shape) {
+			diffs = append(diffs, fmt.Sprintf("tensor %q is %s %v in the original, %s %v in the parts", t.Name, t.DType, t.Shape, e.DType, e.Shape))
+		}
+		delete(by, t.Name)
+	}
+	for name := range by {
+		diffs = append(diffs, fmt.Sprintf("the parts hold tensor %q, which the original lacks", name))
+	}
+	if len(diffs) > 0 {
+		sort.Strings(diffs)
+		return nil, &MismatchError{Plan: original.Path(), Diffs: diffs}
+	}
+	m, err := quality.FindModel(original.Path(), configPath, original.Tensors())
+	if err != nil {
+		return nil, err
+	}
+	decoded := map[string]*model.Tensor{}
+	for _, t := range m.Used {
+		if len(t.Shape) < 2 {
+			continue
+		}
+		for _, a := range parts {
+			e, ok := a.Entry(t.Name)
+			if !ok || e.Passthrough {
+				continue
+			}
+			v, err := a.DecodeTensor(t.Name, 0)
+			if err != nil {
+				return nil, err
+			}
+			decoded[t.Name] = model.NewTensorRounded(t.Name, e.DType, e.Shape, v)
+		}
+	}
+	ev, err := quality.NewEvaluator(ctx, m, model.FromSource(original), quality.EvalText, workersOr(workers))
+	if err != nil {
+		return nil, err
+	}
+	if ev.Description != pending.Text {
+		return nil, fmt.Errorf("the parts' evaluation is on %q, this model's on %q: is %s the model they were compressed from, with the same config?", pending.Text, ev.Description, original.Path())
+	}
+	cand, err := ev.Candidate(decoded)
+	if err != nil {
+		return nil, err
+	}
+	r, err := ev.Compare(ctx, cand)
+	if err != nil {
+		return nil, fmt.Errorf("evaluating the merged model: %w", err)
+	}
+	return quality.Figures(r, ev.Description), nil
 }
