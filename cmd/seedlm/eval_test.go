@@ -121,7 +121,9 @@ func writeLlama(dir string, opt map[string]string) error {
 }
 
 // samejson A B KEY...: the JSON objects in files A and B have equal values
-// at every KEY (! samejson: some KEY differs).
+// at every KEY (! samejson: some KEY differs). A KEY may be a dotted path,
+// "PATH_A=PATH_B" when the two name it differently, and end in "~D" to
+// compare numbers rounded to D significant digits.
 func cmdSameJSON(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 3 {
 		ts.Fatalf("usage: samejson A B KEY...")
@@ -131,15 +133,39 @@ func cmdSameJSON(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(json.Unmarshal([]byte(ts.ReadFile(p)), &m))
 		return m
 	}
+	get := func(m map[string]any, path, file string) any {
+		var v any = m
+		for _, k := range strings.Split(path, ".") {
+			o, ok := v.(map[string]any)
+			if !ok {
+				ts.Fatalf("%s: %q is not an object", file, path)
+			}
+			if v, ok = o[k]; !ok {
+				ts.Fatalf("%s has no key %q", file, path)
+			}
+		}
+		return v
+	}
 	a, b := read(args[0]), read(args[1])
 	same := true
 	for _, k := range args[2:] {
-		if _, ok := a[k]; !ok {
-			ts.Fatalf("%s has no key %q", args[0], k)
+		k, digits, rounded := strings.Cut(k, "~")
+		ka, kb, ok := strings.Cut(k, "=")
+		if !ok {
+			kb = ka
 		}
-		if fmt.Sprint(a[k]) != fmt.Sprint(b[k]) {
+		va, vb := fmt.Sprint(get(a, ka, args[0])), fmt.Sprint(get(b, kb, args[1]))
+		if rounded {
+			d, _ := strconv.Atoi(digits)
+			for _, v := range []*string{&va, &vb} {
+				if x, err := strconv.ParseFloat(*v, 64); err == nil {
+					*v = strconv.FormatFloat(x, 'g', d, 64)
+				}
+			}
+		}
+		if va != vb {
 			same = false
-			ts.Logf("%s: %v vs %v", k, a[k], b[k])
+			ts.Logf("%s: %v vs %v", k, va, vb)
 		}
 	}
 	if same == neg {

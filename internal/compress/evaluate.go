@@ -1,11 +1,13 @@
 package compress
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"sort"
@@ -14,6 +16,7 @@ import (
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/encoder"
 	"github.com/seedlm/seedlm/internal/model"
+	"github.com/seedlm/seedlm/internal/presets"
 	"github.com/seedlm/seedlm/internal/quality"
 )
 
@@ -140,10 +143,34 @@ func MergeQuality(ctx context.Context, paths []string, original checkpoint.Sourc
 			continue
 		}
 		e, _ := a.Entry(t.Name)
+		delete(by, t.Name)
 		if e.DType != t.DType || !slices.Equal(e.Shape, t.Shape) {
 			diffs = append(diffs, fmt.Sprintf("tensor %q is %s %v in the original, %s %v in the parts", t.Name, t.DType, t.Shape, e.DType, e.Shape))
+			continue
 		}
-		delete(by, t.Name)
+		// The same weights: exactly stored tensors byte for byte, coded
+		// ones by the ‖w‖² the encoder recorded.
+		if e.Passthrough {
+			pb, err := a.ReadPassthrough(t.Name)
+			if err != nil {
+				return nil, err
+			}
+			ob, err := original.ReadRaw(t.Name)
+			if err != nil {
+				return nil, err
+			}
+			if !bytes.Equal(pb, ob) {
+				diffs = append(diffs, fmt.Sprintf("tensor %q has other bytes in the original than in the parts", t.Name))
+			}
+			continue
+		}
+		w, err := original.ReadFloat32(t.Name)
+		if err != nil {
+			return nil, err
+		}
+		if n2 := presets.SumSquares(presets.FlushSubnormals(w)); math.Abs(n2-e.Norm2) > 1e-9*max(n2, e.Norm2) {
+			diffs = append(diffs, fmt.Sprintf("tensor %q has other weights in the original (‖w‖² %.6g) than the parts were coded from (%.6g)", t.Name, n2, e.Norm2))
+		}
 	}
 	for name := range by {
 		diffs = append(diffs, fmt.Sprintf("the parts hold tensor %q, which the original lacks", name))
