@@ -126,8 +126,8 @@ type inspectReport struct {
 	// Quality is the output quality compress measured (the archive's
 	// record): KL(original ‖ decoded) and top-1 agreement.
 	Quality *archive.Quality `json:"quality,omitempty"`
-	Tensors []inspectTensor `json:"tensors"`
-	Total   inspectTotals   `json:"total"`
+	Tensors []inspectTensor  `json:"tensors"`
+	Total   inspectTotals    `json:"total"`
 	// Partial file (--allow-partial): the complete archive's size and the
 	// chunks missing from this file.
 	Partial       bool           `json:"partial,omitempty"`

@@ -181,4 +181,3 @@ func TestMaxKLOutOfReach(t *testing.T) {
 		t.Errorf("fallback: %v, objective %q", err, p.Objective)
 	}
 }
-
