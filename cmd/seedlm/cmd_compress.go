@@ -291,7 +291,7 @@ func printCompressReport(w io.Writer, r *compress.Report) {
 	}
 	switch q := r.Quality; {
 	case q != nil:
-		fmt.Fprintf(tw, "  output\tKL(original ‖ decoded) mean %.4g, p95 %.4g nats; top-1 agreement %.1f %%; perplexity %.4g → %.4g (output quality, measured on %s next-token distributions; %s)\n",
+		fmt.Fprintf(tw, "  output\tKL(original ‖ decoded) mean %.4g, p95 %.4g nats; top-1 agreement %.4g %%; perplexity %.4g → %.4g (output quality, measured on %s next-token distributions; %s)\n",
 			*q.KLMean, *q.KLP95, 100**q.Top1, *q.PPLOriginal, *q.PPLCandidate, commas(int64(q.Tokens)), fmtSeconds(r.EvalSeconds))
 	case r.EvalNote != "":
 		fmt.Fprintf(tw, "  output\t%s\n", r.EvalNote)

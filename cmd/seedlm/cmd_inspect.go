@@ -423,7 +423,7 @@ func (in *inspection) print(out io.Writer) error {
 		if r.Partial {
 			what += "; this partial file holds fewer"
 		}
-		fmt.Fprintf(w, "  output       KL(original ‖ decoded) mean %.4g, p95 %.4g, max %.4g nats; top-1 agreement %.1f %%; perplexity %.4g → %.4g\n",
+		fmt.Fprintf(w, "  output       KL(original ‖ decoded) mean %.4g, p95 %.4g, max %.4g nats; top-1 agreement %.4g %%; perplexity %.4g → %.4g\n",
 			*q.KLMean, *q.KLP95, *q.KLMax, 100**q.Top1, *q.PPLOriginal, *q.PPLCandidate)
 		fmt.Fprintf(w, "               (output quality, %s, over %s next-token distributions of %s)\n", what, commas(int64(q.Tokens)), q.Text)
 	}

@@ -152,7 +152,7 @@ func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, stder
 	}
 	rep := &mergeReport{Output: out, Parts: parts, Tensors: mr.Tensors, OutputBytes: mr.Bytes, WallSeconds: time.Since(start).Seconds(), Quality: fig}
 	if fig != nil && *fig.KLMean > compress.KLWarning {
-		fmt.Fprintf(stderr, "seedlm: warning: the compressed model's predictions differ substantially from the original's (mean KL %.4g nats, top-1 agreement %.1f %%); see seedlm eval\n", *fig.KLMean, 100**fig.Top1)
+		fmt.Fprintf(stderr, "seedlm: warning: the compressed model's predictions differ substantially from the original's (mean KL %.4g nats, top-1 agreement %.4g %%); see seedlm eval\n", *fig.KLMean, 100**fig.Top1)
 	}
 	if o.JSON {
 		return writeJSON(stdout, rep)
@@ -160,7 +160,7 @@ func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, stder
 	if !o.Quiet {
 		fmt.Fprintf(stdout, "merged %d parts → %s: %d tensors, %s bytes, %s\n", mr.Parts, out, mr.Tensors, commas(mr.Bytes), fmtSeconds(rep.WallSeconds))
 		if fig != nil {
-			fmt.Fprintf(stdout, "  output: KL(original ‖ decoded) mean %.4g nats, top-1 agreement %.1f %% (output quality, measured on %s next-token distributions)\n",
+			fmt.Fprintf(stdout, "  output: KL(original ‖ decoded) mean %.4g nats, top-1 agreement %.4g %% (output quality, measured on %s next-token distributions)\n",
 				*fig.KLMean, 100**fig.Top1, commas(int64(fig.Tokens)))
 		}
 	}
