@@ -304,6 +304,15 @@ func printCompressReport(w io.Writer, r *compress.Report) {
 	tw.Flush()
 }
 
+// planObjective describes a plan's objective.
+func planObjective(p *compress.Plan) string {
+	probes := ""
+	if p.Sensitivity != nil {
+		probes = p.Sensitivity.Probes
+	}
+	return describeObjective(p.Objective, probes)
+}
+
 // describeObjective says what a target allocation minimized.
 func describeObjective(name, probes string) string {
 	switch name {
@@ -333,11 +342,7 @@ func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoin
 	fmt.Fprintf(stdout, "dry run: %s (%s),%s %d tensors; nothing written\n", input, src.Format(), what, len(e.Tensors))
 	fmt.Fprintf(stdout, "settings: %s\n", describeSettings(plan.Settings))
 	if plan.Objective != "" {
-		probes := ""
-		if plan.Sensitivity != nil {
-			probes = plan.Sensitivity.Probes
-		}
-		fmt.Fprintf(stdout, "objective: %s\n", describeObjective(plan.Objective, probes))
+		fmt.Fprintf(stdout, "objective: %s\n", planObjective(plan))
 		if s := plan.Sensitivity; s != nil {
 			fmt.Fprintf(stdout, "sensitivity: S = KL(original ‖ perturbed) / %g² for noise of relative size %g in one matrix, on %s\n", s.Rel, s.Rel, s.Text)
 		}

@@ -159,11 +159,7 @@ func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr 
 	}
 	fmt.Fprintf(stdout, "  payload   ≈%s bytes planned (%.3f bits/weight, index not counted)\n", commas(s.PlannedBytes), bpw)
 	if plan.Objective != "" {
-		probes := ""
-		if plan.Sensitivity != nil {
-			probes = plan.Sensitivity.Probes
-		}
-		fmt.Fprintf(stdout, "  objective %s\n", describeObjective(plan.Objective, probes))
+		fmt.Fprintf(stdout, "  objective %s\n", planObjective(plan))
 	}
 	if sr := plan.Search; sr != nil {
 		fmt.Fprintf(stdout, "  max KL    %g: the search chose a plan measuring KL %.4g (%.3f bits/weight in the allocated tensors)\n", sr.MaxKL, sr.KL, sr.BitsPerWeight)

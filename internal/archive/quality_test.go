@@ -24,8 +24,8 @@ func pendingQuality() *Quality {
 
 // writeWithQuality writes the fixture as compress does with an evaluation:
 // the header created with a pending record (its room reserved), the
-// figures set before Commit.
-func writeWithQuality(t *testing.T, path string, q *Quality) {
+// figures set before Commit (set false: left pending).
+func writeWithQuality(t *testing.T, path string, q *Quality, set bool) error {
 	t.Helper()
 	ts := fixture()
 	encodeAll(t, ts)
@@ -33,20 +33,20 @@ func writeWithQuality(t *testing.T, path string, q *Quality) {
 	h.Quality = pendingQuality()
 	w, err := CreateWith(path, h, CreateOptions{Plan: planOf(ts)})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer w.Abort()
 	for _, tt := range ts {
 		if err := addTensor(w, tt); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
-	if err := w.SetQuality(q); err != nil {
-		t.Fatal(err)
+	if set {
+		if err := w.SetQuality(q); err != nil {
+			return err
+		}
 	}
-	if err := w.Commit(); err != nil {
-		t.Fatal(err)
-	}
+	return w.Commit()
 }
 
 // The quality record is reserved before encoding, filled at commit, read
@@ -56,7 +56,9 @@ func writeWithQuality(t *testing.T, path string, q *Quality) {
 func TestQualityRecord(t *testing.T) {
 	dir := t.TempDir()
 	whole := filepath.Join(dir, "whole.seedlm")
-	writeWithQuality(t, whole, testQuality())
+	if err := writeWithQuality(t, whole, testQuality(), true); err != nil {
+		t.Fatal(err)
+	}
 	a, err := Open(whole, OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -71,53 +73,20 @@ func TestQualityRecord(t *testing.T) {
 	other := testQuality()
 	other.KLMean, other.KLMax = f64(1.234e-7), f64(123456789)
 	alt := filepath.Join(dir, "alt.seedlm")
-	writeWithQuality(t, alt, other)
+	if err := writeWithQuality(t, alt, other, true); err != nil {
+		t.Fatal(err)
+	}
 	ia, _ := os.ReadFile(whole)
 	ib, _ := os.ReadFile(alt)
 	if len(ia) != len(ib) {
 		t.Errorf("archives with other figures differ in size: %d vs %d", len(ia), len(ib))
 	}
 	// Dropping the record (an evaluation that failed) still commits.
-	if err := func() error {
-		ts := fixture()
-		encodeAll(t, ts)
-		h := testHeader()
-		h.Quality = pendingQuality()
-		w, err := CreateWith(filepath.Join(dir, "dropped.seedlm"), h, CreateOptions{Plan: planOf(ts)})
-		if err != nil {
-			return err
-		}
-		defer w.Abort()
-		for _, tt := range ts {
-			if err := addTensor(w, tt); err != nil {
-				return err
-			}
-		}
-		if err := w.SetQuality(nil); err != nil {
-			return err
-		}
-		return w.Commit()
-	}(); err != nil {
+	if err := writeWithQuality(t, filepath.Join(dir, "dropped.seedlm"), nil, true); err != nil {
 		t.Errorf("dropping the record: %v", err)
 	}
 	// A whole archive may not keep a pending record.
-	if err := func() error {
-		ts := fixture()
-		encodeAll(t, ts)
-		h := testHeader()
-		h.Quality = pendingQuality()
-		w, err := CreateWith(filepath.Join(dir, "pending.seedlm"), h, CreateOptions{Plan: planOf(ts)})
-		if err != nil {
-			return err
-		}
-		defer w.Abort()
-		for _, tt := range ts {
-			if err := addTensor(w, tt); err != nil {
-				return err
-			}
-		}
-		return w.Commit()
-	}(); err == nil || !strings.Contains(err.Error(), "only a part archive") {
+	if err := writeWithQuality(t, filepath.Join(dir, "pending.seedlm"), nil, false); err == nil || !strings.Contains(err.Error(), "only a part archive") {
 		t.Errorf("a pending record in a whole archive: %v", err)
 	}
 
