@@ -186,6 +186,9 @@ func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOp
 		return nil, err
 	}
 	p.Warnings = warnings
+	if q.warning != "" {
+		p.Warnings = append(p.Warnings, q.warning)
+	}
 	for i, t := range src.Tensors() {
 		tp := plans[i]
 		p.Tensors = append(p.Tensors, TensorPlan{

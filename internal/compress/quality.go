@@ -44,6 +44,7 @@ type qualityPlan struct {
 	record    *quality.Sensitivities // output objective's, for the plan
 	pending   *archive.Quality
 	note      string
+	warning   string
 	evaluator *quality.Evaluator // max_kl's (kept for the run)
 }
 
@@ -55,6 +56,9 @@ func planQuality(ctx context.Context, src checkpoint.Source, s Settings, dups ma
 		return nil, &SettingsError{Err: err}
 	}
 	q := &qualityPlan{intent: in}
+	if !in.Allocates && in.Objective != "" {
+		q.warning = fmt.Sprintf("objective %s has no effect: nothing is allocated (it applies to a size target, a target preset or max_kl)", in.Objective)
+	}
 	wantOutput := in.Allocates && (in.Objective == "" || in.Objective == quality.Output)
 	needModel := wantOutput || in.MaxKL > 0 || s.Eval == nil || *s.Eval
 	if needModel {
