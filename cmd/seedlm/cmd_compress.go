@@ -149,7 +149,9 @@ func makePlan(ctx context.Context, src checkpoint.Source, s compress.Settings, w
 		Progress: func(done, total int, name string) {
 			mbar.Describe(shortName(name))
 			mbar.Add(1)
-		}})
+		},
+		Stage: func(what string) { mbar.Describe(what) },
+	})
 	mbar.Done()
 	if err != nil {
 		return nil, err

@@ -55,6 +55,7 @@ type searcher struct {
 	ev      *quality.Evaluator
 	max     float64
 	workers int
+	stage   func(string)
 	infos   map[string]checkpoint.TensorInfo
 	// decoded caches each (tensor, stack) encoding of the plans the
 	// search holds on to (the bounds), rounded to the source dtype as
@@ -64,8 +65,8 @@ type searcher struct {
 	result  *Search
 }
 
-func newSearcher(src checkpoint.Source, ev *quality.Evaluator, maxKL float64, workers int) *searcher {
-	s := &searcher{src: src, ev: ev, max: maxKL, workers: workers, infos: map[string]checkpoint.TensorInfo{},
+func newSearcher(src checkpoint.Source, ev *quality.Evaluator, maxKL float64, workers int, stage func(string)) *searcher {
+	s := &searcher{src: src, ev: ev, max: maxKL, workers: workers, stage: stage, infos: map[string]checkpoint.TensorInfo{},
 		decoded: map[[2]int]*model.Tensor{}, evals: map[string]float64{}}
 	for _, t := range src.Tensors() {
 		s.infos[t.Name] = t
@@ -89,6 +90,9 @@ func (s *searcher) kl(ctx context.Context, a *presets.Allocation, choice []int) 
 	key := choiceKey(choice)
 	if v, ok := s.evals[key]; ok {
 		return v, nil
+	}
+	if s.stage != nil {
+		s.stage(fmt.Sprintf("max_kl search: plan %d", len(s.evals)+1))
 	}
 	dec := map[string]*model.Tensor{}
 	for k, t := range a.Tensors {

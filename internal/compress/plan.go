@@ -110,6 +110,9 @@ type PlanOptions struct {
 	// Progress, when set, is called after each tensor a measuring pass
 	// reads.
 	Progress func(done, total int, name string)
+	// Stage, when set, is told what planning does next beyond measuring
+	// ("sensitivity probes", "max_kl search: plan 3", ...).
+	Stage func(what string)
 	// HashTensors records every tensor's SHA-256 (one read of the whole
 	// model), for a plan file that parts on other machines check.
 	HashTensors bool
@@ -174,7 +177,7 @@ func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOp
 	}
 	var srch *searcher
 	if q.intent.MaxKL > 0 {
-		srch = newSearcher(src, q.evaluator, q.intent.MaxKL, opt.Workers)
+		srch = newSearcher(src, q.evaluator, q.intent.MaxKL, opt.Workers, opt.Stage)
 		popt.Search = srch.search
 	}
 	plans, warnings, err := presets.Plan(ctx, s.File, src, popt)

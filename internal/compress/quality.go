@@ -102,6 +102,7 @@ func planQuality(ctx context.Context, src checkpoint.Source, s Settings, dups ma
 		}
 		q.objective = &quality.Objective{Name: name}
 		if name == quality.Output {
+			stage(opt, "sensitivity probes")
 			sens, err := quality.Measure(ctx, m, model.FromSource(src), opt.Workers, nil)
 			if err != nil {
 				return nil, err
@@ -131,11 +132,18 @@ func planQuality(ctx context.Context, src checkpoint.Source, s Settings, dups ma
 		}
 	}
 	if in.MaxKL > 0 {
+		stage(opt, "max_kl: evaluation text")
 		if q.evaluator, err = quality.NewEvaluator(ctx, m, model.FromSource(src), quality.EvalText, opt.Workers); err != nil {
 			return nil, err
 		}
 	}
 	return q, nil
+}
+
+func stage(opt PlanOptions, what string) {
+	if opt.Stage != nil {
+		opt.Stage(what)
+	}
 }
 
 // weigh is the objective's weight function for presets (nil: weights).
