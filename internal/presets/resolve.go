@@ -299,7 +299,8 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 		p := TensorPlan{Name: t.Name, Elements: n}
 		if keep[i] >= 0 {
 			p.DuplicateOf = infos[keep[i]].Name
-			plans[i] = p // decided after its kept tensor, below
+			p.Rule = fmt.Sprintf("duplicate of %q", p.DuplicateOf)
+			plans[i] = p // layers from its kept tensor, below
 			continue
 		}
 		for ri, r := range g.rules {
@@ -367,6 +368,11 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 		if err != nil {
 			return nil, nil, err
 		}
+		// The rule is known before the choice: the index estimate below
+		// counts it as written.
+		for _, t := range a.Tensors {
+			plans[t.Index].Rule = a.rule
+		}
 		var budget float64
 		switch {
 		case g.maxKL > 0:
@@ -413,7 +419,6 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 		if keep[i] >= 0 {
 			k := &plans[keep[i]]
 			p := &plans[i]
-			p.Rule = fmt.Sprintf("duplicate of %q", k.Name)
 			p.Passthrough = k.Passthrough
 			p.Layers = append([]encoder.Params(nil), k.Layers...)
 			p.Bits = 0 // stored once, with the kept tensor
@@ -618,6 +623,7 @@ type Allocation struct {
 
 	g       *global
 	method  string
+	rule    string // the allocated tensors' TensorPlan.Rule
 	weighed [][]Option // Options with SqErr × Weight: what Allocate minimizes
 	elems   []int64
 	sig     []float64
@@ -739,6 +745,11 @@ func measure(ctx context.Context, g *global, src Source, infos []checkpoint.Tens
 			a.Tensors[k].Weight += weigh(infos[i], a.Tensors[k].Norm2)
 		}
 	}
+	obj := ""
+	if a.Objective != "weights" {
+		obj = ", objective " + a.Objective
+	}
+	a.rule = fmt.Sprintf("%s, %s allocation%s%s", g.targetFrom, a.method, obj, g.ruleSuffix())
 	a.weighed = make([][]Option, len(a.Tensors))
 	for k, t := range a.Tensors {
 		if !(t.Weight >= 0) || math.IsInf(t.Weight, 0) {
@@ -798,10 +809,6 @@ func (a *Allocation) apply(budget float64, plans []TensorPlan, warnings *[]strin
 		*warnings = append(*warnings, fmt.Sprintf("%s is out of reach on this model: the archive index, passthrough and rule-fixed tensors alone take %.3f bits/weight; using the smallest plan the candidates allow (%.3f bits/weight)",
 			g.targetFrom, fixed, smallest))
 	}
-	obj := ""
-	if a.Objective != "weights" {
-		obj = ", objective " + a.Objective
-	}
 	for k, t := range a.Tensors {
 		i := t.Index
 		st := a.Stacks[choice[k]]
@@ -813,7 +820,7 @@ func (a *Allocation) apply(budget float64, plans []TensorPlan, warnings *[]strin
 			plans[i].EstSqErr = t.Options[choice[k]].SqErr
 			plans[i].Measured = true
 		}
-		plans[i].Rule = fmt.Sprintf("%s, %s allocation%s%s", g.targetFrom, a.method, obj, g.ruleSuffix())
+		plans[i].Rule = a.rule
 	}
 	return nil
 }
