@@ -323,7 +323,7 @@ func runEval(ctx context.Context, o *evalOptions, args []string, stdout, stderr 
 			"score fewer positions (--samples, --tokens-per-sample), run on a machine with more memory, or raise --max-memory if the estimate is pessimistic")
 	}
 
-	bar := newProgressUnit(stderr, !o.Quiet && !o.JSON, int64(3*scored), "eval", "tokens")
+	bar := newProgress(stderr, !o.Quiet && !o.JSON, int64(3*scored), "eval", "tokens")
 	defer bar.Done()
 	var barAt int64
 	phase := func(base int64, desc string) func(done, total int64) {

@@ -50,7 +50,7 @@ type qualityPlan struct {
 
 // planQuality resolves the model, the objective (measuring sensitivities
 // for the output objective) and whether the run evaluates.
-func planQuality(ctx context.Context, src checkpoint.Source, s Settings, dups map[string]string, opt PlanOptions) (*qualityPlan, error) {
+func planQuality(ctx context.Context, src checkpoint.Source, s Settings, dups []string, opt PlanOptions) (*qualityPlan, error) {
 	in, err := presets.IntentOf(s.File, s.Flags, src.Tensors(), dups)
 	if err != nil {
 		return nil, &SettingsError{Err: err}

@@ -37,6 +37,9 @@ type Settings struct {
 	// ModelConfig is the model's config.json when it is not beside the
 	// input (for the output objective, max_kl and the evaluation).
 	ModelConfig string
+	// FlagOrigins says where each key of Flags came from ("flags" or
+	// "env"), for the plan's rules; not part of Record.
+	FlagOrigins map[string]string
 }
 
 // Validate checks every value and every combination, as planning would,

@@ -1,8 +1,11 @@
 package encoder
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"runtime"
+	"slices"
 	"sort"
 	"sync"
 
@@ -19,49 +22,84 @@ type basis struct {
 	L       int   // period 2^K − 1
 	h       int64 // 2^{K−1}
 	cyc     *lfsr.Cycle
-	// u[j] = float32((State[j] − h)/(h − 1)): basis entries as the pruning
-	// kernels read them.
-	u []float32
+	// dec is the centered cycle split by residue mod P, the projection
+	// kernels' input (shared by every C with this K and P).
+	dec *decTable
 	// coef holds, per position, the quadratic form bᵀG⁻¹b of the pruning
-	// bound (upper triangle, off-diagonals doubled, row by row) followed by
-	// the position's error margin: stride = P(P+1)/2 + 1 float32s.
+	// bound in integer units (upper triangle, off-diagonals doubled, row by
+	// row): stride = P(P+1)/2 float32s.
 	coef   []float32
 	stride int
-	// excluded marks positions whose Gram matrix fails the conditioning rule
-	// (see gram.go): those seeds are never chosen.
-	excluded []bool
+	// classMargin[c] bounds, relative to ‖w̃‖², the float32 error of the
+	// kernels' bound for every seed of σ class c (the largest of their
+	// margins, see pruneMargin); the class thresholds take it off.
+	classMargin [classes]float64
+	// excluded marks (one bit per position) the positions whose Gram matrix
+	// fails the conditioning rule (see cholesky): those seeds are never
+	// chosen.
+	excluded []uint64
 	// lowest is the smallest seed not excluded: zero blocks use it.
 	lowest uint32
-	// sigmaLB[i] is a lower bound on the smallest singular value of U(s) at
-	// position i (1/√tr G⁻¹ ≤ √λmin(G)), and bySigma lists the non-excluded
-	// positions in increasing sigmaLB. A nonzero code's ŵ = U·q·2^e has
-	// ‖ŵ‖ ≥ sigmaLB·2^e, which rules out whole seeds for blocks far below
-	// the exponent window (see searcher.tiny).
-	sigmaLB []float64
+	// bySigma lists the non-excluded positions in increasing order of a
+	// lower bound on the smallest singular value of U(s) (1/√tr G⁻¹ ≤
+	// √λmin(G), in U units), and sigma holds those bounds (rounded down to
+	// float32) in the same order; only the first tinyMax()+1 are kept,
+	// all searcher.tiny needs. A nonzero code's ŵ = U·q·2^e has
+	// ‖ŵ‖ ≥ sigma·2^e, which rules out whole seeds for blocks far below the
+	// exponent window.
+	sigma   []float32
 	bySigma []int32
-	// ill lists the positions whose float32 margin exceeds illMargin: near-
-	// singular bases where the float32 quadratic form is meaningless. The
-	// kernels skip them (coefficients zeroed); the searcher bounds them in
-	// float64 through an orthonormal basis, illQ (C×P per seed, row-major),
-	// whose projection ‖Qᵀw‖² has error ~1e-15·‖w‖² whatever the
-	// conditioning.
-	ill  []int32
-	illQ []float64
-	// illQ32 is illQ in float32 for the kernels, whose uniform relative
-	// margin is illM (orthonormal columns: no conditioning to amplify).
-	illQ32 []float32
-	illM   float32
-	// gl caches, per position, the integer Gram matrix G = ÛᵀÛ and its
-	// inverse (both full P×P, float64) for the exact quantizer; nil
-	// for K > glMaxK, where it would take too much memory and they are
-	// recomputed per candidate instead (same arithmetic, same results).
-	gl []float64
+	// class[i] is position i's σ class: the largest c with σ lower bound
+	// ≥ classSigma[c] (classSigma[0] = 0; see classOctave). The kernels compare each seed's
+	// bound with its class's threshold, which also counts the quantization
+	// step at the bottom of the exponent window (see tile.setThreshold).
+	class      []uint8
+	classSigma [classes]float64
+	// ill lists the positions whose margin exceeds illMargin: near-singular
+	// bases where the float32 quadratic form is meaningless. The kernels
+	// skip them (coefficients zeroed); the searcher bounds them through an
+	// orthonormal basis of their span, illQ32 (C×P per seed, row-major,
+	// computed in float64), whose float32 projection ‖Qᵀw‖² has a uniform
+	// relative margin illM whatever the conditioning.
+	ill      []int32
+	illClass []uint8
+	illQ32   []float32
+	illM     float32
+	// ainv caches, per position, G⁻¹ for the exact quantizer (upper
+	// triangle, float64, integer units); nil for K > ainvMaxK, where it is
+	// recomputed per candidate instead (same arithmetic, same values).
+	ainv []float64
 }
 
-const glMaxK = 18
+// classes is the number of σ classes (see classEdge). Most seeds' σ lie
+// within an octave or two of the bulk's top; the near-singular ones,
+// 2^−15…2^−17 of it, are where blocks far below the exponent window find
+// their codes. Blocks near the window's bottom are sensitive to σ (the
+// bound r ≈ σ·2^{emin+bias}/2 enters squared), hence the fine classes.
+const classes = 48
+
+// fineClasses: the top classes split the four octaves below the bulk's top
+// in eighths.
+const fineClasses = 32
+
+// classEdge is class c's σ edge relative to the bulk's top (c ≥ 1): 1/8
+// octaves from 1 down to 2^−31/8 for classes 47…16, then one octave per
+// class, 2^−4 … 2^−18, for classes 15…1; class 0 holds the rest (edge 0).
+func classEdge(c int) float64 {
+	if c >= classes-fineClasses {
+		return math.Exp2(-float64(classes-1-c) / 8)
+	}
+	return math.Ldexp(1, c-19)
+}
+
+// ainvMaxK bounds the seed widths whose exact inverses are cached: at
+// K = 16 the cache is at most 5 MB (P = 4); beyond, the candidates are few
+// next to the seeds scanned and the inverse is cheaper to recompute than
+// to hold.
+const ainvMaxK = 16
 
 // illMargin: seeds whose relative pruning margin exceeds this go to the
-// float64 path. For K=16 that is 441 seeds at C=8, P=3 and 56 at C=12, P=4.
+// orthonormal path. For K = 16 that is a few hundred seeds at C=8, P=3.
 const illMargin = 1e-2
 
 type basisKey struct{ K, C, P int }
@@ -72,7 +110,7 @@ var (
 )
 
 // basisFor returns the shared tables for p's K, C and P, building them on
-// first use (K=16, C=8, P=3: about 10 ms).
+// first use (K=16, C=8, P=3: a few tens of ms).
 func basisFor(p Params) (*basis, error) {
 	key := basisKey{p.SeedBits, p.BlockSize, p.LatentDim}
 	basisMu.Lock()
@@ -96,91 +134,144 @@ func buildBasis(K, C, P int) (*basis, error) {
 	if err != nil {
 		return nil, err
 	}
+	dec, err := decTableFor(K, P)
+	if err != nil {
+		return nil, err
+	}
 	L := cyc.Reg.Period()
 	h := int64(1) << (K - 1)
-	b := &basis{K: K, C: C, P: P, L: L, h: h, cyc: cyc}
-	n := L + C*P + 1
-	b.u = make([]float32, n)
-	den := float64(h - 1)
-	for j := 0; j < n; j++ {
-		b.u[j] = float32(float64(int64(cyc.State[j])-h) / den)
-	}
-	b.stride = P*(P+1)/2 + 1
+	b := &basis{K: K, C: C, P: P, L: L, h: h, cyc: cyc, dec: dec}
+	b.stride = P * (P + 1) / 2
 	b.coef = make([]float32, L*b.stride)
-	b.excluded = make([]bool, L)
-	b.sigmaLB = make([]float64, L)
-	if K <= glMaxK {
-		b.gl = make([]float64, L*2*P*P)
+	b.excluded = make([]uint64, (L+63)/64)
+	na := P * (P + 1) / 2
+	if K <= ainvMaxK {
+		b.ainv = make([]float64, L*na)
 	}
+	sigmas := make([]float64, L)
+	margins := make([]float64, L) // 0 for excluded and near-singular seeds
 
-	var g, a [MaxLatentDim * MaxLatentDim]float64
-	den2 := den * den
-	for i := 0; i < L; i++ {
-		v := cyc.State[i+1 : i+1+C*P]
-		gramInt(v, h, C, P, g[:])
-		// The exclusion test runs on the integer Gram matrix, exactly as the
-		// exact quantizer factors it, so both agree on every seed.
-		copy(a[:P*P], g[:P*P])
-		if !cholesky(a[:], P) {
-			b.excluded[i] = true
-			continue // coefficients and margin stay 0: such seeds can't win
-		}
-		if b.gl != nil {
-			copy(b.gl[i*2*P*P:], g[:P*P])
-			invertCholesky(a[:], b.gl[i*2*P*P+P*P:(i+1)*2*P*P], P)
-		}
-		for k := 0; k < P*P; k++ {
-			g[k] /= den2 // G in U units
-		}
-		if !invertSPD(g[:], a[:], P) {
-			b.excluded[i] = true
-			continue // coefficients and margin stay 0: see pruneMargin
-		}
-		c := b.coef[i*b.stride : (i+1)*b.stride]
-		k := 0
-		sumAbs, trA, trG := 0.0, 0.0, 0.0
-		for r := 0; r < P; r++ {
-			trA += a[r*P+r]
-			trG += g[r*P+r]
-			for s := r; s < P; s++ {
-				x := a[r*P+s]
-				if s != r {
-					x *= 2
+	// Seeds are independent: the positions are split in ranges (whole
+	// words of the excluded bitset) built side by side, and the
+	// near-singular lists joined in position order.
+	nw := max(1, min(runtime.GOMAXPROCS(0), L/4096))
+	per := ((L+nw-1)/nw + 63) &^ 63
+	ills := make([][]int32, nw)
+	illQs := make([][]float64, nw)
+	var wg sync.WaitGroup
+	for wi := 0; wi < nw; wi++ {
+		lo, hi := wi*per, min(L, (wi+1)*per)
+		wg.Add(1)
+		go func(wi, lo, hi int) {
+			defer wg.Done()
+			var g, a, l [MaxLatentDim * MaxLatentDim]float64
+			for i := lo; i < hi; i++ {
+				v := cyc.State[i+1 : i+1+C*P]
+				gramInt(v, h, C, P, g[:])
+				// The exclusion test runs on the integer Gram matrix, exactly
+				// as the exact quantizer factors it, so both agree on every
+				// seed.
+				copy(l[:P*P], g[:P*P])
+				if !cholesky(l[:], P) {
+					b.excluded[i/64] |= 1 << (i % 64)
+					continue // coefficients and margin stay 0: such seeds can't win
 				}
-				c[k] = float32(x)
-				sumAbs += math.Abs(x)
-				k++
+				invertCholesky(l[:], a[:], P)
+				if b.ainv != nil {
+					packUpper(a[:], P, b.ainv[i*na:(i+1)*na])
+				}
+				c := b.coef[i*b.stride : (i+1)*b.stride]
+				k := 0
+				sumAbs, trA, trG := 0.0, 0.0, 0.0
+				for r := 0; r < P; r++ {
+					trA += a[r*P+r]
+					trG += g[r*P+r]
+					for s := r; s < P; s++ {
+						x := a[r*P+s]
+						if s != r {
+							x *= 2
+						}
+						// The projections of a truncated table (K > 16) are
+						// 2^−shift of the true ones: an exact rescaling.
+						c[k] = float32(math.Ldexp(x, 2*dec.shift))
+						sumAbs += math.Abs(x)
+						k++
+					}
+				}
+				sigmas[i] = sigmaLB(a[:], P, h)
+				m := pruneMargin(K, C, P, trA, trG, sumAbs)
+				if m > illMargin {
+					for k := range c {
+						c[k] = 0
+					}
+					ills[wi] = append(ills[wi], int32(i))
+					illQs[wi] = append(illQs[wi], orthonormal(v, h, C, P)...)
+					continue
+				}
+				margins[i] = m
 			}
-		}
-		// Rounded down (by more than the inverse's float64 error, even for the
-		// near-singular seeds): it must stay a lower bound.
-		b.sigmaLB[i] = (1 - 1e-4) / math.Sqrt(trA)
-		b.bySigma = append(b.bySigma, int32(i))
-		m := pruneMargin(C, P, trA, trG, sumAbs)
-		if m > illMargin {
-			for k := range c {
-				c[k] = 0
-			}
-			b.ill = append(b.ill, int32(i))
-			b.illQ = append(b.illQ, orthonormal(v, h, C, P)...)
-			continue
-		}
-		c[k] = float32(m)
+		}(wi, lo, hi)
 	}
-	b.illQ32 = make([]float32, len(b.illQ))
-	for i, x := range b.illQ {
+	wg.Wait()
+	var illQ []float64
+	for wi := range ills {
+		b.ill = append(b.ill, ills[wi]...)
+		illQ = append(illQ, illQs[wi]...)
+	}
+	b.illQ32 = make([]float32, len(illQ))
+	for i, x := range illQ {
 		b.illQ32[i] = float32(x)
 	}
 	// |Δd_p| ≤ (C+2)·u·‖w‖ for each unit column, so |Δ Σ d_p²| ≤
 	// (2(C+2)√P + P + 2)·u·‖w‖²; doubled for safety.
 	b.illM = roundUp32(2 * (2*float64(C+2)*math.Sqrt(float64(P)) + float64(P) + 4) * u32)
-	sort.Slice(b.bySigma, func(x, y int) bool {
-		sx, sy := b.sigmaLB[b.bySigma[x]], b.sigmaLB[b.bySigma[y]]
-		return sx < sy || (sx == sy && b.bySigma[x] < b.bySigma[y])
-	})
+	// σ order, as far as tiny needs it (the smallest tinyMax+1), and the
+	// bulk's top: a high quantile, since the very largest σ are outliers.
+	sorted := make([]float64, 0, L)
+	for i, x := range sigmas {
+		if !b.isExcluded(i) {
+			sorted = append(sorted, x)
+		}
+	}
+	if len(sorted) == 0 {
+		return nil, fmt.Errorf("K=%d C=%d P=%d: every seed's basis is rank-deficient", K, C, P)
+	}
+	slices.Sort(sorted)
+	top := sorted[min(len(sorted)-1, len(sorted)*999/1000)]
+	keep := min(len(sorted), b.tinyMax()+1)
+	if keep > 0 {
+		cut := sorted[keep-1]
+		for i, x := range sigmas {
+			if !b.isExcluded(i) && x <= cut {
+				b.bySigma = append(b.bySigma, int32(i))
+			}
+		}
+		slices.SortFunc(b.bySigma, func(x, y int32) int {
+			return cmp.Or(cmp.Compare(sigmas[x], sigmas[y]), cmp.Compare(x, y))
+		})
+		b.bySigma = b.bySigma[:keep:keep]
+	}
+	sorted = nil
+	b.sigma = make([]float32, len(b.bySigma))
+	for i, pos := range b.bySigma {
+		b.sigma[i] = roundDown32(sigmas[pos])
+	}
+	for c := 1; c < classes; c++ {
+		b.classSigma[c] = top * classEdge(c)
+	}
+	b.class = make([]uint8, L)
+	for i, x := range sigmas {
+		// The largest c with classSigma[c] ≤ x (classSigma[0] = 0 ≤ x).
+		c := sort.Search(classes, func(c int) bool { return b.classSigma[c] > x }) - 1
+		b.class[i] = uint8(c)
+		b.classMargin[c] = math.Max(b.classMargin[c], margins[i])
+	}
+	for _, pos := range b.ill {
+		b.illClass = append(b.illClass, b.class[pos])
+	}
 	b.lowest = 0
 	for i := 0; i < L; i++ {
-		if s := cyc.State[i]; !b.excluded[i] && (b.lowest == 0 || s < b.lowest) {
+		if s := cyc.State[i]; !b.isExcluded(i) && (b.lowest == 0 || s < b.lowest) {
 			b.lowest = s
 		}
 	}
@@ -190,18 +281,104 @@ func buildBasis(K, C, P int) (*basis, error) {
 	return b, nil
 }
 
-// pruneMargin bounds, relative to ‖w‖², how far the float32 kernels' value of
-// bᵀG⁻¹b can be from the exact one for this seed (see docs/PERFORMANCE.md):
+// sigmaAt is the σ lower bound of the seed at pos (U units; 0 for excluded
+// seeds), 1/√tr G⁻¹ rounded down as at build time.
+func (b *basis) sigmaAt(pos int) float64 {
+	if b.isExcluded(pos) {
+		return 0
+	}
+	if b.ainv != nil {
+		// The diagonal of the packed upper triangle, summed in row order
+		// as sigmaLB does.
+		P, na := b.P, b.P*(b.P+1)/2
+		ap := b.ainv[pos*na : (pos+1)*na]
+		var tr float64
+		for r, k := 0, 0; r < P; r++ {
+			tr += ap[k]
+			k += P - r
+		}
+		return (1 - 1e-4) / (math.Sqrt(tr) * float64(b.h-1))
+	}
+	var a [MaxLatentDim * MaxLatentDim]float64
+	if !b.inverse(pos, b.cyc.State[pos+1:pos+1+b.C*b.P], a[:]) {
+		return 0
+	}
+	return sigmaLB(a[:], b.P, b.h)
+}
+
+// sigmaLB is a lower bound on σmin(U) from A = G⁻¹ (integer units): in U
+// units G is G/(h−1)², so 1/√tr(A_U) = 1/(√tr A·(h−1)) ≤ √λmin(G_U),
+// rounded down by more than the inverse's float64 error.
+func sigmaLB(a []float64, P int, h int64) float64 {
+	var tr float64
+	for r := 0; r < P; r++ {
+		tr += a[r*P+r]
+	}
+	return (1 - 1e-4) / (math.Sqrt(tr) * float64(h-1))
+}
+
+// isExcluded reports whether the seed at pos is excluded.
+func (b *basis) isExcluded(pos int) bool { return b.excluded[pos/64]>>(pos%64)&1 != 0 }
+
+// packUpper stores the upper triangle of the symmetric P×P matrix a, row by
+// row, in dst; unpackUpper is its inverse.
+func packUpper(a []float64, P int, dst []float64) {
+	k := 0
+	for r := 0; r < P; r++ {
+		for s := r; s < P; s++ {
+			dst[k] = a[r*P+s]
+			k++
+		}
+	}
+}
+
+func unpackUpper(src []float64, P int, a []float64) {
+	k := 0
+	for r := 0; r < P; r++ {
+		for s := r; s < P; s++ {
+			a[r*P+s] = src[k]
+			a[s*P+r] = src[k]
+			k++
+		}
+	}
+}
+
+// inverse writes G⁻¹ (full P×P, integer units) of position pos, whose basis
+// states are v, into a: from the cache or recomputed (same arithmetic).
+// False for excluded positions.
+func (b *basis) inverse(pos int, v []uint32, a []float64) bool {
+	if b.isExcluded(pos) {
+		return false
+	}
+	P := b.P
+	if b.ainv != nil {
+		na := P * (P + 1) / 2
+		unpackUpper(b.ainv[pos*na:(pos+1)*na], P, a)
+		return true
+	}
+	var l [MaxLatentDim * MaxLatentDim]float64
+	gramInt(v, b.h, b.C, P, l[:])
+	if !cholesky(l[:], P) {
+		return false // unreachable: excluded agrees
+	}
+	invertCholesky(l[:], a, P)
+	return true
+}
+
+// pruneMargin bounds, relative to ‖w̃‖², how far the kernels' float32 value
+// of bᵀG⁻¹b can be from the exact one for this seed (integer units; see
+// scan.go for the projections' error and docs/PERFORMANCE.md):
 //
-//	‖Δb‖ ≤ δ‖w‖,  δ = (C+2)·u·√tr G              (rounded basis, C-term dot products)
-//	|b̃ᵀAb̃ − bᵀAb| ≤ tr A · δ(2√tr G + δ) · ‖w‖²  (A = G⁻¹, λmax ≤ trace)
-//	coefficient and evaluation rounding ≤ (P²+4)·u·Σ|A'|·tr G·(1+δ)²·‖w‖²
+//	‖Δb‖ ≤ δ‖w̃‖,  δ = κ√tr G + λ√P               (projections to float32)
+//	|b̃ᵀAb̃ − bᵀAb| ≤ (2δ√tr A + δ²·tr A)·‖w̃‖²        (A = G⁻¹, ‖Ab‖ ≤ √λmax(A)·‖w̃‖)
+//	coefficient and evaluation rounding ≤ (P²+2P+4)·u·Σ|A'|·(√tr G + δ)²·‖w̃‖²
 //
 // doubled for safety. Badly conditioned seeds get a large margin, so the
 // kernel never prunes them on the strength of a float32 value.
-func pruneMargin(C, P int, trA, trG, sumAbs float64) float64 {
-	d := float64(C+2) * u32 * math.Sqrt(trG)
-	m := trA*d*(2*math.Sqrt(trG)+d) + float64(P*P+4)*u32*sumAbs*trG*(1+d)*(1+d)
+func pruneMargin(K, C, P int, trA, trG, sumAbs float64) float64 {
+	kappa, lambda := projError(K, C)
+	d := kappa*math.Sqrt(trG) + lambda*math.Sqrt(float64(P))
+	m := 2*d*math.Sqrt(trA) + d*d*trA + float64(P*P+2*P+4)*u32*sumAbs*(math.Sqrt(trG)+d)*(math.Sqrt(trG)+d)
 	return 2 * m
 }
 
@@ -217,16 +394,16 @@ func orthonormal(v []uint32, h int64, C, P int) []float64 {
 			for k := 0; k < p; k++ {
 				var d float64
 				for c := 0; c < C; c++ {
-					d += q[c*P+k] * q[c*P+p]
+					d += float64(q[c*P+k] * q[c*P+p])
 				}
 				for c := 0; c < C; c++ {
-					q[c*P+p] -= d * q[c*P+k]
+					q[c*P+p] -= float64(d * q[c*P+k])
 				}
 			}
 		}
 		var n float64
 		for c := 0; c < C; c++ {
-			n += q[c*P+p] * q[c*P+p]
+			n += float64(q[c*P+p] * q[c*P+p])
 		}
 		n = math.Sqrt(n)
 		for c := 0; c < C; c++ {
@@ -303,17 +480,6 @@ func cholSolve(l []float64, P int, b []float64) {
 		}
 		b[i] = s / l[i*P+i]
 	}
-}
-
-// invertSPD writes g⁻¹ into a; false when the conditioning rule rejects g.
-func invertSPD(g, a []float64, P int) bool {
-	var l [MaxLatentDim * MaxLatentDim]float64
-	copy(l[:P*P], g[:P*P])
-	if !cholesky(l[:], P) {
-		return false
-	}
-	invertCholesky(l[:], a, P)
-	return true
 }
 
 // invertCholesky writes (LLᵀ)⁻¹ into a, column by column.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"math"
+	"math/rand/v2"
 	"os"
 	"testing"
 
@@ -77,8 +78,8 @@ type vector struct {
 // vectors, so any platform or later version must reproduce them, and checks
 // them against the independent bit-by-bit decoder.
 func TestDecodeVectors(t *testing.T) {
-	path := "testdata/decode_vectors.json"
-	if *update {
+	var vs []vector
+	golden(t, "testdata/decode_vectors.json", func() any {
 		var vs []vector
 		for i, p := range []Params{Paper4Bit, Paper3Bit, {8, 3, 8, 4, 4}, {5, 2, 11, 3, 3}, {12, 4, 24, 8, 8}, {16, 9, 9, 2, 1}} {
 			w := gaussTensor(uint64(100+i), 3*p.BlockSize+2, 0.02)
@@ -89,19 +90,8 @@ func TestDecodeVectors(t *testing.T) {
 			got, _ := DecodeLayers([]*Layer{l}, l.N)
 			vs = append(vs, vector{p, l.ExpBias, l.N, hex.EncodeToString(l.Payload), f32hex(got)})
 		}
-		b, _ := json.MarshalIndent(vs, "", "  ")
-		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var vs []vector
-	if err := json.Unmarshal(b, &vs); err != nil {
-		t.Fatal(err)
-	}
+		return vs
+	}, &vs)
 	if len(vs) < 6 {
 		t.Fatalf("%d vectors", len(vs))
 	}
@@ -124,6 +114,25 @@ func TestDecodeVectors(t *testing.T) {
 				t.Errorf("vector %d: DecodeParallel(%d) differs (%v)", i, workers, err)
 			}
 		}
+	}
+}
+
+// golden reads the committed vectors at path into out, after rewriting the
+// file from gen() when the test runs with -update.
+func golden(t *testing.T, path string, gen func() any, out any) {
+	t.Helper()
+	if *update {
+		b, _ := json.MarshalIndent(gen(), "", "  ")
+		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -165,11 +174,7 @@ func TestDecodePathsMatchReference(t *testing.T) {
 		{12, 4, 10, 4, 4}, {32, 2, 20, 6, 3},
 	} {
 		n := 40*p.BlockSize + 5 // a partial tail block
-		w := gaussTensor(uint64(p.BlockSize*31+p.LatentDim), n, 0.3)
-		l, err := EncodeLayer(context.Background(), "t", w, p, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		l := randomLayer(uint64(p.BlockSize*31+p.LatentDim), p, n)
 		want := refDecode(t, l)
 		got := make([]float32, n)
 		if err := l.Decode(got, false); err != nil {
@@ -189,4 +194,20 @@ func TestDecodePathsMatchReference(t *testing.T) {
 			}
 		}
 	}
+}
+
+// randomLayer is a layer of n weights with random (valid) codes: decoding
+// does not care whether a code is the best one, and this needs no search.
+func randomLayer(seed uint64, p Params, n int) *Layer {
+	r := rand.New(rand.NewPCG(seed, 3))
+	codes := make([]code, p.Blocks(n))
+	for i := range codes {
+		c := &codes[i]
+		c.seed = 1 + uint32(r.IntN(1<<p.SeedBits-1))
+		c.e = int8(p.emin() + r.IntN(p.emax()-p.emin()+1))
+		for k := 0; k < p.LatentDim; k++ {
+			c.q[k] = int8(p.qmin() + r.IntN(p.qmax()-p.qmin()+1))
+		}
+	}
+	return &Layer{Params: p, ExpBias: r.IntN(21) - 10, N: n, Payload: pack(p, codes)}
 }

@@ -68,7 +68,7 @@ func ExpBias(w []float32, p Params) int {
 	for b := 0; b*C < len(w); b++ {
 		var s float64
 		for _, x := range w[b*C : min(len(w), b*C+C)] {
-			s += float64(x) * float64(x)
+			s += float64(float64(x) * float64(x))
 		}
 		maxn = math.Max(maxn, s)
 	}
@@ -108,7 +108,7 @@ func EncodeLayer(ctx context.Context, name string, w []float32, p Params, opt Op
 		wg.Add(1)
 		go func(wi int) {
 			defer wg.Done()
-			s := &searcher{qz: qz, scan: pickScanFor(opt.Kernel, p.BlockSize, p.LatentDim), ill: pickIllFor(opt.Kernel, p.LatentDim)}
+			s := newSearcher(qz, opt.Kernel)
 			C := p.BlockSize
 			buf := make([]float64, lanes*C)
 			ws := make([][]float64, 0, lanes)
@@ -195,7 +195,7 @@ func Encode(ctx context.Context, name string, w []float32, layers []Params, opt 
 	}
 	res := &Result{}
 	for _, x := range w {
-		res.Norm2 += float64(x) * float64(x)
+		res.Norm2 += float64(float64(x) * float64(x))
 	}
 	recon := make([]float32, len(w))
 	target := w
@@ -214,7 +214,7 @@ func Encode(ctx context.Context, name string, w []float32, layers []Params, opt 
 		}
 		for k, x := range w {
 			d := float64(x) - float64(recon[k])
-			se += d * d
+			se += float64(d * d)
 			if i+1 < len(layers) {
 				target[k] = float32(d)
 			}

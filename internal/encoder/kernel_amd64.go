@@ -8,27 +8,49 @@ import "golang.org/x/sys/cpu"
 
 var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
-// avx2Scan adapts an assembly kernel to the scan signature.
-func avx2Scan(kern scanKernel) func(*basis, *tile, int, int) (int, uint32) {
-	return func(bs *basis, t *tile, from, to int) (int, uint32) {
-		if from >= to {
-			return to, 0
-		}
-		return kern(&bs.u[0], &bs.coef[0], &t.w[0], &t.thr[0], &t.n2[0], bs.C, from, to)
-	}
-}
-
-func pickScanFor(k Kernel, c, p int) func(*basis, *tile, int, int) (int, uint32) {
+// kernelsFor picks the kernels for k on this CPU: AVX2 when available
+// (projections unrolled for C ≤ 64 unless kernelLooped), the Go twins
+// otherwise and for P > 8.
+func kernelsFor(k Kernel, bs *basis) kernels {
 	if k == KernelGeneric || !hasAVX2 {
-		return scanGeneric
+		return genericKernels
 	}
-	if kern, ok := avx2Unrolled[[2]int{c, p}]; ok && k != kernelLooped {
-		return avx2Scan(kern)
+	out := genericKernels
+	np := (bs.C + 1) / 2
+	kern := projAVX2Loop
+	if np < len(projUnrolled) && projUnrolled[np] != nil && k != kernelLooped {
+		kern = projUnrolled[np]
 	}
-	if p < len(avx2Loop) && avx2Loop[p] != nil {
-		return avx2Scan(avx2Loop[p])
+	out.proj = func(d *decTable, t *tile, k0, nk int, buf []float32) {
+		kern(&d.tab[0], 2*d.rowLen, &t.w16[0], t.np, k0, nk, d.P, d.P*32, &buf[0])
 	}
-	return scanGeneric
+	if P := bs.P; P < len(quadAVX2) && quadAVX2[P] != nil {
+		q := quadAVX2[P]
+		out.quad = func(_ int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32) {
+			if n <= 0 {
+				return n, 0
+			}
+			return q(&d[0], &coef[0], &cls[0], &t.thrK[0][0], n)
+		}
+	}
+	if P := bs.P; P < len(quadMaxAVX2) && quadMaxAVX2[P] != nil {
+		q := quadMaxAVX2[P]
+		out.qmax = func(_ int, d, coef []float32, t *tile, n, t0 int, best *[lanes]float32, arg *[lanes]int32) {
+			if n > 0 {
+				q(&d[0], &coef[0], n, t0, &best[0], &arg[0])
+			}
+		}
+	}
+	if P := bs.P; P < len(illAVX2) && illAVX2[P] != nil {
+		kern := illAVX2[P]
+		out.ill = func(bs *basis, t *tile, from, to int) (int, uint32) {
+			if from >= to {
+				return to, 0
+			}
+			return kern(&bs.illQ32[0], &t.wf[0], &bs.illClass[0], &t.thr[0][0], &t.n2[0], bs.illM, bs.C, from, to)
+		}
+	}
+	return out
 }
 
 // KernelName reports the kernel KernelAuto selects on this machine for the
@@ -38,17 +60,4 @@ func KernelName() string {
 		return "avx2-fma"
 	}
 	return "generic"
-}
-
-func pickIllFor(k Kernel, p int) func(*basis, *tile, int, int) (int, uint32) {
-	if k == KernelGeneric || !hasAVX2 || p >= len(avx2Ill) || avx2Ill[p] == nil {
-		return illGeneric
-	}
-	kern := avx2Ill[p]
-	return func(bs *basis, t *tile, from, to int) (int, uint32) {
-		if from >= to {
-			return to, 0
-		}
-		return kern(&bs.illQ32[0], &t.w[0], &t.thr[0], &t.n2[0], bs.illM, bs.C, from, to)
-	}
 }

@@ -2,9 +2,7 @@
 
 package encoder
 
-func pickScanFor(Kernel, int, int) func(*basis, *tile, int, int) (int, uint32) { return scanGeneric }
+func kernelsFor(Kernel, *basis) kernels { return genericKernels }
 
 // KernelName reports the kernel KernelAuto selects on this machine.
 func KernelName() string { return "generic" }
-
-func pickIllFor(Kernel, int) func(*basis, *tile, int, int) (int, uint32) { return illGeneric }

@@ -29,12 +29,12 @@ func TestSolveMatchesGonumLeastSquares(t *testing.T) {
 		}
 		checked := 0
 		for k, pos := range positions {
-			if bs.excluded[pos] {
+			if bs.isExcluded(pos) {
 				continue
 			}
 			w := ws[k%len(ws)]
 			var b, tt [MaxLatentDim]float64
-			if _, _, ok := qz.solve(w, pos, &b, &tt); !ok {
+			if _, ok := qz.solve(w, pos, &b, &tt); !ok {
 				t.Fatalf("%v: solve refused non-excluded position %d", p, pos)
 			}
 			v := bs.cyc.State[pos+1 : pos+1+C*P]

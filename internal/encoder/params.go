@@ -40,7 +40,7 @@ const (
 	MaxLatentDim = 16
 	MaxCoeffBits = 8
 	MaxExpBits   = 8
-	MaxExpBias   = 100 // |per-tensor exponent bias|
+	MaxExpBias   = 160 // |per-tensor exponent bias|: with E ≥ 1 the window reaches every float32 magnitude, 2^−149 to 2^128
 )
 
 // Validate reports the first setting out of range.

@@ -5,5 +5,12 @@ package encoder
 //go:noescape
 func fmaPeak(n int)
 
-// peakFMAsPerCall is the 8-lane multiply-adds one fmaPeak(n) call does.
+//go:noescape
+func pmaddPeak(n int)
+
+// peakLaneFMAs runs fmaPeak(n) and returns the 8-lane multiply-adds done.
 func peakLaneFMAs(n int) float64 { fmaPeak(n); return float64(n) * 14 * 8 }
+
+// peakMAC16s runs pmaddPeak(n) and returns the int16 multiply-adds done
+// (16 per VPMADDWD).
+func peakMAC16s(n int) float64 { pmaddPeak(n); return float64(n) * 7 * 16 }

@@ -45,7 +45,7 @@ func (qz *quantizer) eval(w []float64, pos int, out *code) float64 {
 
 func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float64) float64 {
 	var b, t [MaxLatentDim]float64
-	g, v, ok := qz.solve(w, pos, &b, &t)
+	v, ok := qz.solve(w, pos, &b, &t)
 	if !ok {
 		return math.Inf(1)
 	}
@@ -53,12 +53,15 @@ func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float6
 	if !math.IsInf(bound, 1) {
 		var proj float64
 		for i := 0; i < P; i++ {
-			proj += b[i] * t[i]
+			proj += float64(b[i] * t[i])
 		}
 		if n2-proj > bound+1e-6*n2 {
 			return math.Inf(1)
 		}
 	}
+	var gb [MaxLatentDim * MaxLatentDim]float64
+	g := gb[:P*P]
+	gramInt(v, qz.bs.h, qz.bs.C, P, g)
 	p := qz.p
 	emin, emax := p.emin(), p.emax()
 	// The all-zero code (error ‖w‖², 0 in gramErr's units) is the starting
@@ -110,13 +113,13 @@ func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float6
 // form and exact error differ by far less than the slack).
 func (qz *quantizer) quick(w []float64, pos int, n2 float64) (ls, ub float64, ok bool) {
 	var b, t [MaxLatentDim]float64
-	_, v, ok := qz.solve(w, pos, &b, &t)
+	v, ok := qz.solve(w, pos, &b, &t)
 	if !ok {
 		return 0, 0, false
 	}
 	var proj float64
 	for i := 0; i < qz.bs.P; i++ {
-		proj += b[i] * t[i]
+		proj += float64(b[i] * t[i])
 	}
 	c := code{e: int8(qz.p.emin())}
 	if e0, ok := qz.e0(&t); ok {
@@ -127,12 +130,13 @@ func (qz *quantizer) quick(w []float64, pos int, n2 float64) (ls, ub float64, ok
 }
 
 // solve computes the integer-unit normal equations of seed position pos:
-// b = Ûᵀw and t = G⁻¹b (through the cached or recomputed inverse) with Û = V − h, G = ÛᵀÛ. It returns G, the basis
-// states V and false for excluded seeds.
-func (qz *quantizer) solve(w []float64, pos int, b, t *[MaxLatentDim]float64) (g []float64, v []uint32, ok bool) {
+// b = Ûᵀw and t = G⁻¹b with Û = V − h, G = ÛᵀÛ (the inverse cached or
+// recomputed, same values). It returns the basis states V, and false for
+// excluded seeds.
+func (qz *quantizer) solve(w []float64, pos int, b, t *[MaxLatentDim]float64) (v []uint32, ok bool) {
 	bs := qz.bs
-	if bs.excluded[pos] {
-		return nil, nil, false
+	if bs.isExcluded(pos) {
+		return nil, false
 	}
 	C, P := bs.C, bs.P
 	h := bs.h
@@ -144,34 +148,33 @@ func (qz *quantizer) solve(w []float64, pos int, b, t *[MaxLatentDim]float64) (g
 			b[i] += float64(float64(int64(x)-h) * wc)
 		}
 	}
-	if bs.gl != nil {
-		g = bs.gl[pos*2*P*P : pos*2*P*P+P*P]
-		a := bs.gl[pos*2*P*P+P*P : (pos+1)*2*P*P]
+	if bs.ainv != nil {
+		// t = G⁻¹b straight from the packed upper triangle: the same
+		// products and sums, in the same order, as the unpacked matrix.
+		na := P * (P + 1) / 2
+		ap := bs.ainv[pos*na : (pos+1)*na]
 		for i := 0; i < P; i++ {
 			var s float64
 			for k := 0; k < P; k++ {
-				s += float64(a[i*P+k] * b[k])
+				r, c := min(i, k), max(i, k)
+				s += float64(ap[r*P-r*(r-1)/2+c-r] * b[k])
 			}
 			t[i] = s
 		}
-	} else {
-		var gb, lb, ab [MaxLatentDim * MaxLatentDim]float64
-		g = gb[:P*P]
-		gramInt(v, h, C, P, g)
-		copy(lb[:P*P], g)
-		if !cholesky(lb[:], P) {
-			return nil, nil, false // unreachable: bs.excluded agrees
-		}
-		invertCholesky(lb[:], ab[:], P)
-		for i := 0; i < P; i++ {
-			var s float64
-			for k := 0; k < P; k++ {
-				s += float64(ab[i*P+k] * b[k])
-			}
-			t[i] = s
-		}
+		return v, true
 	}
-	return g, v, true
+	var a [MaxLatentDim * MaxLatentDim]float64
+	if !bs.inverse(pos, v, a[:]) {
+		return nil, false
+	}
+	for i := 0; i < P; i++ {
+		var s float64
+		for k := 0; k < P; k++ {
+			s += float64(a[i*P+k] * b[k])
+		}
+		t[i] = s
+	}
+	return v, true
 }
 
 // e0 is the range-filling exponent rule: the smallest stored exponent e
@@ -187,8 +190,15 @@ func (qz *quantizer) e0(t *[MaxLatentDim]float64) (int, bool) {
 	}
 	p := qz.p
 	emin, emax := p.emin(), p.emax()
-	e := emin
 	lim := float64(p.qmax()) + 0.5
+	// m/scale(e) falls as e grows (scale(e) = 2^{e+bias}/(h−1)): start near
+	// the answer, log2(m·(h−1)/lim) − bias, and settle it with the exact
+	// test, so the result is the same as scanning up from emin.
+	_, x := math.Frexp(m * float64(qz.bs.h-1) / lim)
+	e := clampInt(x-qz.bias, emin, emax)
+	for e > emin && m/qz.scales[e-1-emin] <= lim {
+		e--
+	}
 	for e < emax && m/qz.scales[e-emin] > lim {
 		e++
 	}

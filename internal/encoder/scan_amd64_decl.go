@@ -4,202 +4,239 @@
 
 package encoder
 
-type scanKernel func(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+type projKernel func(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
-//go:noescape
-func scanAVX2P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
-
-//go:noescape
-func scanAVX2P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
-
-//go:noescape
-func scanAVX2P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
-
-//go:noescape
-func scanAVX2P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+type quadKernel func(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
-//go:noescape
-func scanAVX2P5(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+type illKernel func(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
 
-//go:noescape
-func scanAVX2P6(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+type maxKernel func(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func scanAVX2P7(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N1(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2P8(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N2(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C4P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N3(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C6P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N4(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C7P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N5(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C8P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N6(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C10P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N7(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C12P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N8(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C14P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N9(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C16P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N10(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C20P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N11(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C24P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N12(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C28P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N13(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C32P1(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N14(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C4P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N15(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C6P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N16(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C7P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N17(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C8P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N18(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C10P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N19(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C12P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N20(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C14P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N21(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C16P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N22(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C20P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N23(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C24P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N24(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C28P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N25(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C32P2(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N26(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C4P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N27(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C6P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N28(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C7P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N29(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C8P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N30(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C10P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N31(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C12P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2N32(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C14P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func projAVX2Loop(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func scanAVX2C16P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadAVX2P1(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func scanAVX2C20P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadAVX2P2(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func scanAVX2C24P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadAVX2P3(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func scanAVX2C28P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadAVX2P4(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func scanAVX2C32P3(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadAVX2P5(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func scanAVX2C4P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadAVX2P6(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func scanAVX2C6P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadAVX2P7(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func scanAVX2C7P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadAVX2P8(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func scanAVX2C8P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadMaxAVX2P1(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func scanAVX2C10P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadMaxAVX2P2(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func scanAVX2C12P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadMaxAVX2P3(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func scanAVX2C14P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadMaxAVX2P4(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func scanAVX2C16P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadMaxAVX2P5(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func scanAVX2C20P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func quadMaxAVX2P6(d, coef *float32, n, t0 int, best *float32, arg *int32)
 
 //go:noescape
-func scanAVX2C24P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func illAVX2P1(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
 
 //go:noescape
-func scanAVX2C28P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func illAVX2P2(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
 
 //go:noescape
-func scanAVX2C32P4(u, coef, w, thr, n2 *float32, c, from, to int) (pos int, mask uint32)
+func illAVX2P3(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
 
 //go:noescape
-func illAVX2P1(q, w, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
+func illAVX2P4(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
 
 //go:noescape
-func illAVX2P2(q, w, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
+func illAVX2P5(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
 
 //go:noescape
-func illAVX2P3(q, w, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
+func illAVX2P6(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
 
 //go:noescape
-func illAVX2P4(q, w, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
+func illAVX2P7(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
 
 //go:noescape
-func illAVX2P5(q, w, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
+func illAVX2P8(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
 
-//go:noescape
-func illAVX2P6(q, w, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
+// projUnrolled[np] projects on np weight pairs (C = 2np−1 or 2np), fully unrolled.
+var projUnrolled = [...]projKernel{
+	1:  projAVX2N1,
+	2:  projAVX2N2,
+	3:  projAVX2N3,
+	4:  projAVX2N4,
+	5:  projAVX2N5,
+	6:  projAVX2N6,
+	7:  projAVX2N7,
+	8:  projAVX2N8,
+	9:  projAVX2N9,
+	10: projAVX2N10,
+	11: projAVX2N11,
+	12: projAVX2N12,
+	13: projAVX2N13,
+	14: projAVX2N14,
+	15: projAVX2N15,
+	16: projAVX2N16,
+	17: projAVX2N17,
+	18: projAVX2N18,
+	19: projAVX2N19,
+	20: projAVX2N20,
+	21: projAVX2N21,
+	22: projAVX2N22,
+	23: projAVX2N23,
+	24: projAVX2N24,
+	25: projAVX2N25,
+	26: projAVX2N26,
+	27: projAVX2N27,
+	28: projAVX2N28,
+	29: projAVX2N29,
+	30: projAVX2N30,
+	31: projAVX2N31,
+	32: projAVX2N32,
+}
 
-//go:noescape
-func illAVX2P7(q, w, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
+// quadAVX2 evaluates the pruning bound, one kernel per P.
+var quadAVX2 = [...]quadKernel{
+	1: quadAVX2P1,
+	2: quadAVX2P2,
+	3: quadAVX2P3,
+	4: quadAVX2P4,
+	5: quadAVX2P5,
+	6: quadAVX2P6,
+	7: quadAVX2P7,
+	8: quadAVX2P8,
+}
 
-//go:noescape
-func illAVX2P8(q, w, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
+// quadMaxAVX2 finds each lane's largest bound over a range of seeds, one kernel per P.
+var quadMaxAVX2 = [...]maxKernel{
+	1: quadMaxAVX2P1,
+	2: quadMaxAVX2P2,
+	3: quadMaxAVX2P3,
+	4: quadMaxAVX2P4,
+	5: quadMaxAVX2P5,
+	6: quadMaxAVX2P6,
+}
 
-// avx2Ill bounds the near-singular seeds through their orthonormal bases, one kernel per P.
-var avx2Ill = [...]illKernel{
+// illAVX2 bounds the near-singular seeds through their orthonormal bases, one kernel per P.
+var illAVX2 = [...]illKernel{
 	1: illAVX2P1,
 	2: illAVX2P2,
 	3: illAVX2P3,
@@ -208,70 +245,4 @@ var avx2Ill = [...]illKernel{
 	6: illAVX2P6,
 	7: illAVX2P7,
 	8: illAVX2P8,
-}
-
-type illKernel func(q, w, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
-
-// avx2Loop has one kernel per P (looped projection).
-var avx2Loop = [...]scanKernel{
-	1: scanAVX2P1,
-	2: scanAVX2P2,
-	3: scanAVX2P3,
-	4: scanAVX2P4,
-	5: scanAVX2P5,
-	6: scanAVX2P6,
-	7: scanAVX2P7,
-	8: scanAVX2P8,
-}
-
-// avx2Unrolled has fully unrolled kernels keyed by {C, P}.
-var avx2Unrolled = map[[2]int]scanKernel{
-	{4, 1}:  scanAVX2C4P1,
-	{6, 1}:  scanAVX2C6P1,
-	{7, 1}:  scanAVX2C7P1,
-	{8, 1}:  scanAVX2C8P1,
-	{10, 1}: scanAVX2C10P1,
-	{12, 1}: scanAVX2C12P1,
-	{14, 1}: scanAVX2C14P1,
-	{16, 1}: scanAVX2C16P1,
-	{20, 1}: scanAVX2C20P1,
-	{24, 1}: scanAVX2C24P1,
-	{28, 1}: scanAVX2C28P1,
-	{32, 1}: scanAVX2C32P1,
-	{4, 2}:  scanAVX2C4P2,
-	{6, 2}:  scanAVX2C6P2,
-	{7, 2}:  scanAVX2C7P2,
-	{8, 2}:  scanAVX2C8P2,
-	{10, 2}: scanAVX2C10P2,
-	{12, 2}: scanAVX2C12P2,
-	{14, 2}: scanAVX2C14P2,
-	{16, 2}: scanAVX2C16P2,
-	{20, 2}: scanAVX2C20P2,
-	{24, 2}: scanAVX2C24P2,
-	{28, 2}: scanAVX2C28P2,
-	{32, 2}: scanAVX2C32P2,
-	{4, 3}:  scanAVX2C4P3,
-	{6, 3}:  scanAVX2C6P3,
-	{7, 3}:  scanAVX2C7P3,
-	{8, 3}:  scanAVX2C8P3,
-	{10, 3}: scanAVX2C10P3,
-	{12, 3}: scanAVX2C12P3,
-	{14, 3}: scanAVX2C14P3,
-	{16, 3}: scanAVX2C16P3,
-	{20, 3}: scanAVX2C20P3,
-	{24, 3}: scanAVX2C24P3,
-	{28, 3}: scanAVX2C28P3,
-	{32, 3}: scanAVX2C32P3,
-	{4, 4}:  scanAVX2C4P4,
-	{6, 4}:  scanAVX2C6P4,
-	{7, 4}:  scanAVX2C7P4,
-	{8, 4}:  scanAVX2C8P4,
-	{10, 4}: scanAVX2C10P4,
-	{12, 4}: scanAVX2C12P4,
-	{14, 4}: scanAVX2C14P4,
-	{16, 4}: scanAVX2C16P4,
-	{20, 4}: scanAVX2C20P4,
-	{24, 4}: scanAVX2C24P4,
-	{28, 4}: scanAVX2C28P4,
-	{32, 4}: scanAVX2C32P4,
 }

@@ -1,103 +1,15 @@
 package encoder
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"sort"
 )
 
 // lanes is how many blocks a search tile carries: the kernels keep one block
 // per SIMD lane and walk the seeds once for all of them.
 const lanes = 8
-
-// tile is the pruning kernels' input: up to 8 blocks, transposed so that
-// w[c*lanes+l] is weight c of lane l, plus per-lane pruning thresholds.
-//
-// A seed at position i is a candidate for lane l when
-//
-//	q̃ + m_i·n2[l] ≥ thr[l]
-//
-// where q̃ is the float32 value of bᵀG⁻¹b (b = U(s)ᵀw), m_i the seed's
-// margin and thr = ‖w‖² − best − slack. Seeds that are not candidates have
-// an unquantized least-squares error above the best exact error so far, so
-// they cannot win (see docs/PERFORMANCE.md).
-type tile struct {
-	w   [MaxBlockSize * lanes]float32
-	thr [lanes]float32
-	n2  [lanes]float32
-}
-
-// scanGeneric is the portable pruning kernel: it returns the first position
-// in [from, to) with a candidate lane and the lane mask, or (to, 0).
-func scanGeneric(bs *basis, t *tile, from, to int) (int, uint32) {
-	C, P, S := bs.C, bs.P, bs.stride
-	u := bs.u
-	// win[k] holds d_{i+1+k} for the seed at position i, where
-	// d_j = Σ_c u[j+c·P]·w_c: the sliding-window form of b = U(s)ᵀw.
-	var win [MaxLatentDim][lanes]float32
-	dot := func(j int, d *[lanes]float32) {
-		*d = [lanes]float32{}
-		for c := 0; c < C; c++ {
-			x := u[j+c*P]
-			wc := t.w[c*lanes : c*lanes+lanes]
-			for l := 0; l < lanes; l++ {
-				d[l] += x * wc[l]
-			}
-		}
-	}
-	for k := 0; k < P-1; k++ {
-		dot(from+1+k, &win[k])
-	}
-	for i := from; i < to; i++ {
-		dot(i+P, &win[P-1])
-		cf := bs.coef[i*S : i*S+S]
-		var mask uint32
-		for l := 0; l < lanes; l++ {
-			var q float32
-			k := 0
-			for r := 0; r < P; r++ {
-				br := win[r][l]
-				var acc float32
-				for s := r; s < P; s++ {
-					acc += cf[k] * win[s][l]
-					k++
-				}
-				q += br * acc
-			}
-			if q+cf[k]*t.n2[l] >= t.thr[l] {
-				mask |= 1 << l
-			}
-		}
-		if mask != 0 {
-			return i, mask
-		}
-		copy(win[:P-1], win[1:P])
-	}
-	return to, 0
-}
-
-// pruneThreshold is ‖w‖² − best − slack rounded down to float32. The slack
-// (1e-6·‖w‖²) covers the exact error's own float32 rounding of ŵ, which can
-// put it a hair below the least-squares bound.
-func pruneThreshold(n2, best float64) float32 {
-	if math.IsInf(best, 1) {
-		return float32(math.Inf(-1))
-	}
-	t := n2 - best - 1e-6*n2
-	f := float32(t)
-	if float64(f) > t {
-		f = math.Nextafter32(f, float32(math.Inf(-1)))
-	}
-	return f
-}
-
-// roundUp32 is x rounded up to float32.
-func roundUp32(x float64) float32 {
-	f := float32(x)
-	if float64(f) < x {
-		f = math.Nextafter32(f, float32(math.Inf(1)))
-	}
-	return f
-}
 
 // better orders (error, seed) pairs: lower error, then lower seed.
 func better(err float64, seed uint32, bestErr float64, bestSeed uint32) bool {
@@ -106,14 +18,31 @@ func better(err float64, seed uint32, bestErr float64, bestSeed uint32) bool {
 
 // searcher runs the pruned search for one worker.
 type searcher struct {
-	qz   *quantizer
-	scan func(bs *basis, t *tile, from, to int) (int, uint32)
-	ill  func(bs *basis, t *tile, from, to int) (int, uint32)
-	t    tile
+	qz *quantizer
+	k  kernels
+	t  *tile
+	// buf holds the projections of seeds [c0, c1), from row kA on
+	// (64-byte aligned).
+	buf        []float32
+	c0, c1, kA int
 	// candidates counts kernel hits and full the full evaluations (for
 	// benchmarks and tests).
 	candidates, full int
 	def              [lanes][]deferred
+}
+
+func newSearcher(qz *quantizer, k Kernel) *searcher {
+	return &searcher{qz: qz, k: kernelsFor(k, qz.bs), t: newTile(), buf: aligned64(projBufLen)}
+}
+
+// startTile prepares the tile for new blocks (the projections are stale).
+func (s *searcher) startTile() {
+	qz := s.qz
+	s.t.np = (qz.bs.C + 1) / 2
+	s.t.floor = math.Ldexp(1, qz.p.emin()+qz.bias) * (1 - 1e-9)
+	s.t.classSigma = &qz.bs.classSigma
+	s.t.classMargin = &qz.bs.classMargin
+	s.c0, s.c1 = 0, 0
 }
 
 // searchTile codes up to 8 blocks; ws[l] is block l (length C, float64 of
@@ -122,32 +51,18 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 	qz := s.qz
 	bs := qz.bs
 	C := bs.C
-	var bestErr [lanes]float64
-	var n2, sc [lanes]float64
+	s.startTile()
+	var bestErr, n2 [lanes]float64
 	active := uint32(0)
 	for l := 0; l < lanes; l++ {
-		s.t.thr[l] = float32(math.Inf(1)) // inactive lanes never match
-		s.t.n2[l] = 0
-		for c := 0; c < C; c++ {
-			s.t.w[c*lanes+l] = 0
-		}
+		s.t.clearLane(l, C)
 		if l >= len(ws) {
 			continue
 		}
-		out[l] = code{}
 		w := ws[l]
-		var sum, maxAbs float64
+		var sum float64
 		for c := 0; c < C; c++ {
 			sum += float64(w[c] * w[c])
-			maxAbs = math.Max(maxAbs, math.Abs(w[c]))
-		}
-		// The kernels see the block scaled by a power of two so that its
-		// largest weight is in [0.5, 1): exact, and no float32 overflow or
-		// underflow in the bound whatever the magnitude.
-		_, k := math.Frexp(maxAbs)
-		sc[l] = math.Ldexp(1, -k)
-		for c := 0; c < C; c++ {
-			s.t.w[c*lanes+l] = float32(w[c] * sc[l])
 		}
 		n2[l] = sum
 		// Every seed can code the block as zero, exactly ‖w‖² of error, and
@@ -157,8 +72,8 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		if s.tiny(w, sum, &out[l], &bestErr[l]) {
 			continue
 		}
-		s.t.n2[l] = roundUp32(sum * sc[l] * sc[l])
-		s.t.thr[l] = float32(math.Inf(-1))
+		s.t.setLane(l, w)
+		s.t.setThreshold(l, sum, sum)
 		active |= 1 << l
 	}
 	if active == 0 {
@@ -174,38 +89,78 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		upper[l] = math.Inf(1)
 		s.def[l] = s.def[l][:0]
 	}
+	var hits [lanes]int
+	var c code
+	look := func(l, p int) {
+		s.candidates++
+		hits[l]++
+		if hits[l] > eagerAfter {
+			// A lane with this many candidates is one whose quick upper
+			// bound is poor (quantization, not the fit, decides its error):
+			// evaluate at once, so the threshold follows the true best.
+			s.full++
+			e := qz.evalBound(ws[l], p, &c, math.Min(bestErr[l], upper[l]), n2[l])
+			if math.IsInf(e, 1) {
+				return
+			}
+			if better(e, c.seed, bestErr[l], out[l].seed) {
+				bestErr[l], out[l] = e, c
+			}
+			if e < upper[l] {
+				upper[l] = e
+				s.t.setThreshold(l, n2[l], e)
+			}
+			return
+		}
+		ls, ub, ok := qz.quick(ws[l], p, n2[l])
+		if !ok {
+			return
+		}
+		lb := s.lowerBound(p, n2[l], ls)
+		if lb > upper[l]+1e-6*n2[l] {
+			return
+		}
+		s.def[l] = append(s.def[l], deferred{pos: int32(p), ls: lb})
+		if ub < upper[l] {
+			upper[l] = ub
+			s.t.setThreshold(l, n2[l], ub)
+		}
+	}
+	// Warm start: each lane's best bound among the first seeds sets its
+	// first threshold; the scan then stops only at seeds that beat it.
+	warm := s.warm()
+	for l := 0; l < lanes; l++ {
+		if active&(1<<l) != 0 {
+			look(l, int(warm[l]))
+		}
+	}
 	for pos := 0; pos < bs.L; {
-		p, mask := s.scan(bs, &s.t, pos, bs.L)
+		p, mask := s.scan(pos, bs.L)
 		if mask == 0 {
 			break
 		}
 		for l := 0; l < lanes; l++ {
-			if mask&(1<<l) == 0 {
-				continue
-			}
-			s.candidates++
-			ls, ub, ok := qz.quick(ws[l], p, n2[l])
-			if !ok || ls > upper[l]+1e-6*n2[l] {
-				continue
-			}
-			s.def[l] = append(s.def[l], deferred{pos: int32(p), ls: ls})
-			if ub < upper[l] {
-				upper[l] = ub
-				s2 := sc[l] * sc[l]
-				s.t.thr[l] = pruneThreshold(n2[l]*s2, ub*s2)
+			if mask&(1<<l) != 0 && int32(p) != warm[l] {
+				look(l, p)
 			}
 		}
 		pos = p + 1
 	}
-	s.searchIll(ws, out, active, &bestErr, &upper, &n2, &sc)
-	var c code
+	s.searchIll(ws, out, active, &bestErr, &upper, &n2)
 	for l := 0; l < lanes; l++ {
 		if active&(1<<l) == 0 {
 			continue
 		}
-		for _, d := range s.def[l] {
-			if d.ls > upper[l]+1e-6*n2[l] {
-				continue
+		// Most promising first: each exact error found rules out every
+		// candidate whose least-squares error is above it (the exact error
+		// is at least the least-squares one, up to the slack).
+		def := s.def[l]
+		slices.SortFunc(def, func(a, b deferred) int {
+			return cmp.Or(cmp.Compare(a.ls, b.ls), cmp.Compare(a.pos, b.pos))
+		})
+		for _, d := range def {
+			if d.ls > math.Min(upper[l], bestErr[l])+1e-6*n2[l] {
+				break
 			}
 			s.full++
 			e := qz.evalBound(ws[l], int(d.pos), &c, math.Min(bestErr[l], upper[l]), n2[l])
@@ -216,6 +171,10 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		}
 	}
 }
+
+// eagerAfter is how many candidates of one lane get the cheap look before
+// the rest are evaluated at once (a Gaussian block makes about 13).
+const eagerAfter = 32
 
 // tinyMax is how many seeds tiny will evaluate one by one before leaving
 // the block to the scan: a full evaluation costs about as much as scanning
@@ -233,7 +192,7 @@ func (s *searcher) tiny(w []float64, n2 float64, out *code, bestErr *float64) bo
 	bs := qz.bs
 	floor := math.Ldexp(1, qz.p.emin()+qz.bias)
 	tau := 2 * math.Sqrt(n2) / floor * 1.01
-	k := sort.Search(len(bs.bySigma), func(i int) bool { return bs.sigmaLB[bs.bySigma[i]] >= tau })
+	k := sort.Search(len(bs.sigma), func(i int) bool { return float64(bs.sigma[i]) >= tau })
 	if k > bs.tinyMax() {
 		return false
 	}
@@ -251,18 +210,36 @@ func (s *searcher) tiny(w []float64, n2 float64, out *code, bestErr *float64) bo
 // deferred is a candidate waiting for its full evaluation.
 type deferred struct {
 	pos int32
-	ls  float64
+	ls  float64 // lower bound on its exact error (lowerBound)
+}
+
+// lowerBound is a lower bound (up to the 1e-6·‖w‖² slack) on the exact
+// error of any nonzero code of the seed at pos for a block with ‖w‖² = n2
+// and least-squares error ls: ls + (a − √π)₊² with π = n2 − ls and
+// a = σ·2^{emin+bias} (see tile.setThreshold), σ the seed's own σ bound.
+func (s *searcher) lowerBound(pos int, n2, ls float64) float64 {
+	bs := s.qz.bs
+	r := math.Sqrt(math.Max(n2-ls, 0))
+	// The seed's σ is below its class's upper edge (or any σ, for the top
+	// class): when that already gives a ≤ √π, there is nothing to add.
+	if c := int(bs.class[pos]); c+1 < classes && bs.classSigma[c+1]*s.t.floor <= r {
+		return ls
+	}
+	if d := bs.sigmaAt(pos)*s.t.floor - r; d > 0 {
+		return ls + float64(d*d)*(1-1e-9)
+	}
+	return ls
 }
 
 // searchIll covers the near-singular seeds the main kernels skip: a float32
 // least-squares bound through each seed's orthonormal basis (uniform, tiny
 // margin), then the exact evaluation for the seeds it cannot rule out.
-func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr, upper, n2, sc *[lanes]float64) {
+func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr, upper, n2 *[lanes]float64) {
 	qz := s.qz
 	bs := qz.bs
 	var c code
 	for j := 0; j < len(bs.ill); {
-		p, mask := s.ill(bs, &s.t, j, len(bs.ill))
+		p, mask := s.k.ill(bs, s.t, j, len(bs.ill))
 		if mask == 0 {
 			break
 		}
@@ -280,38 +257,11 @@ func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr,
 			}
 			if e < upper[l] {
 				upper[l] = e
-				s2 := sc[l] * sc[l]
-				s.t.thr[l] = pruneThreshold(n2[l]*s2, e*s2)
+				s.t.setThreshold(l, n2[l], e)
 			}
 		}
 		j = p + 1
 	}
-}
-
-// illGeneric is the portable twin of the illAVX2 kernels.
-func illGeneric(bs *basis, t *tile, from, to int) (int, uint32) {
-	C, P := bs.C, bs.P
-	for j := from; j < to; j++ {
-		q := bs.illQ32[j*C*P : (j+1)*C*P]
-		var mask uint32
-		for l := 0; l < lanes; l++ {
-			var proj float32
-			for p := 0; p < P; p++ {
-				var d float32
-				for c := 0; c < C; c++ {
-					d += q[c*P+p] * t.w[c*lanes+l]
-				}
-				proj += d * d
-			}
-			if proj+bs.illM*t.n2[l] >= t.thr[l] {
-				mask |= 1 << l
-			}
-		}
-		if mask != 0 {
-			return j, mask
-		}
-	}
-	return to, 0
 }
 
 // bruteForce is the obviously-correct reference: every seed, exact error,

@@ -119,7 +119,7 @@ func (s Sampler) take(w []float32, stacks [][]encoder.Params) sample {
 		for b := 0; (b+1)*c <= nseg*seg; b++ {
 			var n2 float64
 			for _, x := range w[b*c : (b+1)*c] {
-				n2 += float64(x) * float64(x)
+				n2 += float64(float64(x) * float64(x))
 			}
 			if n2 > bestN {
 				best, bestN = b, n2
@@ -178,12 +178,12 @@ func MeasureTensor(ctx context.Context, name string, w []float32, stacks [][]enc
 	}
 	var norm2 float64
 	for _, x := range w {
-		norm2 += float64(x) * float64(x)
+		norm2 += float64(float64(x) * float64(x))
 	}
 	s := smp.take(FlushSubnormals(w), stacks)
 	var sn2 float64
 	for _, x := range s.w[:s.n1] {
-		sn2 += float64(x) * float64(x)
+		sn2 += float64(float64(x) * float64(x))
 	}
 	out := make([]Measurement, len(stacks))
 	for i, st := range stacks {
@@ -205,7 +205,7 @@ func MeasureTensor(ctx context.Context, name string, w []float32, stacks [][]enc
 			var se float64
 			for j, x := range s.w[:s.n1] {
 				d := float64(x) - float64(rec[j])
-				se += d * d
+				se += float64(d * d)
 			}
 			if sn2 > 0 {
 				m.SqErr = se / sn2 * norm2

@@ -107,10 +107,10 @@ func TestPlanObjectives(t *testing.T) {
 	}
 }
 
-// TestPlanDuplicates: a tensor marked as a duplicate of an earlier one
+// TestPlanDuplicateGroupIsOneUnit: a tensor marked as a duplicate of an earlier one
 // takes its plan in every mode, costs no bits, and in a target allocation
 // adds its objective weight to the kept tensor's, so the group is one unit.
-func TestPlanDuplicates(t *testing.T) {
+func TestPlanDuplicateGroupIsOneUnit(t *testing.T) {
 	src := objectiveSource()
 	rng := rand.New(rand.NewSource(12))
 	src.add("norm", "F32", []int64{64}, 1, rng)
@@ -118,7 +118,8 @@ func TestPlanDuplicates(t *testing.T) {
 	src.data["tied.weight"] = src.data["small.weight"]
 	src.infos = append(src.infos, checkpoint.TensorInfo{Name: "norm2", DType: "F32", Shape: []int64{64}})
 	src.data["norm2"] = src.data["norm"]
-	dup := map[string]string{"tied.weight": "small.weight", "norm2": "norm"}
+	// Tensors: big, small, other, norm, tied (= small), norm2 (= norm).
+	dup := []string{"", "", "", "", "small.weight", "norm"}
 	byName := func(plans []TensorPlan) map[string]TensorPlan {
 		m := map[string]TensorPlan{}
 		for _, p := range plans {
@@ -188,9 +189,9 @@ func TestPlanDuplicates(t *testing.T) {
 	}
 	// A duplicate of a later or unknown tensor, or of another shape, is an
 	// error.
-	for _, bad := range []map[string]string{{"small.weight": "tied.weight"}, {"tied.weight": "nope"}, {"tied.weight": "norm"}} {
+	for _, bad := range [][]string{{"", "tied.weight", "", "", "", ""}, {"", "", "", "", "nope", ""}, {"", "", "", "", "norm", ""}, {"", ""}} {
 		if _, _, err := Plan(context.Background(), Config{}, src, Options{DuplicateOf: bad}); err == nil {
-			t.Errorf("duplicate map %v accepted", bad)
+			t.Errorf("duplicates %q accepted", bad)
 		}
 	}
 }

@@ -60,10 +60,6 @@ import (
 // TensorPlan is what compress does with one tensor.
 type TensorPlan struct {
 	Name string
-	// DuplicateOf names an earlier tensor whose bytes this one repeats
-	// (tied weights; Options.DuplicateOf): it is stored once, with that
-	// tensor, and takes its plan. (Tagged as in compress.TensorPlan.)
-	DuplicateOf string `json:"duplicate_of,omitempty"`
 	// Rule names what decided the plan, for --dry-run and inspect: e.g.
 	// "default", "preset balanced", "layer_specific \"*.mlp.*\"",
 	// "passthrough: 1-D tensor".
@@ -72,6 +68,11 @@ type TensorPlan struct {
 	// Layers are the codec settings of the base layer and each enhancement
 	// layer (empty when Passthrough).
 	Layers []encoder.Params
+	// DuplicateOf names an earlier tensor with byte-identical contents
+	// (tied weights), set before allocation from Options.DuplicateOf: the
+	// archive stores that tensor once. Its plan mirrors that tensor's
+	// (Layers, Passthrough), with Bits 0.
+	DuplicateOf string `json:"duplicate_of,omitempty"`
 
 	// The fields below are filled by Plan (zero from Default).
 

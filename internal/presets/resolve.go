@@ -42,12 +42,6 @@ type Options struct {
 	// Objective names Weigh's objective in the plans' rules ("" with
 	// Weigh: "auto").
 	Objective string
-	// DuplicateOf maps a tensor's name to an earlier tensor whose bytes it
-	// repeats (tied weights; the caller finds them before planning). A
-	// duplicate is planned as its kept tensor (same layers, or stored
-	// exactly with it), its bits count once, and its objective weight is
-	// added to the kept tensor's: the group is one unit.
-	DuplicateOf map[string]string
 	// Search, required with max_kl, gets the measured allocation and
 	// returns the budget (payload bits of the tensors it decides) to plan
 	// with: compress evaluates candidate plans (Allocation.Choose) and
@@ -58,6 +52,21 @@ type Options struct {
 	// against its budget. Plans not yet decided have Layers nil and
 	// Passthrough false: count them as one layer.
 	OverheadBytes func(infos []checkpoint.TensorInfo, plans []TensorPlan) int64
+	// FlagOrigins says, per key of Flags, where its value came from
+	// ("flags" or "env", for a SEEDLM_* variable), so rules (--dry-run,
+	// inspect) name the real source; keys it lacks are "flags".
+	FlagOrigins map[string]string
+	// DuplicateOf, when set, has one entry per tensor of the source: the
+	// name of an earlier tensor with the same bytes ("" for none). Such a
+	// tensor is stored once, with its original, unless a layer_specific
+	// rule decides it otherwise than its original (then it is stored on
+	// its own, with a warning). A stored-once group is one unit: the
+	// duplicate takes no bits (its weights still count in a file-scope
+	// bits-per-weight target, as the decompressed model has them; a
+	// coded-scope target counts only the weights coded), gets its
+	// original's plan, and in an allocation its objective weight joins its
+	// original's (Weigh).
+	DuplicateOf []string
 }
 
 // global is the settings that apply to every tensor no rule claims, after
@@ -75,6 +84,7 @@ type global struct {
 	layers     int
 	minElem    int64
 	flagsCodec Codec
+	origin     func(key string) string // where a Flags key came from
 	rules      []Rule
 }
 
@@ -118,7 +128,14 @@ func withLayers(st []encoder.Params, n int) []encoder.Params {
 // quality stack replaces the stack (and cancels a target or adaptive set
 // lower down), a target replaces a level set lower down, codec keys
 // override fields of every layer.
-func resolve(file Config, flags Config) (global, error) {
+func resolve(file Config, flags Config, origins map[string]string) (global, error) {
+	const flagsLabel = "flags"
+	origin := func(key string) string {
+		if o := origins[key]; o != "" {
+			return o
+		}
+		return flagsLabel
+	}
 	if len(flags.LayerSpecific) > 0 {
 		return global{}, fmt.Errorf("layer_specific rules come from a config file, not flags")
 	}
@@ -128,7 +145,7 @@ func resolve(file Config, flags Config) (global, error) {
 	if err := file.Validate(); err != nil {
 		return global{}, err
 	}
-	g := global{stack: []encoder.Params{encoder.Paper4Bit}, stackFrom: "default", minElem: MinElements, rules: file.LayerSpecific}
+	g := global{stack: []encoder.Params{encoder.Paper4Bit}, stackFrom: "default", minElem: MinElements, rules: file.LayerSpecific, origin: origin}
 	type src struct {
 		label string
 		c     Config
@@ -145,7 +162,7 @@ func resolve(file Config, flags Config) (global, error) {
 		}
 		srcs = append(srcs, src{"preset " + preset, pc})
 	}
-	srcs = append(srcs, src{"config", file}, src{"flags", flags})
+	srcs = append(srcs, src{"config", file}, src{flagsLabel, flags})
 	for _, s := range srcs {
 		c := s.c
 		if c.CompressionLevel != 0 && (c.targetBPW() != 0 || c.MaxKL != 0) {
@@ -163,18 +180,33 @@ func resolve(file Config, flags Config) (global, error) {
 			// choice from lower down (a preset's), not one set beside it.
 			g.stack, g.target, g.maxKL, g.adaptive = st, 0, 0, nil
 			if c.CompressionLevel != 0 {
-				g.stackFrom = fmt.Sprintf("%s: compression_level %g", s.label, c.CompressionLevel)
+				label := s.label
+				if label == flagsLabel {
+					label = origin("compression_level")
+				}
+				g.stackFrom = fmt.Sprintf("%s: compression_level %g", label, c.CompressionLevel)
 			} else {
 				g.stackFrom = fmt.Sprintf("%s: base_quality %g", s.label, c.BaseQuality)
 			}
 		}
 		if t := c.targetBPW(); t != 0 {
+			label := s.label
+			if label == flagsLabel {
+				label = origin("target_bpw")
+				if c.TargetBPW == 0 {
+					label = origin("target_ratio")
+				}
+			}
 			g.target, g.maxKL = t, 0
-			g.targetFrom = fmt.Sprintf("%s: target %.4g bits/weight", s.label, t)
+			g.targetFrom = fmt.Sprintf("%s: target %.4g bits/weight", label, t)
 		}
 		if c.MaxKL != 0 {
+			label := s.label
+			if label == flagsLabel {
+				label = origin("max_kl")
+			}
 			g.target, g.maxKL = 0, c.MaxKL
-			g.targetFrom = fmt.Sprintf("%s: max KL %.4g", s.label, c.MaxKL)
+			g.targetFrom = fmt.Sprintf("%s: max KL %.4g", label, c.MaxKL)
 		}
 		if c.TargetScope != "" {
 			g.scope = c.TargetScope
@@ -182,7 +214,7 @@ func resolve(file Config, flags Config) (global, error) {
 		if c.Objective != "" {
 			g.objective = c.Objective
 		}
-		if !c.Codec.IsZero() && s.label != "flags" {
+		if !c.Codec.IsZero() && s.label != flagsLabel {
 			for i := range g.stack {
 				g.stack[i] = c.Codec.Apply(g.stack[i])
 			}
@@ -233,7 +265,23 @@ func (g *global) ruleSuffix() string {
 	if g.flagsCodec.IsZero() {
 		return ""
 	}
-	return " + flags: " + g.flagsCodec.String()
+	// " + flags: seed_bits=12", or per source: " + env: block_size=16 + flags: seed_bits=12".
+	var order []string
+	by := map[string][]string{}
+	for _, k := range CodecKeys() {
+		if v := g.flagsCodec.Get(k); v != 0 {
+			o := g.origin(k)
+			if by[o] == nil {
+				order = append(order, o)
+			}
+			by[o] = append(by[o], fmt.Sprintf("%s=%d", k, v))
+		}
+	}
+	var b strings.Builder
+	for _, o := range order {
+		fmt.Fprintf(&b, " + %s: %s", o, strings.Join(by[o], " "))
+	}
+	return b.String()
 }
 
 // lastMatch is the winning rule for a name: the LAST matching rule in file
@@ -261,8 +309,8 @@ func rawBits(t checkpoint.TensorInfo) int64 {
 // warnings for the user (rules that match nothing or never win).
 //
 // Per tensor, in order:
-//  0. A duplicate (Options.DuplicateOf) takes the plan of the tensor it
-//     repeats, whatever else matches it, and costs no bits.
+//  0. A duplicate (Options.DuplicateOf) that no rule decides otherwise
+//     than its original takes its original's plan and costs no bits.
 //  1. A dtype that is not float, rank < 2, or fewer than min_elements
 //     weights: passthrough ("passthrough: <reason>").
 //  2. The winning layer_specific rule (last match): passthrough: true stores
@@ -278,18 +326,19 @@ func rawBits(t checkpoint.TensorInfo) int64 {
 //
 // Only modes 3b and 3c read tensor data (every global tensor once).
 func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPlan, []string, error) {
-	g, err := resolve(file, opt.Flags)
+	g, err := resolve(file, opt.Flags, opt.FlagOrigins)
 	if err != nil {
 		return nil, nil, err
 	}
 	infos := src.Tensors()
 	plans := make([]TensorPlan, len(infos))
-	var warnings []string
 	matched := make([]int, len(g.rules))
 	won := make([]int, len(g.rules))
-	var open []int // tensors the global settings decide
+	inert := make([]int, len(g.rules))       // tensors the rule wins that are stored exactly whatever it says
+	inertWhy := make([]string, len(g.rules)) // the first one's reason
+	var open []int                           // tensors the global settings decide
 	var fixedBits, totalElems, fixedCodedBits, codedElems int64
-	keep, err := duplicateRoots(infos, opt.DuplicateOf)
+	keep, warnings, err := storedOnce(infos, opt.DuplicateOf, g.rules)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -297,22 +346,30 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 		n := t.NumElements()
 		totalElems += n
 		p := TensorPlan{Name: t.Name, Elements: n}
-		if keep[i] >= 0 {
-			p.DuplicateOf = infos[keep[i]].Name
-			p.Rule = fmt.Sprintf("duplicate of %q", p.DuplicateOf)
-			plans[i] = p // layers from its kept tensor, below
-			continue
-		}
 		for ri, r := range g.rules {
 			if Match(r.Pattern, t.Name) {
 				matched[ri]++
 			}
 		}
 		ri := lastMatch(g.rules, t.Name)
-		if ri >= 0 {
-			won[ri]++
+		if keep[i] >= 0 {
+			p.DuplicateOf = infos[keep[i]].Name
+			p.Rule = fmt.Sprintf("duplicate of %q", p.DuplicateOf)
+			plans[i] = p // mirrors its original, below
+			if ri >= 0 {
+				won[ri]++
+			}
+			continue
 		}
 		reason := PassthroughReason(t, g.minElem)
+		if ri >= 0 {
+			won[ri]++
+			if reason != "" {
+				if inert[ri]++; inert[ri] == 1 {
+					inertWhy[ri] = reason
+				}
+			}
+		}
 		switch {
 		case reason != "":
 			p.Rule, p.Passthrough = "passthrough: "+reason, true
@@ -359,6 +416,9 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 			warnings = append(warnings, fmt.Sprintf("%s matches no tensor", r.Name()))
 		case won[ri] == 0:
 			warnings = append(warnings, fmt.Sprintf("%s matches %d tensor(s) but a later rule wins for all of them", r.Name(), matched[ri]))
+		case inert[ri] == won[ri]:
+			warnings = append(warnings, fmt.Sprintf("%s only matches tensor(s) that are stored exactly whatever it says (%d, e.g. %s): it changes nothing",
+				r.Name(), won[ri], inertWhy[ri]))
 		}
 	}
 
@@ -421,38 +481,50 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 			p := &plans[i]
 			p.Passthrough = k.Passthrough
 			p.Layers = append([]encoder.Params(nil), k.Layers...)
-			p.Bits = 0 // stored once, with the kept tensor
+			p.Bits = 0 // stored once, with its original
 		}
 	}
 	return plans, warnings, nil
 }
 
-// duplicateRoots maps each tensor to the tensor it repeats (following
-// chains to the first of the group), or -1. A duplicate must repeat an
-// earlier tensor of the same dtype and shape.
-func duplicateRoots(infos []checkpoint.TensorInfo, dup map[string]string) ([]int, error) {
+// storedOnce maps each tensor to the earlier tensor it is stored with
+// (Options.DuplicateOf), or -1: a duplicate must name an earlier tensor
+// that is not itself stored as a duplicate. One whose winning
+// layer_specific rule is not its original's is stored on its own (the user
+// asked for other settings), with a warning; the others must have their
+// original's dtype and shape.
+func storedOnce(infos []checkpoint.TensorInfo, dup []string, rules []Rule) ([]int, []string, error) {
+	if dup != nil && len(dup) != len(infos) {
+		return nil, nil, fmt.Errorf("duplicates given for %d tensors, the source has %d (internal error)", len(dup), len(infos))
+	}
 	keep := make([]int, len(infos))
 	pos := make(map[string]int, len(infos))
+	var warnings []string
 	for i, t := range infos {
 		keep[i] = -1
+		if dup != nil && dup[i] != "" {
+			o := dup[i]
+			j, ok := pos[o]
+			if !ok || keep[j] >= 0 {
+				return nil, nil, fmt.Errorf("tensor %q: duplicate of %q, which is not an earlier original tensor", t.Name, o)
+			}
+			switch ri := lastMatch(rules, t.Name); {
+			case ri != lastMatch(rules, o):
+				why := "no rule"
+				if ri >= 0 {
+					why = rules[ri].Name()
+				}
+				warnings = append(warnings, fmt.Sprintf("tensor %q has the same bytes as %q, but %s decides it and not %q's: it is stored on its own, not once for both",
+					t.Name, o, why, o))
+			case infos[j].DType != t.DType || !slices.Equal(infos[j].Shape, t.Shape):
+				return nil, nil, fmt.Errorf("tensor %q (%s %v): duplicate of %q, which is %s %v", t.Name, t.DType, t.Shape, o, infos[j].DType, infos[j].Shape)
+			default:
+				keep[i] = j
+			}
+		}
 		pos[t.Name] = i
-		of, ok := dup[t.Name]
-		if !ok || of == "" {
-			continue
-		}
-		j, ok := pos[of]
-		if !ok || j >= i {
-			return nil, fmt.Errorf("tensor %q: duplicate of %q, which is not an earlier tensor", t.Name, of)
-		}
-		if infos[j].DType != t.DType || !slices.Equal(infos[j].Shape, t.Shape) {
-			return nil, fmt.Errorf("tensor %q (%s %v): duplicate of %q, which is %s %v", t.Name, t.DType, t.Shape, of, infos[j].DType, infos[j].Shape)
-		}
-		if keep[j] >= 0 {
-			j = keep[j]
-		}
-		keep[i] = j
 	}
-	return keep, nil
+	return keep, warnings, nil
 }
 
 // candidateStacks turns the adaptive candidates into full stacks: unset
@@ -623,7 +695,7 @@ type Allocation struct {
 
 	g       *global
 	method  string
-	rule    string // the allocated tensors' TensorPlan.Rule
+	rule    string     // the allocated tensors' TensorPlan.Rule
 	weighed [][]Option // Options with SqErr × Weight: what Allocate minimizes
 	elems   []int64
 	sig     []float64
@@ -829,7 +901,7 @@ func (a *Allocation) apply(budget float64, plans []TensorPlan, warnings *[]strin
 // a model: bad values and settings that conflict only in combination (a
 // level and a target in one source, an unknown preset).
 func Check(file, flags Config) error {
-	_, err := resolve(file, flags)
+	_, err := resolve(file, flags, nil)
 	return err
 }
 
@@ -882,8 +954,12 @@ type Intent struct {
 
 // IntentOf resolves the settings for a source's tensors (duplicates as in
 // Options.DuplicateOf) without reading any.
-func IntentOf(file, flags Config, infos []checkpoint.TensorInfo, dup map[string]string) (Intent, error) {
-	g, err := resolve(file, flags)
+func IntentOf(file, flags Config, infos []checkpoint.TensorInfo, dup []string) (Intent, error) {
+	g, err := resolve(file, flags, nil)
+	if err != nil {
+		return Intent{}, err
+	}
+	keep, _, err := storedOnce(infos, dup, g.rules)
 	if err != nil {
 		return Intent{}, err
 	}
@@ -892,8 +968,8 @@ func IntentOf(file, flags Config, infos []checkpoint.TensorInfo, dup map[string]
 	for _, p := range g.stack {
 		stackCost += LayerCost(p)
 	}
-	for _, t := range infos {
-		if dup[t.Name] == "" && PassthroughReason(t, g.minElem) == "" {
+	for i, t := range infos {
+		if keep[i] < 0 && PassthroughReason(t, g.minElem) == "" {
 			in.EncodeCost += float64(t.NumElements()) * stackCost
 		}
 	}
@@ -914,8 +990,8 @@ func IntentOf(file, flags Config, infos []checkpoint.TensorInfo, dup map[string]
 	if g.adaptive != nil && g.adaptive.SampleWeights > 0 {
 		want = int64(g.adaptive.SampleWeights)
 	}
-	for _, t := range infos {
-		if dup[t.Name] != "" || PassthroughReason(t, g.minElem) != "" || lastMatch(g.rules, t.Name) >= 0 {
+	for i, t := range infos {
+		if keep[i] >= 0 || PassthroughReason(t, g.minElem) != "" || lastMatch(g.rules, t.Name) >= 0 {
 			continue
 		}
 		n := t.NumElements()
