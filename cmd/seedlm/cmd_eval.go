@@ -132,7 +132,12 @@ are decoded and rounded to their source dtype, as decompress writes them.
 // qualityGateError is a candidate whose KL exceeds --max-kl (exit 5).
 type qualityGateError struct {
 	kl, max float64
+	// inJSON: the --json report (with "passed": false) is on stdout
+	// already, so no second JSON object (the error's) follows it.
+	inJSON bool
 }
+
+func (e *qualityGateError) jsonReported() bool { return e.inJSON }
 
 func (e *qualityGateError) Error() string {
 	return fmt.Sprintf("quality gate failed: mean KL(original ‖ candidate) is %.4g nats, above --max-kl %g", e.kl, e.max)
@@ -388,7 +393,7 @@ func runEval(ctx context.Context, o *evalOptions, args []string, stdout, stderr 
 		pass := res.KLMean <= o.MaxKL
 		rep.MaxKL, rep.Passed = &o.MaxKL, &pass
 		if !pass {
-			gate = &qualityGateError{kl: res.KLMean, max: o.MaxKL}
+			gate = &qualityGateError{kl: res.KLMean, max: o.MaxKL, inJSON: o.JSON}
 		}
 	}
 	switch {

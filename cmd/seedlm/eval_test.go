@@ -52,12 +52,13 @@ func tinyLlama(arch string) *model.Config {
 }
 
 // mkllama DIR [arch=llama|mistral|qwen2|gpt2] [dtype=F32|BF16|F16] [seed=N]
-// [intermediate=N] [nan=TENSOR] [noconfig]: write DIR/model.safetensors, a
-// random Llama-family model, and DIR/config.json describing it (arch gpt2
-// writes a config of an unsupported architecture).
+// [intermediate=N] [nan=TENSOR] [noconfig] [tied]: write
+// DIR/model.safetensors, a random Llama-family model, and DIR/config.json
+// describing it (arch gpt2 writes a config of an unsupported architecture;
+// tied stores lm_head with embed_tokens' bytes, as tied checkpoints do).
 func cmdMkLlama(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 1 {
-		ts.Fatalf("usage: mkllama DIR [arch=..] [dtype=..] [seed=N] [intermediate=N] [nan=TENSOR] [noconfig]")
+		ts.Fatalf("usage: mkllama DIR [arch=..] [dtype=..] [seed=N] [intermediate=N] [nan=TENSOR] [noconfig] [tied]")
 	}
 	opt := map[string]string{"arch": "llama", "dtype": "F32", "seed": "1"}
 	for _, a := range args[1:] {
@@ -83,8 +84,13 @@ func writeLlama(dir string, opt map[string]string) error {
 		return err
 	}
 	var ts []testTensor
+	_, tied := opt["tied"]
 	for _, info := range w.Tensors() {
-		t, err := w.Tensor(info.Name)
+		name := info.Name
+		if tied && name == "lm_head.weight" {
+			name = "model.embed_tokens.weight"
+		}
+		t, err := w.Tensor(name)
 		if err != nil {
 			return err
 		}
@@ -114,7 +120,7 @@ func writeLlama(dir string, opt map[string]string) error {
 		"hidden_size": c.Hidden, "intermediate_size": c.Intermediate, "num_hidden_layers": c.Layers,
 		"num_attention_heads": c.Heads, "num_key_value_heads": c.KVHeads, "vocab_size": c.Vocab,
 		"max_position_embeddings": c.MaxPos, "rms_norm_eps": c.RMSEps, "rope_theta": c.RopeTheta,
-		"hidden_act": "silu", "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2,
+		"hidden_act": "silu", "tie_word_embeddings": tied, "bos_token_id": 1, "eos_token_id": 2,
 	}
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	return os.WriteFile(filepath.Join(dir, "config.json"), append(b, '\n'), 0o644)

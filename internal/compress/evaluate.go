@@ -149,7 +149,24 @@ func MergeQuality(ctx context.Context, paths []string, original checkpoint.Sourc
 			continue
 		}
 		// The same weights: exactly stored tensors byte for byte, coded
-		// ones by the ‖w‖² the encoder recorded.
+		// ones by the ‖w‖² the encoder recorded, a duplicate by having its
+		// original's bytes in the original too (the original is checked on
+		// its own).
+		if o := e.DuplicateOf; o != "" {
+			db, err := original.ReadRaw(t.Name)
+			if err != nil {
+				return nil, err
+			}
+			ob, err := original.ReadRaw(o)
+			if err != nil {
+				diffs = append(diffs, fmt.Sprintf("tensor %q is stored as a duplicate of %q, which the original lacks", t.Name, o))
+				continue
+			}
+			if !bytes.Equal(db, ob) {
+				diffs = append(diffs, fmt.Sprintf("tensor %q is stored as a duplicate of %q, but their bytes differ in the original", t.Name, o))
+			}
+			continue
+		}
 		if e.Passthrough {
 			pb, err := a.ReadPassthrough(t.Name)
 			if err != nil {
