@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/model"
+	"github.com/seedlm/seedlm/internal/model/modeltest"
 )
 
 var tiny = &model.Config{Arch: "llama", Hidden: 32, Intermediate: 48, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 8,
@@ -176,19 +176,7 @@ func TestReadTokens(t *testing.T) {
 // codec's relative error (0.118) in every matrix costs KL of the order the
 // codec itself costs (0.27 measured in issue 10).
 func TestStoriesProtocol(t *testing.T) {
-	dir, _ := filepath.Abs("../../../shared/data/stories260K")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("shared model data absent (%v)", err)
-	}
-	c, err := model.LoadConfig(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := checkpoint.Open(filepath.Join(dir, "stories260K.f32.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	c, src := modeltest.Stories(t)
 	m := load(t, c, model.FromSource(src))
 	ctx := context.Background()
 	txt, err := Sample(ctx, m, SampleOptions{Seed: DefaultSeed})

@@ -3,13 +3,11 @@ package sensitivity
 import (
 	"context"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/eval"
 	"github.com/seedlm/seedlm/internal/model"
+	"github.com/seedlm/seedlm/internal/model/modeltest"
 )
 
 var tiny = &model.Config{Arch: "qwen2", Hidden: 32, Intermediate: 48, Layers: 3, Heads: 4, KVHeads: 2, HeadDim: 8,
@@ -126,19 +124,7 @@ func TestPooled(t *testing.T) {
 // On stories260K: seconds, and the per-weight ordering the notes measured
 // (k_proj and v_proj far above the embeddings).
 func TestStories(t *testing.T) {
-	dir, _ := filepath.Abs("../../../shared/data/stories260K")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("shared model data absent (%v)", err)
-	}
-	c, err := model.LoadConfig(filepath.Join(dir, "config.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := checkpoint.Open(filepath.Join(dir, "stories260K.f32.safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	c, src := modeltest.Stories(t)
 	// 512 tokens (a quarter of the protocol's text): the ordering is clear.
 	m, ref := setup(t, c, model.FromSource(src), 4, 128)
 	res, err := Measure(context.Background(), m, ref, Options{Rel: 0.1, Seed: 1})
