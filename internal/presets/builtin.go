@@ -46,8 +46,8 @@ var builtins = map[string]Preset{
 		Target: "≈15× vs fp32 (≈2.1 bits/weight)",
 		Summary: "target allocation at 2.1 bits/weight (whole file) over K=16 candidates (1.3–4.0 bits/weight), " +
 			"minimizing the predicted output damage (Llama-family models) or each tensor's relative error. " +
-			"It destroys a small language model: stories260K keeps 1.45 bits per coded weight and measures " +
-			"KL 6.1, top-1 agreement 3.6 %; for a language model use --max-kl or a target of 4+ coded bits/weight",
+			"It destroys a small language model: stories260K keeps 1.61 bits per coded weight and measures " +
+			"KL 5.2, top-1 agreement 4.5 %; for a language model use --max-kl or a target of 4+ coded bits/weight",
 		Config: Config{TargetBPW: 2.1, Adaptive: &Adaptive{
 			Method: "measured",
 			Candidates: codecs("C8P3K16B4E4 + C8P3K16B3E3 + C12P4K16B3E3 + C12P3K16B3E3 + C12P2K16B3E3 + " +
