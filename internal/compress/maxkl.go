@@ -84,8 +84,8 @@ func choiceKey(c []int) string {
 
 // kl measures the plan a makes at budget bits: encodes every allocated
 // tensor with its chosen stack (as the run will, a tensor the run would
-// store exactly stays exact) and compares the decoded model with the
-// original. The result is rounded (quality.Round).
+// store exactly stays exact; its duplicates take its decoding) and
+// compares the decoded model with the original. The result is rounded (quality.Round).
 func (s *searcher) kl(ctx context.Context, a *presets.Allocation, choice []int) (float64, error) {
 	key := choiceKey(choice)
 	if v, ok := s.evals[key]; ok {
@@ -120,6 +120,12 @@ func (s *searcher) kl(ctx context.Context, a *presets.Allocation, choice []int) 
 		}
 		if d != nil {
 			dec[t.Name] = d
+			// A duplicate decodes to its original's coding, in the
+			// search as in the archive.
+			for _, c := range t.Copies {
+				ci := s.infos[c]
+				dec[c] = model.NewTensorRounded(c, ci.DType, ci.Shape, d.Float32())
+			}
 		}
 	}
 	cand, err := s.ev.Candidate(dec)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/seedlm/seedlm/internal/archive"
@@ -21,6 +22,29 @@ func tinyLlama(t testing.TB, seed int64) string {
 		Vocab: 128, MaxPos: 32, RMSEps: 1e-5, RopeTheta: 10000, BOS: 1}
 	dir := t.TempDir()
 	if err := model.WriteCheckpoint(dir, c, model.Random(c, seed, "F32")); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "model.safetensors")
+}
+
+// tiedWeights stores lm_head with embed_tokens' values, as a checkpoint
+// with tied embeddings does.
+type tiedWeights struct{ model.Weights }
+
+func (w tiedWeights) Tensor(name string) (*model.Tensor, error) {
+	if name == "lm_head.weight" {
+		name = "model.embed_tokens.weight"
+	}
+	return w.Weights.Tensor(name)
+}
+
+// tiedLlama is tinyLlama with lm_head repeating embed_tokens byte for byte.
+func tiedLlama(t testing.TB, seed int64) string {
+	t.Helper()
+	c := &model.Config{Arch: "llama", Hidden: 64, Intermediate: 96, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16,
+		Vocab: 128, MaxPos: 32, RMSEps: 1e-5, RopeTheta: 10000, BOS: 1}
+	dir := t.TempDir()
+	if err := model.WriteCheckpoint(dir, c, tiedWeights{model.Random(c, seed, "F32")}); err != nil {
 		t.Fatal(err)
 	}
 	return filepath.Join(dir, "model.safetensors")
@@ -99,18 +123,22 @@ func TestPlanOutputObjectiveIsReproducible(t *testing.T) {
 
 // A run that evaluates records the figures an independent evaluation of
 // the written archive measures (model.FromArchive, as seedlm eval reads
-// it); max_kl's archive is within the limit and records the search's KL.
+// it); max_kl's archive is within the limit and records the search's KL,
+// also when lm_head is stored once with embed_tokens (the search decodes the
+// copy as the archive does).
 func TestRunEvaluation(t *testing.T) {
-	path := tinyLlama(t, 2)
-	src := open(t, path)
+	path, tied := tinyLlama(t, 2), tiedLlama(t, 2)
 	dir := t.TempDir()
 	for _, c := range []struct {
-		name string
-		s    Settings
+		name, path string
+		s          Settings
 	}{
-		{"target", Settings{Flags: presets.Config{TargetBPW: 2.5}, File: presets.Config{Adaptive: quickCands()}, Eval: truep()}},
-		{"maxkl", Settings{Flags: presets.Config{MaxKL: 0.2}, File: presets.Config{Adaptive: quickCands()}}},
+		{"target", path, Settings{Flags: presets.Config{TargetBPW: 2.5}, File: presets.Config{Adaptive: quickCands()}, Eval: truep()}},
+		{"maxkl", path, Settings{Flags: presets.Config{MaxKL: 0.2}, File: presets.Config{Adaptive: quickCands()}}},
+		{"maxkl-tied", tied, Settings{Flags: presets.Config{MaxKL: 0.2}, File: presets.Config{Adaptive: quickCands()}}},
 	} {
+		path := c.path
+		src := open(t, path)
 		p, err := MakePlan(context.Background(), src, c.s, PlanOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -149,7 +177,10 @@ func TestRunEvaluation(t *testing.T) {
 		if *got.KLMean != *want.KLMean || *got.Top1 != *want.Top1 || *got.KLP95 != *want.KLP95 || got.Text != want.Text {
 			t.Errorf("%s: recorded %+v, an evaluation of the archive measures %+v", c.name, got, want)
 		}
-		if c.name == "maxkl" && (*got.KLMean > 0.2 || *got.KLMean != p.Search.KL) {
+		if c.name == "maxkl-tied" && rep.DuplicateTensors != 1 {
+			t.Errorf("%s: %d duplicates stored once, want lm_head", c.name, rep.DuplicateTensors)
+		}
+		if strings.HasPrefix(c.name, "maxkl") && (*got.KLMean > 0.2 || *got.KLMean != p.Search.KL) {
 			t.Errorf("max_kl 0.2: archive KL %g, search %g", *got.KLMean, p.Search.KL)
 		}
 	}

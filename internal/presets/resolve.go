@@ -710,6 +710,9 @@ type AllocTensor struct {
 	// Weight multiplies the tensor's squared error in the objective; for a
 	// tensor others duplicate, the sum over its group.
 	Weight float64
+	// Copies are the tensors stored once with this one (its duplicates):
+	// they decode to what it decodes to.
+	Copies []string
 	// Options has, per stack, its exact payload bits and estimated
 	// (unweighted) squared error.
 	Options []Option
@@ -815,6 +818,7 @@ func measure(ctx context.Context, g *global, src Source, infos []checkpoint.Tens
 	for i, kept := range keep {
 		if k, ok := at[kept]; ok && kept >= 0 {
 			a.Tensors[k].Weight += weigh(infos[i], a.Tensors[k].Norm2)
+			a.Tensors[k].Copies = append(a.Tensors[k].Copies, infos[i].Name)
 		}
 	}
 	obj := ""
