@@ -61,13 +61,14 @@ type searcher struct {
 	// search holds on to (the bounds), rounded to the source dtype as
 	// decompress writes it; nil marks a tensor the run stores exactly.
 	decoded map[[2]int]*model.Tensor
-	evals   map[string]float64 // KL by choice
+	fixed   map[string]*model.Tensor // the rule-fixed tensors' decodings
+	evals   map[string]float64       // KL by choice
 	result  *Search
 }
 
 func newSearcher(src checkpoint.Source, ev *quality.Evaluator, maxKL float64, workers int, stage func(string)) *searcher {
 	s := &searcher{src: src, ev: ev, max: maxKL, workers: workers, stage: stage, infos: map[string]checkpoint.TensorInfo{},
-		decoded: map[[2]int]*model.Tensor{}, evals: map[string]float64{}}
+		decoded: map[[2]int]*model.Tensor{}, fixed: map[string]*model.Tensor{}, evals: map[string]float64{}}
 	for _, t := range src.Tensors() {
 		s.infos[t.Name] = t
 	}
@@ -83,8 +84,9 @@ func choiceKey(c []int) string {
 }
 
 // kl measures the plan a makes at budget bits: encodes every allocated
-// tensor with its chosen stack (as the run will, a tensor the run would
-// store exactly stays exact; its duplicates take its decoding) and
+// tensor with its chosen stack and every tensor a rule fixed with its
+// rule's (as the run will, a tensor the run would store exactly stays
+// exact; its duplicates take its decoding) and
 // compares the decoded model with the original. The result is rounded (quality.Round).
 func (s *searcher) kl(ctx context.Context, a *presets.Allocation, choice []int) (float64, error) {
 	key := choiceKey(choice)
@@ -95,38 +97,41 @@ func (s *searcher) kl(ctx context.Context, a *presets.Allocation, choice []int) 
 		s.stage(fmt.Sprintf("max_kl search: plan %d", len(s.evals)+1))
 	}
 	dec := map[string]*model.Tensor{}
+	// put adds a tensor's decoding (nil: stored exactly) under its name
+	// and its duplicates', in the search as in the archive.
+	put := func(name string, copies []string, d *model.Tensor) {
+		if d == nil {
+			return
+		}
+		dec[name] = d
+		for _, c := range copies {
+			ci := s.infos[c]
+			dec[c] = model.NewTensorRounded(c, ci.DType, ci.Shape, d.Float32())
+		}
+	}
+	// Tensors a rule fixed are coded as the run will code them, once.
+	for _, f := range a.Fixed {
+		d, ok := s.fixed[f.Name]
+		if !ok {
+			var err error
+			if d, err = s.code(ctx, f.Name, f.Layers); err != nil {
+				return 0, err
+			}
+			s.fixed[f.Name] = d
+		}
+		put(f.Name, f.Copies, d)
+	}
 	for k, t := range a.Tensors {
 		ck := [2]int{k, choice[k]}
 		d, ok := s.decoded[ck]
 		if !ok {
-			info := s.infos[t.Name]
-			w, err := s.src.ReadFloat32(t.Name)
-			if err != nil {
+			var err error
+			if d, err = s.code(ctx, t.Name, a.Stacks[choice[k]]); err != nil {
 				return 0, err
-			}
-			st := a.Stacks[choice[k]]
-			res, err := encoder.Encode(ctx, t.Name, w, st, encoder.Options{Workers: s.workers})
-			if err != nil {
-				return 0, err
-			}
-			if rel := res.RelErr(len(st) - 1); !(res.Norm2 > 0 && rel >= MaxRelErr) {
-				v, err := encoder.DecodeLayers(res.Layers, len(w))
-				if err != nil {
-					return 0, err
-				}
-				d = model.NewTensorRounded(t.Name, info.DType, info.Shape, v)
 			}
 			s.decoded[ck] = d
 		}
-		if d != nil {
-			dec[t.Name] = d
-			// A duplicate decodes to its original's coding, in the
-			// search as in the archive.
-			for _, c := range t.Copies {
-				ci := s.infos[c]
-				dec[c] = model.NewTensorRounded(c, ci.DType, ci.Shape, d.Float32())
-			}
-		}
+		put(t.Name, t.Copies, d)
 	}
 	cand, err := s.ev.Candidate(dec)
 	if err != nil {
@@ -139,6 +144,29 @@ func (s *searcher) kl(ctx context.Context, a *presets.Allocation, choice []int) 
 	v := quality.Round(r.KLMean)
 	s.evals[key] = v
 	return v, nil
+}
+
+// code encodes a tensor with st and decodes it, rounded to its source
+// dtype as decompress writes it; nil when the run would store it exactly
+// (relative error at or above MaxRelErr).
+func (s *searcher) code(ctx context.Context, name string, st []encoder.Params) (*model.Tensor, error) {
+	info := s.infos[name]
+	w, err := s.src.ReadFloat32(name)
+	if err != nil {
+		return nil, err
+	}
+	res, err := encoder.Encode(ctx, name, w, st, encoder.Options{Workers: s.workers})
+	if err != nil {
+		return nil, err
+	}
+	if rel := res.RelErr(len(st) - 1); res.Norm2 > 0 && rel >= MaxRelErr {
+		return nil, nil
+	}
+	v, err := encoder.DecodeLayers(res.Layers, len(w))
+	if err != nil {
+		return nil, err
+	}
+	return model.NewTensorRounded(name, info.DType, info.Shape, v), nil
 }
 
 // keep drops cached encodings no plan in keepers uses.
@@ -207,6 +235,6 @@ func (s *searcher) search(ctx context.Context, a *presets.Allocation) (float64, 
 		}
 	}
 	s.result = &Search{MaxKL: s.max, KL: kHi, Text: s.ev.Description, BitsPerWeight: a.Bits(cHi) / float64(n), Evaluations: len(s.evals)}
-	s.decoded = nil
+	s.decoded, s.fixed = nil, nil
 	return hi, nil
 }

@@ -125,7 +125,7 @@ func TestPlanOutputObjectiveIsReproducible(t *testing.T) {
 // the written archive measures (model.FromArchive, as seedlm eval reads
 // it); max_kl's archive is within the limit and records the search's KL,
 // also when lm_head is stored once with embed_tokens (the search decodes the
-// copy as the archive does).
+// copy as the archive does) and when a rule fixes some tensors' codec.
 func TestRunEvaluation(t *testing.T) {
 	path, tied := tinyLlama(t, 2), tiedLlama(t, 2)
 	dir := t.TempDir()
@@ -136,6 +136,10 @@ func TestRunEvaluation(t *testing.T) {
 		{"target", path, Settings{Flags: presets.Config{TargetBPW: 2.5}, File: presets.Config{Adaptive: quickCands()}, Eval: truep()}},
 		{"maxkl", path, Settings{Flags: presets.Config{MaxKL: 0.2}, File: presets.Config{Adaptive: quickCands()}}},
 		{"maxkl-tied", tied, Settings{Flags: presets.Config{MaxKL: 0.2}, File: presets.Config{Adaptive: quickCands()}}},
+		// A rule fixes the down projections' codec: the search must code
+		// them as the run does, or it measures a better model than it writes.
+		{"maxkl-rule", path, Settings{Flags: presets.Config{MaxKL: 0.2}, File: presets.Config{Adaptive: quickCands(),
+			LayerSpecific: []presets.Rule{{Pattern: "*down_proj*", Codec: presets.Codec{BlockSize: 32, LatentDim: 2, SeedBits: 8, CoeffBits: 3, ExpBits: 3}}}}}},
 	} {
 		path := c.path
 		src := open(t, path)

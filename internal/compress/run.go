@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -17,6 +18,7 @@ import (
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/encoder"
+	"github.com/seedlm/seedlm/internal/quality"
 )
 
 // MaxRelErr is the sanity bound on a coded tensor's relative weight error
@@ -192,6 +194,15 @@ func Run(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, out 
 		}
 		if warn != "" {
 			rep.Warnings = append(rep.Warnings, warn)
+		}
+		// max_kl's promise holds for what is written: the search measured
+		// this plan, so a miss here is a bug, never a written archive.
+		if srch := plan.Search; srch != nil && (fig == nil || quality.Round(*fig.KLMean) > srch.MaxKL) {
+			kl := math.NaN()
+			if fig != nil {
+				kl = *fig.KLMean
+			}
+			return nil, fmt.Errorf("internal error: max_kl %g: the search measured KL %.4g for this plan, the written archive measures %.4g; nothing is written", srch.MaxKL, srch.KL, kl)
 		}
 		if err := w.SetQuality(fig); err != nil {
 			return nil, err

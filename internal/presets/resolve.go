@@ -692,6 +692,9 @@ type Allocation struct {
 	Tensors []AllocTensor
 	// Objective names the weights ("weights" when Options.Weigh is nil).
 	Objective string
+	// Fixed are the coded tensors a rule decides (outside the choice):
+	// a search that evaluates plans must code them as the run will.
+	Fixed []FixedTensor
 
 	g       *global
 	method  string
@@ -716,6 +719,15 @@ type AllocTensor struct {
 	// Options has, per stack, its exact payload bits and estimated
 	// (unweighted) squared error.
 	Options []Option
+}
+
+// FixedTensor is a coded tensor whose layers a rule fixed.
+type FixedTensor struct {
+	Index  int // position in the source's tensor list
+	Name   string
+	Layers []encoder.Params
+	// Copies are the tensors stored once with this one.
+	Copies []string
 }
 
 // MinBits and MaxBits are the payload bits of the cheapest and the most
@@ -813,12 +825,21 @@ func measure(ctx context.Context, g *global, src Source, infos []checkpoint.Tens
 		at[t.Index] = k
 		a.Tensors[k].Weight = weigh(infos[t.Index], t.Norm2)
 	}
+	fixed := map[int]int{} // source index → a.Fixed index
+	for i, p := range plans {
+		if _, open := at[i]; !open && p.Layers != nil && !p.Passthrough && keep[i] < 0 {
+			fixed[i] = len(a.Fixed)
+			a.Fixed = append(a.Fixed, FixedTensor{Index: i, Name: infos[i].Name, Layers: p.Layers})
+		}
+	}
 	// A duplicate's error is its kept tensor's: its weight joins the kept
 	// tensor's (same bytes, so the same ‖w‖²).
 	for i, kept := range keep {
 		if k, ok := at[kept]; ok && kept >= 0 {
 			a.Tensors[k].Weight += weigh(infos[i], a.Tensors[k].Norm2)
 			a.Tensors[k].Copies = append(a.Tensors[k].Copies, infos[i].Name)
+		} else if f, ok := fixed[kept]; ok && kept >= 0 {
+			a.Fixed[f].Copies = append(a.Fixed[f].Copies, infos[i].Name)
 		}
 	}
 	obj := ""
