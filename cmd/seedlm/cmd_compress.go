@@ -58,6 +58,12 @@ func addSettingsFlags(fs *pflag.FlagSet) {
 	fs.Int(flagName(keySeedBits), 0, "K: LFSR seed bits; the search doubles per bit (paper: 16)")
 	fs.Int(flagName(keyCoeffBits), 0, "B: bits per coefficient (paper: 4)")
 	fs.Int(flagName(keyExpBits), 0, "E: bits of the shared block exponent (paper: 4)")
+	fs.String(flagName(keyTargetScope), "", "what a size target counts: file (the whole archive; default) or coded (the coded tensors' payload only)")
+	fs.String(flagName(keyObjective), "", "what a target allocation minimizes: auto (default), output (predicted KL; Llama-family models), relative or weights")
+	fs.Float64(flagName(keyMaxKL), 0, "the smallest archive whose measured KL(original ‖ decoded) is at most this (Llama-family models; exit 5 if out of reach)")
+	fs.Bool(flagName(keyEval), false, "evaluate the compressed model (KL and top-1 vs the original) and record it; default: when it costs under 10 % of the compression")
+	fs.Bool("no-eval", false, "do not evaluate the compressed model")
+	fs.String(flagName(keyModelConfig), "", "the model's Hugging Face config.json (default: config.json beside INPUT)")
 }
 
 // AddFlags registers compress's flags.
@@ -150,15 +156,28 @@ func recordedSettings(s compress.Settings, display bool) compress.Settings {
 func makePlan(ctx context.Context, src checkpoint.Source, s compress.Settings, workers int, hash, bar bool, stderr io.Writer) (*compress.Plan, error) {
 	// The measuring pass (size targets, adaptive settings) has its own
 	// bar, counting the tensors it reads; it is cleared before encoding.
+	// Stages before it (the output objective's probes, max_kl's text) show
+	// on a "planning" bar over the model's tensors, stages after it (the
+	// max_kl search) on the measuring bar.
 	var mbar *progress
 	plan, err := compress.MakePlan(ctx, src, s, compress.PlanOptions{Workers: workers, HashTensors: hash,
 		Progress: func(done, total int, name string) {
-			if mbar == nil {
+			if mbar == nil || mbar.label != "measuring" {
+				if mbar != nil {
+					mbar.Done()
+				}
 				mbar = newProgress(stderr, bar, int64(total), "measuring", "tensors")
 			}
 			mbar.Describe(shortName(name))
 			mbar.Add(1)
-		}})
+		},
+		Stage: func(what string) {
+			if mbar == nil {
+				mbar = newProgress(stderr, bar, int64(len(src.Tensors())), "planning", "tensors")
+			}
+			mbar.Stage(what)
+		},
+	})
 	if mbar != nil {
 		mbar.Done()
 	}
@@ -232,8 +251,10 @@ func runCompress(ctx context.Context, o *compressOptions, args []string, stdout,
 				o.onBlocks()
 			}
 		},
-		Started:    func(name string) { bar.Describe(shortName(name)) },
-		TensorDone: o.afterTensor,
+		Started:     func(name string) { bar.Describe(shortName(name)) },
+		TensorDone:  o.afterTensor,
+		ModelConfig: o.Settings.ModelConfig,
+		Evaluating:  func() { bar.Describe("evaluating") },
 	})
 	if err != nil {
 		return err
@@ -327,9 +348,23 @@ func printCompressReport(w io.Writer, r *compress.Report) {
 	fmt.Fprintf(tw, "  output\t%s on disk\n", plural64(r.OutputBytes, "byte", "bytes"))
 	fmt.Fprintf(tw, "  ratio\t%.2f× vs input, %.2f× vs fp32\n", r.RatioVsInput, r.RatioVsFP32)
 	fmt.Fprintf(tw, "  bits/weight\t%.3f overall (file bits / all weights), %.3f in coded tensors\n", r.BitsPerWeight, r.CodedBitsPerWeight)
+	if r.Objective != "" {
+		fmt.Fprintf(tw, "  objective\t%s\n", describeObjective(r.Objective, r.Probes))
+	}
+	if s := r.Search; s != nil {
+		fmt.Fprintf(tw, "  max KL\t%g: the smallest plan the search found measures KL %.4g (%.3f bits/weight in the allocated tensors, %d plans evaluated)\n",
+			s.MaxKL, s.KL, s.BitsPerWeight, s.Evaluations)
+	}
 	if r.CodedTensors > 0 {
 		fmt.Fprintf(tw, "  quality\tSNR %s (worst tensor %s: %s); relative error %.4f (weight error, not output KL)\n",
 			fmtDB(r.SNRdB), fmtDB(r.SNRWorstDB), r.SNRWorstTensor, r.RelErr)
+	}
+	switch q := r.Quality; {
+	case q != nil:
+		fmt.Fprintf(tw, "  output\tKL(original ‖ decoded) mean %.4g, p95 %.4g nats; top-1 agreement %.4g %%; perplexity %.4g → %.4g (output quality, measured on %s next-token distributions; %s)\n",
+			*q.KLMean, *q.KLP95, 100**q.Top1, *q.PPLOriginal, *q.PPLCandidate, commas(int64(q.Tokens)), fmtSeconds(r.EvalSeconds))
+	case r.EvalNote != "":
+		fmt.Fprintf(tw, "  output\t%s\n", r.EvalNote)
 	}
 	if len(r.Warnings) > 0 {
 		fmt.Fprintf(tw, "  warnings\t%d (printed above)\n", len(r.Warnings))
@@ -337,6 +372,26 @@ func printCompressReport(w io.Writer, r *compress.Report) {
 	fmt.Fprintf(tw, "  time\t%s wall, %s weights/s encoding (%s, %s kernel)\n",
 		fmtSeconds(r.WallSeconds), commas(int64(math.Round(r.WeightsPerSecond))), plural(r.Workers, "worker", "workers"), r.Kernel)
 	tw.Flush()
+}
+
+// planObjective describes a plan's objective.
+func planObjective(p *compress.Plan) string {
+	probes := ""
+	if p.Sensitivity != nil {
+		probes = p.Sensitivity.Probes
+	}
+	return describeObjective(p.Objective, probes)
+}
+
+// describeObjective says what a target allocation minimized.
+func describeObjective(name, probes string) string {
+	switch name {
+	case "output":
+		return fmt.Sprintf("output: predicted KL(original ‖ decoded), each tensor weighted by its measured sensitivity (%s probes)", probes)
+	case "relative":
+		return "relative: each weight's error relative to its tensor's mean square (the proxy for models seedlm cannot run)"
+	}
+	return "weights: total squared weight error"
 }
 
 // dryRun prints the plan (of one part, with --part) and its estimate
@@ -359,14 +414,42 @@ func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoin
 	}
 	fmt.Fprintf(stdout, "dry run: %s (%s),%s %s; nothing written\n", input, src.Format(), what, plural(len(e.Tensors), "tensor", "tensors"))
 	fmt.Fprintf(stdout, "settings: %s\n", describeSettings(plan.Settings))
+	if plan.Objective != "" {
+		fmt.Fprintf(stdout, "objective: %s\n", planObjective(plan))
+		if s := plan.Sensitivity; s != nil {
+			fmt.Fprintf(stdout, "sensitivity: S = KL(original ‖ perturbed) / %g² for noise of relative size %g in one matrix, on %s\n", s.Rel, s.Rel, s.Text)
+		}
+	}
+	switch {
+	case plan.Quality != nil:
+		fmt.Fprintf(stdout, "evaluation: after encoding, KL and top-1 on %s\n", plan.Quality.Text)
+	case plan.EvalNote != "":
+		fmt.Fprintf(stdout, "evaluation: %s\n", plan.EvalNote)
+	}
+	if s := plan.Search; s != nil {
+		fmt.Fprintf(stdout, "max KL %g: the search chose a plan measuring KL %.4g (%.3f bits/weight in the allocated tensors, %d plans evaluated)\n", s.MaxKL, s.KL, s.BitsPerWeight, s.Evaluations)
+	}
+	sens := plan.Sensitivity != nil
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TENSOR\tDTYPE\tSHAPE\tRULE\tCODEC\tBITS/W\tEST. TIME")
+	head := "TENSOR\tDTYPE\tSHAPE\tRULE\tCODEC\tBITS/W\tEST. TIME"
+	if sens {
+		head += "\tSENSITIVITY"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range e.Tensors {
 		est := "-"
 		if !r.Passthrough {
 			est = fmtSeconds(r.EstimatedSeconds)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.3f\t%s\n", r.Name, r.DType, shapeString(r.Shape), r.Rule, orDash(r.Codec), r.BitsPerWeight, est)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%.3f\t%s", r.Name, r.DType, shapeString(r.Shape), r.Rule, orDash(r.Codec), r.BitsPerWeight, est)
+		if sens {
+			v := "-"
+			if r.Sensitivity > 0 {
+				v = fmt.Sprintf("%.4g", r.Sensitivity)
+			}
+			line += "\t" + v
+		}
+		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
 	bpw := 0.0

@@ -134,9 +134,12 @@ type inspectReport struct {
 	Settings     map[string]string `json:"settings"` // {} when none
 	// Part is set for a part archive (compress --part), which holds only
 	// some of the model's tensors.
-	Part    *inspectPart    `json:"part,omitempty"`
-	Tensors []inspectTensor `json:"tensors"`
-	Total   inspectTotals   `json:"total"`
+	Part *inspectPart `json:"part,omitempty"`
+	// Quality is the output quality compress measured (the archive's
+	// record): KL(original ‖ decoded) and top-1 agreement.
+	Quality *archive.Quality `json:"quality,omitempty"`
+	Tensors []inspectTensor  `json:"tensors"`
+	Total   inspectTotals    `json:"total"`
 	// Partial file (--allow-partial): the complete archive's size and the
 	// chunks missing from this file.
 	Partial       bool           `json:"partial,omitempty"`
@@ -233,6 +236,7 @@ func newInspection(path string, fileBytes int64, ix *archive.Index, missing []in
 	if p := h.Part; p != nil {
 		in.rep.Part = &inspectPart{Index: p.Index, Count: p.Count, PlanSHA256: p.PlanSHA256, Tensors: p.Tensors}
 	}
+	in.rep.Quality = h.Quality
 	tot := &in.rep.Total
 	tot.FileBytes = fileBytes
 	tot.SourceBytes = h.SourceBytes
@@ -448,6 +452,18 @@ func (in *inspection) print(out io.Writer) error {
 	fmt.Fprintf(w, "  ratio        %.2f× vs fp32, %.2f× vs source\n", t.RatioVsFP32, t.RatioVsSource)
 	for k := range t.RelErr {
 		fmt.Fprintf(w, "  quality      %s: relative error %.4f, SNR %s (coded tensors; weight error, not output KL)\n", plural(k+1, "layer", "layers"), t.RelErr[k], fmtDB(t.SNRdB[k]))
+	}
+	switch q := r.Quality; {
+	case q.Pending():
+		fmt.Fprintf(w, "  output       to be measured by merge (the plan evaluates the merged model on %s)\n", q.Text)
+	case q != nil:
+		what := "measured by compress with every layer"
+		if r.Partial {
+			what += "; this partial file holds fewer"
+		}
+		fmt.Fprintf(w, "  output       KL(original ‖ decoded) mean %.4g, p95 %.4g, max %.4g nats; top-1 agreement %.4g %%; perplexity %.4g → %.4g\n",
+			*q.KLMean, *q.KLP95, *q.KLMax, 100**q.Top1, *q.PPLOriginal, *q.PPLCandidate)
+		fmt.Fprintf(w, "               (output quality, %s, over %s next-token distributions of %s)\n", what, commas(int64(q.Tokens)), q.Text)
 	}
 	if r.Partial {
 		fmt.Fprintf(w, "\nmissing chunks (%d):\n", len(r.MissingChunks))

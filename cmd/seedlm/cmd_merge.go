@@ -15,14 +15,18 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/seedlm/seedlm/internal/archive"
+	"github.com/seedlm/seedlm/internal/compress"
 )
 
 // mergeOptions are merge's resolved settings.
 type mergeOptions struct {
-	Output string
-	Force  bool
-	JSON   bool
-	Quiet  bool
+	Output      string
+	Force       bool
+	JSON        bool
+	Quiet       bool
+	Original    string
+	ModelConfig string
+	Workers     int
 }
 
 // AddFlags registers merge's flags.
@@ -31,6 +35,9 @@ func (o *mergeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Force, "force", false, "replace an existing output archive (never a part)")
 	fs.BoolVar(&o.JSON, "json", false, "print the summary as one JSON object on stdout")
 	fs.BoolVarP(&o.Quiet, "quiet", "q", false, "no summary (errors are still printed)")
+	fs.StringVar(&o.Original, "original", "", "the model the parts were compressed from: needed when the plan evaluates the compressed model (merge measures the merged model's KL and top-1, as compress would have)")
+	fs.StringVar(&o.ModelConfig, "model-config", "", "the model's config.json, with --original (default: beside it)")
+	fs.IntVar(&o.Workers, "workers", 0, "goroutines for the evaluation (0: one per CPU); never changes the output")
 }
 
 func newMergeCmd(a *app) *cobra.Command {
@@ -71,6 +78,9 @@ type mergeReport struct {
 	Tensors     int      `json:"tensors"`
 	OutputBytes int64    `json:"output_bytes"`
 	WallSeconds float64  `json:"wall_seconds"`
+	// Quality is the merged model's measured output quality (the plan's
+	// evaluation, with --original).
+	Quality *archive.Quality `json:"quality,omitempty"`
 }
 
 // partFiles expands folders among args to the part archives they hold
@@ -121,8 +131,15 @@ func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, stder
 		}
 	}
 	sweepTemps(out, stderr)
-	mr, err := archive.Merge(ctx, out, parts, archive.CreateOptions{Overwrite: o.Force})
 	var me *archive.MergeError
+	fig, err := mergeQuality(ctx, o, parts)
+	if err != nil {
+		return err
+	}
+	mr, err := archive.Merge(ctx, out, parts, archive.CreateOptions{Overwrite: o.Force, Quality: fig})
+	if errors.As(err, &me) && me.NeedsQuality {
+		return withHint(err, "pass --original INPUT (and --model-config FILE if its config.json is elsewhere), as compress --part got it")
+	}
 	if errors.As(err, &me) && len(me.Missing) > 0 {
 		nums := make([]string, len(me.Missing))
 		for i, n := range me.Missing {
@@ -133,12 +150,36 @@ func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, stder
 	if err != nil {
 		return err
 	}
-	rep := &mergeReport{Output: out, Parts: parts, Tensors: mr.Tensors, OutputBytes: mr.Bytes, WallSeconds: time.Since(start).Seconds()}
+	rep := &mergeReport{Output: out, Parts: parts, Tensors: mr.Tensors, OutputBytes: mr.Bytes, WallSeconds: time.Since(start).Seconds(), Quality: fig}
+	if fig != nil && *fig.KLMean > compress.KLWarning {
+		fmt.Fprintf(stderr, "seedlm: warning: the compressed model's predictions differ substantially from the original's (mean KL %.4g nats, top-1 agreement %.4g %%); see seedlm eval\n", *fig.KLMean, 100**fig.Top1)
+	}
 	if o.JSON {
 		return writeJSON(stdout, rep)
 	}
 	if !o.Quiet {
 		fmt.Fprintf(stdout, "merged %s → %s: %s, %s, %s\n", plural(mr.Parts, "part", "parts"), out, plural(mr.Tensors, "tensor", "tensors"), plural64(mr.Bytes, "byte", "bytes"), fmtSeconds(rep.WallSeconds))
+		if fig != nil {
+			fmt.Fprintf(stdout, "  output: KL(original ‖ decoded) mean %.4g nats, top-1 agreement %.4g %% (output quality, measured on %s next-token distributions)\n",
+				*fig.KLMean, 100**fig.Top1, commas(int64(fig.Tokens)))
+		}
 	}
 	return nil
+}
+
+// mergeQuality measures the merged model when the parts wait for it (a
+// plan that evaluates), with --original; nil when they do not.
+func mergeQuality(ctx context.Context, o *mergeOptions, parts []string) (*archive.Quality, error) {
+	if o.Original == "" {
+		if o.ModelConfig != "" {
+			return nil, usagef("merge: --model-config needs --original")
+		}
+		return nil, nil
+	}
+	src, err := openInput(o.Original)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	return compress.MergeQuality(ctx, parts, src, o.ModelConfig, o.Workers)
 }

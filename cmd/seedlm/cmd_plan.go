@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/seedlm/seedlm/internal/archive"
 	"github.com/seedlm/seedlm/internal/compress"
 )
 
@@ -100,6 +101,12 @@ type planSummary struct {
 	Cost      float64   `json:"cost"`
 	PartCosts []float64 `json:"part_costs,omitempty"`
 	Warnings  []string  `json:"warnings,omitempty"`
+	// Objective, Evaluation (the pending record), EvalNote and Search are
+	// the plan's output-quality decisions (compress.Plan).
+	Objective  string           `json:"objective,omitempty"`
+	Evaluation *archive.Quality `json:"evaluation,omitempty"`
+	EvalNote   string           `json:"eval_note,omitempty"`
+	Search     *compress.Search `json:"max_kl_search,omitempty"`
 }
 
 func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr io.Writer) error {
@@ -133,7 +140,8 @@ func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr 
 	s := plan.Summarize()
 	sum := &planSummary{Input: input, Plan: out, SHA256: plan.SHA256, Settings: settingsOrEmpty(plan.Settings), Tensors: s.Tensors,
 		Coded: s.Coded, Passthrough: s.Passthrough, Duplicates: s.Duplicates, Weights: s.Weights, PlannedBytes: s.PlannedBytes, Cost: s.Cost,
-		Warnings: plan.Warnings, Files: []string{}, SkippedFiles: plan.SkippedFiles}
+		Warnings: plan.Warnings, Files: []string{}, SkippedFiles: plan.SkippedFiles,
+		Objective: plan.Objective, Evaluation: plan.Quality, EvalNote: plan.EvalNote, Search: plan.Search}
 	for _, f := range plan.Sidecars {
 		sum.Files = append(sum.Files, f.Name)
 	}
@@ -170,6 +178,18 @@ func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr 
 		bpw = float64(s.PlannedBytes) * 8 / float64(s.Weights)
 	}
 	fmt.Fprintf(stdout, "  payload   ≈%s bytes planned (%.3f bits/weight, index not counted)\n", commas(s.PlannedBytes), bpw)
+	if plan.Objective != "" {
+		fmt.Fprintf(stdout, "  objective %s\n", planObjective(plan))
+	}
+	if sr := plan.Search; sr != nil {
+		fmt.Fprintf(stdout, "  max KL    %g: the search chose a plan measuring KL %.4g (%.3f bits/weight in the allocated tensors)\n", sr.MaxKL, sr.KL, sr.BitsPerWeight)
+	}
+	switch {
+	case plan.Quality != nil:
+		fmt.Fprintf(stdout, "  output    evaluated after merge: pass merge --original %s\n", input)
+	case plan.EvalNote != "":
+		fmt.Fprintf(stdout, "  output    %s\n", plan.EvalNote)
+	}
 	if len(sum.PartCosts) > 0 {
 		lo, hi := sum.PartCosts[0], sum.PartCosts[0]
 		for _, c := range sum.PartCosts {

@@ -38,6 +38,11 @@ const (
 	keyTargetBPW   = "target_bpw"
 	keyTargetRatio = "target_ratio"
 	keyMinElements = "min_elements"
+	keyTargetScope = "target_scope"
+	keyObjective   = "objective"
+	keyMaxKL       = "max_kl"
+	keyEval        = "eval" // also --no-eval
+	keyModelConfig = "model_config"
 	keyWorkers     = "workers"
 	keyQuiet       = "quiet"
 	keyDType       = "dtype"

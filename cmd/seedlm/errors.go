@@ -33,6 +33,11 @@ const (
 	// archive (header, index, base layers and exactly stored tensors); the
 	// error states that minimum. Nothing is written.
 	ExitBudget = 4
+	// ExitQuality: a quality requirement failed: eval's --max-kl gate (the
+	// candidate's mean KL(original ‖ candidate) is above the limit; the
+	// report is printed), or compress --max-kl out of reach (even the
+	// largest plan measures a higher KL; nothing is written).
+	ExitQuality = 5
 	// ExitInterrupted: cancelled by SIGINT/SIGTERM; partial output removed.
 	ExitInterrupted = 130
 )
@@ -99,6 +104,8 @@ func isUsage(err error) bool {
 // exitCode maps an error returned by a command to the process exit status.
 func exitCode(err error) int {
 	var be *budgetTooSmall
+	var qe *qualityGateError
+	var cq *compress.QualityError
 	switch {
 	case err == nil:
 		return ExitOK
@@ -106,6 +113,8 @@ func exitCode(err error) int {
 		return ExitIntegrity
 	case errors.As(err, &be):
 		return ExitBudget
+	case errors.As(err, &qe), errors.As(err, &cq):
+		return ExitQuality
 	case errors.Is(err, context.Canceled):
 		return ExitInterrupted
 	case isUsage(err):

@@ -65,7 +65,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	}
 	if err != nil {
 		printError(stderr, err)
-		if wantsJSON(cmd, args) {
+		// A command whose --json result already says it failed (eval's
+		// gate) keeps stdout to that one object.
+		var jr interface{ jsonReported() bool }
+		if wantsJSON(cmd, args) && !(errors.As(err, &jr) && jr.jsonReported()) {
 			writeJSONError(stdout, err)
 		}
 	}

@@ -21,12 +21,13 @@ import (
 // and the environment are parsed here; the config file's are read by
 // presets.LoadConfig (which knows every plan key, layer_specific rules
 // included).
-var planKeys = append([]string{keyPreset, keyLevel, keyLayers, keyTargetBPW, keyTargetRatio, keyMinElements},
-	presets.CodecKeys()...)
+var planKeys = append([]string{keyPreset, keyLevel, keyLayers, keyTargetBPW, keyTargetRatio, keyMinElements,
+	keyTargetScope, keyObjective, keyMaxKL}, presets.CodecKeys()...)
 
 // runKeys are config keys the CLI reads itself; presets.LoadConfig skips
-// them.
-var runKeys = []string{keyWorkers, keyQuiet, keyDType}
+// them. eval and model_config decide the plan too: they go into
+// compress.Settings (settingsFromConfig).
+var runKeys = []string{keyWorkers, keyQuiet, keyDType, keyEval, keyModelConfig}
 
 // flagOrEnv returns key's value from its flag or SEEDLM_* variable, and
 // where it came from ("" when neither sets it).
@@ -71,7 +72,11 @@ func settingsFromConfig(c *config) (compress.Settings, error) {
 		switch key {
 		case keyPreset:
 			fl.Preset = v
-		case keyLevel, keyTargetBPW, keyTargetRatio:
+		case keyTargetScope:
+			fl.TargetScope = v
+		case keyObjective:
+			fl.Objective = v
+		case keyLevel, keyTargetBPW, keyTargetRatio, keyMaxKL:
 			var x float64
 			if x, err = strconv.ParseFloat(v, 64); err == nil && !(x > 0 && !math.IsInf(x, 0)) {
 				// 0 would mean "unset" to presets: a given value must be
@@ -85,6 +90,8 @@ func settingsFromConfig(c *config) (compress.Settings, error) {
 				fl.TargetBPW = x
 			case keyTargetRatio:
 				fl.TargetRatio = x
+			case keyMaxKL:
+				fl.MaxKL = x
 			}
 		default:
 			var n int
@@ -111,10 +118,52 @@ func settingsFromConfig(c *config) (compress.Settings, error) {
 		}
 		return s, withHint(usagef("%s: %v", what, err), "see \"seedlm compress --help\" and \"seedlm presets\"")
 	}
+	var err error
+	if s.Eval, err = c.evalSetting(); err != nil {
+		return s, err
+	}
+	if mc, _ := c.flagOrEnv(keyModelConfig); mc != "" {
+		s.ModelConfig = strings.TrimSpace(mc)
+	} else if c.file != "" && c.v.InConfig(keyModelConfig) {
+		s.ModelConfig = c.getString(keyModelConfig)
+	}
 	if err := s.Validate(); err != nil {
 		return s, withHint(usagef("settings: %v", err), "see configs/compression.yaml for how the settings combine")
 	}
 	return s, nil
+}
+
+// evalSetting reads eval: --eval or --no-eval (not both), else
+// SEEDLM_EVAL, else the config file; nil when none sets it (automatic).
+func (c *config) evalSetting() (*bool, error) {
+	on := c.flags.Lookup(flagName(keyEval))
+	off := c.flags.Lookup("no-eval")
+	if on == nil || off == nil {
+		return nil, nil
+	}
+	t, f := true, false
+	switch {
+	case on.Changed && off.Changed:
+		return nil, usagef("--eval and --no-eval both given: set one")
+	case on.Changed:
+		if v, err := c.getBool(keyEval); err != nil || !v {
+			return &f, err
+		}
+		return &t, nil
+	case off.Changed:
+		if v, _ := strconv.ParseBool(off.Value.String()); v {
+			return &f, nil
+		}
+		return &t, nil
+	}
+	if os.Getenv(envName(keyEval)) == "" && !(c.file != "" && c.v.InConfig(keyEval)) {
+		return nil, nil
+	}
+	v, err := c.getBool(keyEval)
+	if err != nil {
+		return nil, err
+	}
+	return &v, nil
 }
 
 func unwrapNum(err error) error {

@@ -136,15 +136,24 @@ func fmtETA(s float64) string {
 	return fmt.Sprintf("%dh%02dm", m/60, m%60)
 }
 
+// Stage names what is being done and shows it at once (a planning stage
+// that adds no units: sensitivity probes, a max_kl search step).
+func (p *progress) Stage(s string) { p.name(s, true) }
+
 // Describe names the item being worked on (a tensor), shown after the
-// numbers.
-func (p *progress) Describe(s string) {
+// numbers when the bar next moves.
+func (p *progress) Describe(s string) { p.name(s, false) }
+
+func (p *progress) name(s string, draw bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bar == nil || p.closed {
 		return
 	}
 	p.item = s
+	if draw {
+		p.bar.Describe(p.describe())
+	}
 }
 
 // Done clears the bar (on success or failure) so the summary or error starts

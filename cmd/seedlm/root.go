@@ -33,7 +33,8 @@ coefficients (w ≈ U(seed)·q·2^e). Lossy for coded tensors, byte-exact for th
 rest (norms, biases, integer tensors).
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 archive integrity failure, 4 stream budget too
-small, 130 interrupted.`,
+small, 5 quality requirement failed (eval --max-kl gate, compress --max-kl out of reach),
+130 interrupted.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 		PersistentPreRun: func(*cobra.Command, []string) {
@@ -61,6 +62,7 @@ small, 130 interrupted.`,
 		newInspectCmd(a),
 		newVerifyCmd(a),
 		newStreamCmd(a),
+		newEvalCmd(a),
 		newPresetsCmd(a),
 		newVersionCmd(a),
 	)

@@ -75,6 +75,42 @@ type Header struct {
 	// compression split over several; see Merge), never in a merged or
 	// one-machine archive.
 	Part *Part `json:"part,omitempty"`
+	// Quality is the decoded model's output quality, measured when the
+	// archive was made (compress's evaluation); nil when none was made.
+	Quality *Quality `json:"quality,omitempty"`
+}
+
+// Quality is what compress measured of the compressed model's output: the
+// original and the decoded model compared on one text (docs/QUALITY.md).
+// The figures are rounded to 4 significant digits (docs/FORMAT.md section
+// 2.1), so they are the same on every machine. In a part archive the
+// record is pending: Text and Tokens only, the figures absent; Merge
+// measures the whole and fills them (CreateOptions.Quality).
+type Quality struct {
+	// Text describes the evaluation text, e.g. "16 sequences × 128 tokens
+	// sampled from the original at temperature 1 from BOS (token 1), seed 1".
+	Text string `json:"text"`
+	// Tokens is the number of next-token distributions compared.
+	Tokens int `json:"tokens"`
+	// KL(original ‖ decoded) in nats: mean, 95th percentile and maximum
+	// over the compared positions.
+	KLMean *float64 `json:"kl_mean,omitempty"`
+	KLP95  *float64 `json:"kl_p95,omitempty"`
+	KLMax  *float64 `json:"kl_max,omitempty"`
+	// Top1 is the fraction of positions where both models' most likely
+	// next token agree.
+	Top1 *float64 `json:"top1_agreement,omitempty"`
+	// Perplexity of each model on the text.
+	PPLOriginal  *float64 `json:"ppl_original,omitempty"`
+	PPLCandidate *float64 `json:"ppl_candidate,omitempty"`
+}
+
+// Pending reports whether the record still waits for its figures.
+func (q *Quality) Pending() bool { return q != nil && q.KLMean == nil }
+
+// figures are the record's measured fields, in encoding order.
+func (q *Quality) figures() []**float64 {
+	return []**float64{&q.KLMean, &q.KLP95, &q.KLMax, &q.Top1, &q.PPLOriginal, &q.PPLCandidate}
 }
 
 // Part says which share of the full archive a part archive holds. Merge

@@ -218,6 +218,16 @@ func indexReserve(ix *Index) (int64, error) {
 	sk := &Index{Header: ix.Header, Tensors: make([]TensorEntry, len(ix.Tensors)), Files: ix.Files}
 	zero := strings.Repeat("0", 2*sha256.Size)
 	var floats, biases int64
+	if q := ix.Header.Quality; q != nil {
+		// Measured after encoding: every figure at its widest, whether the
+		// record is still pending or filled in.
+		c := &Quality{Text: q.Text, Tokens: q.Tokens}
+		for _, f := range c.figures() {
+			*f = new(float64)
+			floats++
+		}
+		sk.Header.Quality = c
+	}
 	for i := range ix.Tensors {
 		t := ix.Tensors[i]
 		if t.DuplicateOf != "" {

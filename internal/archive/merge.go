@@ -20,6 +20,9 @@ type MergeError struct {
 	// the problem.
 	Missing []int
 	Count   int
+	// NeedsQuality says the parts wait for an evaluation of the merged
+	// model (CreateOptions.Quality).
+	NeedsQuality bool
 }
 
 func (e *MergeError) Error() string { return "merge: " + e.Reason }
@@ -74,6 +77,18 @@ func Merge(ctx context.Context, out string, paths []string, opt CreateOptions) (
 	ix, src, err := mergedIndex(parts)
 	if err != nil {
 		return nil, err
+	}
+	if q := ix.Header.Quality; q != nil {
+		f := opt.Quality
+		switch {
+		case f == nil:
+			return nil, &MergeError{Reason: "the parts were planned with an evaluation of the compressed model (a pending quality record), which needs the original model",
+				Advice: "evaluate the parts against the original model and merge with the figures (the seedlm CLI does both)", NeedsQuality: true}
+		case f.Text != q.Text || f.Tokens != q.Tokens || f.Pending():
+			return nil, fmt.Errorf("merge: the quality figures given are for %q (%d tokens), the parts planned %q (%d tokens)", f.Text, f.Tokens, q.Text, q.Tokens)
+		}
+		c := *f
+		ix.Header.Quality = &c
 	}
 	opt.Inputs = append(append([]string(nil), opt.Inputs...), paths...)
 	if err := checkOutput(out, opt.Overwrite, opt.Inputs); err != nil {

@@ -249,7 +249,7 @@ func (a *Archive) Totals() Totals {
 
 // StatDigits is the number of significant decimal digits writers keep of
 // the error figures an index records (norm2, sq_err; docs/FORMAT.md
-// section 2.8).
+// section 2.9).
 const StatDigits = 9
 
 // RoundStat is the canonical rounding of a recorded error figure: the

@@ -247,6 +247,16 @@ func streamIndex(src *Index, inc []int) *Index {
 		}
 		ix.Tensors[i] = t
 	}
+	if ix.Header.Quality != nil {
+		for i := range ix.Tensors {
+			if inc != nil && ix.Tensors[i].OmittedLayers > src.Tensors[i].OmittedLayers {
+				// The recorded figures are the source's, with every layer:
+				// they do not describe a file with fewer.
+				ix.Header.Quality = nil
+				break
+			}
+		}
+	}
 	return ix
 }
 

@@ -2,6 +2,7 @@ package archive
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -89,8 +90,8 @@ func checkFileName(what, name, suffix string) error {
 // Settings["source_index"], version 2 in SourceIndex.
 func checkHeader(h *Header, version uint16, n int) error {
 	if version == 1 {
-		if h.SourceIndex != "" || h.Part != nil || h.SourceFolder {
-			return fmt.Errorf("source_index, source_folder and part are version-2 fields, the archive says version 1")
+		if h.SourceIndex != "" || h.Part != nil || h.SourceFolder || h.Quality != nil {
+			return fmt.Errorf("source_index, source_folder, part and quality are version-2 fields, the archive says version 1")
 		}
 		if name, ok := h.Settings["source_index"]; ok {
 			h.SourceIndex = name
@@ -140,6 +141,46 @@ func checkHeader(h *Header, version uint16, n int) error {
 		if err := p.check(n); err != nil {
 			return fmt.Errorf("part: %w", err)
 		}
+	}
+	if q := h.Quality; q != nil {
+		if err := q.check(); err != nil {
+			return fmt.Errorf("quality: %w", err)
+		}
+		if q.Pending() && h.Part == nil {
+			return fmt.Errorf("quality: the record has no figures, which only a part archive may lack")
+		}
+	}
+	return nil
+}
+
+// maxQualityText bounds Quality.Text.
+const maxQualityText = 4096
+
+// check validates a quality record: a text description, a positive token
+// count, and either no figures (pending) or all of them, finite and ≥ 0
+// (top-1 agreement ≤ 1).
+func (q *Quality) check() error {
+	if q.Text == "" || len(q.Text) > maxQualityText || !utf8.ValidString(q.Text) {
+		return fmt.Errorf("text is empty, longer than %d bytes or not UTF-8", maxQualityText)
+	}
+	if q.Tokens < 1 {
+		return fmt.Errorf("tokens %d, want ≥ 1", q.Tokens)
+	}
+	set := 0
+	for _, f := range q.figures() {
+		if *f == nil {
+			continue
+		}
+		set++
+		if v := **f; !(v >= 0) || math.IsInf(v, 0) {
+			return fmt.Errorf("figure %g is not a finite number ≥ 0", v)
+		}
+	}
+	switch {
+	case set != 0 && set != len(q.figures()):
+		return fmt.Errorf("%d of its %d figures set: want all or none", set, len(q.figures()))
+	case q.Top1 != nil && *q.Top1 > 1:
+		return fmt.Errorf("top1_agreement %g is above 1", *q.Top1)
 	}
 	return nil
 }

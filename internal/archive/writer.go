@@ -40,6 +40,10 @@ type CreateOptions struct {
 	// in add order and Commit copies them into the final file, which needs
 	// twice the space.
 	Plan []PlannedTensor
+	// Quality, for Merge, fills the merged header's pending quality record
+	// (the parts' Header.Quality): the figures measured on the parts
+	// together. Merge refuses parts with a pending record without it.
+	Quality *Quality
 	// Files are sidecar files stored byte for byte (Index.Files, in name
 	// order whatever the order here); only for a header with
 	// SourceFolder.
@@ -176,7 +180,17 @@ func (w *Writer) startPlanned() error {
 	}
 	w.added = make([]bool, len(w.idx.Tensors))
 	w.locs = make([][]chunkLoc, len(w.idx.Tensors))
-	if err := checkIndex(&w.idx, Version); err != nil {
+	// A whole archive's pending quality record is filled before Commit
+	// (SetQuality): check the index as it will be then.
+	check := w.idx
+	if q := check.Header.Quality; q.Pending() && check.Header.Part == nil {
+		c := &Quality{Text: q.Text, Tokens: q.Tokens}
+		for _, f := range c.figures() {
+			*f = new(float64)
+		}
+		check.Header.Quality = c
+	}
+	if err := checkIndex(&check, Version); err != nil {
 		return fmt.Errorf("archive: %w", err)
 	}
 	var err error
@@ -219,6 +233,10 @@ func cloneHeader(h Header) Header {
 		p := *h.Part
 		p.Positions = append([]int(nil), p.Positions...)
 		h.Part = &p
+	}
+	if h.Quality != nil {
+		q := *h.Quality
+		h.Quality = &q
 	}
 	return h
 }
@@ -551,6 +569,31 @@ func sameLayout(t, p *TensorEntry) bool {
 		}
 	}
 	return true
+}
+
+// SetQuality fills the header's quality record before Commit: q must have
+// the Text and Tokens the header was created with (its room in the index
+// was reserved then), or be nil to drop the record (an evaluation that
+// could not be made).
+func (w *Writer) SetQuality(q *Quality) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return err
+	}
+	h := w.idx.Header.Quality
+	switch {
+	case q == nil:
+		w.idx.Header.Quality = nil
+		return nil
+	case h == nil:
+		return w.fail(fmt.Errorf("archive: a quality record set on a header created without one (internal error)"))
+	case q.Text != h.Text || q.Tokens != h.Tokens:
+		return w.fail(fmt.Errorf("archive: the quality record's text or tokens differ from the header's (internal error)"))
+	}
+	c := *q
+	w.idx.Header.Quality = &c
+	return nil
 }
 
 // Commit finishes the archive, fsyncs it and renames it into place. On any

@@ -5,10 +5,12 @@ import (
 	"math/rand"
 	"time"
 
+	"github.com/seedlm/seedlm/internal/archive"
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/encoder"
 	"github.com/seedlm/seedlm/internal/presets"
+	"github.com/seedlm/seedlm/internal/quality"
 )
 
 // Estimate is what a run of a plan would write and how long it would take,
@@ -20,7 +22,14 @@ type Estimate struct {
 	Kernel   string            `json:"kernel"`
 	Settings map[string]string `json:"settings"`
 	Part     *PartReport       `json:"part,omitempty"`
-	Tensors  []EstimateRow     `json:"tensors"`
+	// Objective, Sensitivity, Quality (the pending evaluation), EvalNote
+	// and Search are the plan's (Plan).
+	Objective   string                 `json:"objective,omitempty"`
+	Sensitivity *quality.Sensitivities `json:"sensitivity,omitempty"`
+	Quality     *archive.Quality       `json:"evaluation,omitempty"`
+	EvalNote    string                 `json:"eval_note,omitempty"`
+	Search      *Search                `json:"max_kl_search,omitempty"`
+	Tensors     []EstimateRow          `json:"tensors"`
 	// ExpectedPayloadBytes is the chunks' bytes (header and index not
 	// counted); EstimatedSeconds the encode time at the measured rates.
 	ExpectedPayloadBytes int64   `json:"expected_payload_bytes"`
@@ -43,6 +52,9 @@ type EstimateRow struct {
 	BitsPerWeight    float64 `json:"bits_per_weight"`
 	ExpectedBytes    int64   `json:"expected_bytes"`
 	EstimatedSeconds float64 `json:"estimated_seconds"`
+	// Sensitivity is the output objective's measured sensitivity of the
+	// tensor (TensorPlan.Sensitivity); 0 otherwise.
+	Sensitivity float64 `json:"sensitivity,omitempty"`
 }
 
 // EstimateRun estimates the run of part of the plan on src: exact payload
@@ -50,7 +62,8 @@ type EstimateRow struct {
 // (MeasureRate, on random weights: real weights often encode faster).
 func EstimateRun(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, workers int) (*Estimate, error) {
 	workers = workersOr(workers)
-	e := &Estimate{Input: src.Path(), DryRun: true, Workers: workers, Kernel: encoder.KernelName(), Settings: nonNil(plan.Settings)}
+	e := &Estimate{Input: src.Path(), DryRun: true, Workers: workers, Kernel: encoder.KernelName(), Settings: nonNil(plan.Settings),
+		Objective: plan.Objective, Sensitivity: plan.Sensitivity, Quality: plan.Quality, EvalNote: plan.EvalNote, Search: plan.Search}
 	if !part.Whole() {
 		e.Part = &PartReport{Index: part.Index, Count: part.Count, Of: len(plan.Tensors)}
 	}
@@ -58,7 +71,7 @@ func EstimateRun(ctx context.Context, src checkpoint.Source, plan *Plan, part Pa
 	for _, i := range plan.positions(part) {
 		p := &plan.Tensors[i]
 		n := p.info().NumElements()
-		r := EstimateRow{Name: p.Name, DType: p.DType, Shape: p.Shape, Weights: n, Rule: p.Rule, Passthrough: p.Passthrough, DuplicateOf: p.DuplicateOf}
+		r := EstimateRow{Name: p.Name, DType: p.DType, Shape: p.Shape, Weights: n, Rule: p.Rule, Passthrough: p.Passthrough, DuplicateOf: p.DuplicateOf, Sensitivity: p.Sensitivity}
 		if p.DuplicateOf != "" {
 			// Stored once, as its original: no bytes, no time.
 		} else if p.Passthrough {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime/debug"
 	"slices"
@@ -20,6 +21,7 @@ import (
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/encoder"
 	"github.com/seedlm/seedlm/internal/presets"
+	"github.com/seedlm/seedlm/internal/quality"
 	"github.com/seedlm/seedlm/internal/tempfile"
 )
 
@@ -43,9 +45,32 @@ type Plan struct {
 	Sidecars     []Sidecar `json:"sidecars,omitempty"`
 	SkippedFiles []string  `json:"skipped_files,omitempty"`
 	Warnings     []string  `json:"warnings,omitempty"`
+	// Objective is what the target allocation minimized (presets
+	// Objectives: "output", "relative" or "weights"); "" when the plan
+	// allocated nothing.
+	Objective string `json:"objective,omitempty"`
+	// Sensitivity describes the output objective's probes (each tensor's
+	// measured sensitivity is TensorPlan.Sensitivity); nil otherwise.
+	Sensitivity *quality.Sensitivities `json:"sensitivity,omitempty"`
+	// Model identifies the model config the output objective, max_kl or
+	// the evaluation used.
+	Model *ModelRef `json:"model,omitempty"`
+	// Quality is the evaluation a run makes, as the archive's pending
+	// quality record (text and tokens; the run fills the figures); nil
+	// when the run makes none.
+	Quality *archive.Quality `json:"quality,omitempty"`
+	// EvalNote says why the plan makes no evaluation of a supported model
+	// (the automatic rule), for the summary.
+	EvalNote string `json:"eval_note,omitempty"`
+	// Search is max_kl's budget search.
+	Search *Search `json:"search,omitempty"`
 	// SHA256 is the SHA-256 of the plan's compact JSON encoding with this
 	// field empty (lowercase hex).
 	SHA256 string `json:"sha256"`
+
+	// evaluator is max_kl's, kept for the run's final evaluation when
+	// the same process runs the plan (not serialised).
+	evaluator *quality.Evaluator
 }
 
 // TensorPlan is one tensor's plan.
@@ -70,6 +95,10 @@ type TensorPlan struct {
 	Norm2    float64 `json:"norm2,omitempty"`
 	EstSqErr float64 `json:"est_sq_err,omitempty"`
 	Measured bool    `json:"measured,omitempty"`
+	// Sensitivity is the tensor's measured sensitivity S (the output
+	// objective's: predicted KL per unit relative squared error, rounded
+	// to 4 significant digits), 0 under other objectives.
+	Sensitivity float64 `json:"sensitivity,omitempty"`
 	// SHA256 is the SHA-256 of the tensor's bytes (checkpoint.Source
 	// ReadRaw), recorded by plans made with HashTensors; a run checks the
 	// tensors it reads against it.
@@ -88,6 +117,9 @@ type PlanOptions struct {
 	// Progress, when set, is called after each tensor a measuring pass
 	// reads.
 	Progress func(done, total int, name string)
+	// Stage, when set, is told what planning does next beyond measuring
+	// ("sensitivity probes", "max_kl search: plan 3", ...).
+	Stage func(what string)
 	// HashTensors records every tensor's SHA-256 (one read of the whole
 	// model), for a plan file that parts on other machines check.
 	HashTensors bool
@@ -104,6 +136,16 @@ func Version() string {
 
 // MakePlan decides what to do with every tensor of src (presets.Plan, with
 // the archive's real header and index counted against a size target).
+//
+// For output quality it also: finds the model's config (Settings.
+// ModelConfig, else config.json beside the input) when the forward pass
+// runs it; resolves the objective of a target allocation (auto: output for
+// a supported model AutoMemory can hold, relative otherwise) and measures
+// the output objective's sensitivities; decides whether the run evaluates
+// the compressed model (Settings.Eval, else the EvalShare rule); and for
+// max_kl searches the allocation budget, evaluating candidate plans. All
+// of it is recorded in the plan, so parts on other machines need none of
+// it again.
 func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOptions) (*Plan, error) {
 	if err := s.Validate(); err != nil {
 		return nil, &SettingsError{Err: err}
@@ -129,17 +171,32 @@ func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOp
 	if err != nil {
 		return nil, err
 	}
+	q, err := planQuality(ctx, src, s, dups, opt)
+	if err != nil {
+		return nil, err
+	}
+	hdr.Quality = q.pending
 	overhead := func(infos []checkpoint.TensorInfo, plans []presets.TensorPlan) int64 {
 		return overheadBytes(hdr, infos, plans, p.Sidecars)
 	}
-	plans, warnings, err := presets.Plan(ctx, s.File, src, presets.Options{
+	popt := presets.Options{
 		Flags:         s.Flags,
 		FlagOrigins:   s.FlagOrigins,
 		Encoder:       encoder.Options{Workers: opt.Workers},
 		Progress:      opt.Progress,
 		OverheadBytes: overhead,
+		Weigh:         q.weigh(),
 		DuplicateOf:   dups,
-	})
+	}
+	if q.objective != nil {
+		popt.Objective = q.objective.Name
+	}
+	var srch *searcher
+	if q.intent.MaxKL > 0 {
+		srch = newSearcher(src, q.evaluator, q.intent.MaxKL, opt.Workers, opt.Stage)
+		popt.Search = srch.search
+	}
+	plans, warnings, err := presets.Plan(ctx, s.File, src, popt)
 	if err != nil {
 		var ue *presets.UnreachableError
 		if errors.As(err, &ue) {
@@ -148,6 +205,9 @@ func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOp
 		return nil, err
 	}
 	p.Warnings = append(p.Warnings, warnings...)
+	if q.warning != "" {
+		p.Warnings = append(p.Warnings, q.warning)
+	}
 	for i, t := range src.Tensors() {
 		tp := plans[i]
 		p.Tensors = append(p.Tensors, TensorPlan{
@@ -155,7 +215,21 @@ func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOp
 			Rule: tp.Rule, Passthrough: tp.Passthrough, Layers: tp.Layers, DuplicateOf: tp.DuplicateOf, PlannedBits: tp.Bits,
 			Norm2: archive.RoundStat(tp.Norm2), EstSqErr: archive.RoundStat(tp.EstSqErr), Measured: tp.Measured,
 		})
+		if q.record != nil && tp.Measured {
+			p.Tensors[i].Sensitivity = q.record.Of(t.Name)
+		}
 	}
+	if q.objective != nil {
+		p.Objective = q.objective.Name
+	}
+	p.Sensitivity = q.record
+	p.Model = q.ref
+	p.Quality = q.pending
+	p.EvalNote = q.note
+	if srch != nil {
+		p.Search = srch.result
+	}
+	p.evaluator = q.evaluator
 	if err := p.check(); err != nil {
 		return nil, fmt.Errorf("internal: %w", err)
 	}
@@ -287,6 +361,25 @@ func (p *Plan) check() error {
 				return fmt.Errorf("tensor %q layer %d: %w", t.Name, k, err)
 			}
 		}
+		if t.DuplicateOf != "" {
+			j := slices.IndexFunc(p.Tensors[:i], func(o TensorPlan) bool { return o.Name == t.DuplicateOf })
+			if j < 0 {
+				return fmt.Errorf("tensor %q: duplicate of %q, which is not an earlier tensor", t.Name, t.DuplicateOf)
+			}
+			k := &p.Tensors[j]
+			if k.DType != t.DType || !slices.Equal(k.Shape, t.Shape) || k.Passthrough != t.Passthrough || !slices.Equal(k.Layers, t.Layers) {
+				return fmt.Errorf("tensor %q: duplicate of %q but planned differently", t.Name, t.DuplicateOf)
+			}
+		}
+		if !(t.Sensitivity >= 0) || math.IsInf(t.Sensitivity, 0) {
+			return fmt.Errorf("tensor %q: sensitivity %g", t.Name, t.Sensitivity)
+		}
+	}
+	if q := p.Quality; q != nil && (q.Text == "" || q.Tokens < 1 || !q.Pending()) {
+		return fmt.Errorf("quality: want a pending record (text and tokens, no figures)")
+	}
+	if p.Quality != nil && p.Model == nil {
+		return fmt.Errorf("quality: an evaluation without a model config")
 	}
 	return nil
 }

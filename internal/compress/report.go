@@ -59,9 +59,25 @@ type Report struct {
 	// Part is set for a part archive (compress --part).
 	Part *PartReport `json:"part,omitempty"`
 	// PlanSHA256 is the plan's content hash.
-	PlanSHA256 string       `json:"plan_sha256"`
-	PerTensor  []TensorStat `json:"per_tensor"`
+	PlanSHA256 string `json:"plan_sha256"`
+	// Objective is what the target allocation minimized ("" without one);
+	// Probes the output objective's probe design.
+	Objective string `json:"objective,omitempty"`
+	Probes    string `json:"sensitivity_probes,omitempty"`
+	// Search is max_kl's budget search.
+	Search *Search `json:"max_kl_search,omitempty"`
+	// Quality is the evaluation of the compressed model (output quality:
+	// KL(original ‖ decoded), top-1 agreement), as the archive records it;
+	// nil when none was made, and EvalNote says why for a supported model.
+	Quality     *archive.Quality `json:"quality,omitempty"`
+	EvalNote    string           `json:"eval_note,omitempty"`
+	EvalSeconds float64          `json:"eval_seconds,omitempty"`
+	PerTensor   []TensorStat     `json:"per_tensor"`
 }
+
+// KLWarning is the mean KL above which compress warns: the compressed
+// model no longer predicts like the original.
+const KLWarning = 1.0
 
 // FileStat is a sidecar file stored in the archive.
 type FileStat struct {

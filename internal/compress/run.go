@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -17,6 +18,7 @@ import (
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/encoder"
+	"github.com/seedlm/seedlm/internal/quality"
 )
 
 // MaxRelErr is the sanity bound on a coded tensor's relative weight error
@@ -46,6 +48,11 @@ type RunOptions struct {
 	// TensorDone, when set, is called after the i-th tensor of the run is
 	// added to the archive, in order.
 	TensorDone func(i int)
+	// ModelConfig is the model's config.json for a plan that evaluates
+	// ("": beside the input); it must be the file the plan used.
+	ModelConfig string
+	// Evaluating, when set, is called as the evaluation starts.
+	Evaluating func()
 }
 
 // Weights is the work a run does, in weights once per layer: the total its
@@ -85,6 +92,13 @@ func Run(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, out 
 	if err != nil {
 		return nil, err
 	}
+	hdr.Quality = plan.Quality
+	var ev *runEval
+	if plan.Quality != nil && part.Whole() {
+		if ev, err = newRunEval(src, plan, opt); err != nil {
+			return nil, err
+		}
+	}
 	files, err := plan.readSidecars(src, opt.PlanPath)
 	if err != nil {
 		return nil, err
@@ -95,10 +109,14 @@ func Run(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, out 
 	}
 	rep = &Report{Input: input, Output: out, SourceFormat: src.Format(), Tensors: len(pos),
 		InputBytes: hdr.SourceBytes, Kernel: encoder.KernelName(), Settings: nonNil(hdr.Settings),
-		Warnings: append([]string(nil), plan.Warnings...), PlanSHA256: plan.SHA256, SkippedFiles: plan.SkippedFiles}
+		Warnings: append([]string(nil), plan.Warnings...), PlanSHA256: plan.SHA256, SkippedFiles: plan.SkippedFiles,
+		Objective: plan.Objective, Search: plan.Search, EvalNote: plan.EvalNote}
 	for _, f := range files {
 		rep.Files = append(rep.Files, FileStat{Name: f.Name, Bytes: int64(len(f.Data))})
 		rep.FileBytes += int64(len(f.Data))
+	}
+	if s := plan.Sensitivity; s != nil {
+		rep.Probes = s.Probes
 	}
 	if !part.Whole() {
 		hdr.Part = &archive.Part{Index: part.Index, Count: part.Count, PlanSHA256: plan.SHA256, Tensors: len(plan.Tensors), Positions: pos}
@@ -145,6 +163,9 @@ func Run(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, out 
 			if err := w.AddCoded(info, st.Rule, j.res); err != nil {
 				return err
 			}
+			if err := ev.keep(t, j.res); err != nil {
+				return err
+			}
 			rep.CodedTensors++
 			rep.CodedWeights += st.Weights
 			codedWeightLayers += st.Weights * int64(len(j.res.Layers))
@@ -162,6 +183,36 @@ func Run(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, out 
 		return nil, err
 	}
 	rep.EncodeSeconds = time.Since(tEnc).Seconds()
+	if ev != nil {
+		if opt.Evaluating != nil {
+			opt.Evaluating()
+		}
+		t0 := time.Now()
+		fig, warn, err := ev.run(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if warn != "" {
+			rep.Warnings = append(rep.Warnings, warn)
+		}
+		// max_kl's promise holds for what is written: the search measured
+		// this plan, so a miss here is a bug, never a written archive.
+		if srch := plan.Search; srch != nil && (fig == nil || quality.Round(*fig.KLMean) > srch.MaxKL) {
+			kl := math.NaN()
+			if fig != nil {
+				kl = *fig.KLMean
+			}
+			return nil, fmt.Errorf("internal error: max_kl %g: the search measured KL %.4g for this plan, the written archive measures %.4g; nothing is written", srch.MaxKL, srch.KL, kl)
+		}
+		if err := w.SetQuality(fig); err != nil {
+			return nil, err
+		}
+		rep.Quality = fig
+		rep.EvalSeconds = time.Since(t0).Seconds()
+		if fig != nil && *fig.KLMean > KLWarning {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the compressed model's predictions differ substantially from the original's (mean KL %.4g nats, top-1 agreement %.4g %%); see seedlm eval", *fig.KLMean, 100**fig.Top1))
+		}
+	}
 	if err := w.Commit(); err != nil {
 		return nil, err
 	}

@@ -17,10 +17,12 @@ package compress
 import (
 	"cmp"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
 	"github.com/seedlm/seedlm/internal/presets"
+	"github.com/seedlm/seedlm/internal/quality"
 )
 
 // Settings are the user's choices that decide the plan. They are recorded in
@@ -29,6 +31,12 @@ import (
 type Settings struct {
 	Flags presets.Config // from flags and SEEDLM_* variables (highest precedence)
 	File  presets.Config // from the config file
+	// Eval turns the evaluation of the compressed model on or off (nil:
+	// automatic, see MakePlan); from flags, variables or the file alike.
+	Eval *bool
+	// ModelConfig is the model's config.json when it is not beside the
+	// input (for the output objective, max_kl and the evaluation).
+	ModelConfig string
 	// FlagOrigins says where each key of Flags came from ("flags" or
 	// "env"), for the plan's rules; not part of Record.
 	FlagOrigins map[string]string
@@ -44,7 +52,27 @@ func (s Settings) Validate() error {
 	if err := s.File.Validate(); err != nil {
 		return fmt.Errorf("config file: %w", err)
 	}
-	return presets.Check(s.File, s.Flags)
+	if err := presets.Check(s.File, s.Flags); err != nil {
+		return err
+	}
+	in, err := presets.IntentOf(s.File, s.Flags, nil, nil)
+	if err != nil {
+		return err
+	}
+	if in.MaxKL > 0 && s.Eval != nil && !*s.Eval {
+		return fmt.Errorf("max_kl and eval false: max_kl checks its result with an evaluation; drop one")
+	}
+	if in.MaxKL > 0 && in.Objective == quality.Weights {
+		return fmt.Errorf("max_kl with objective weights: the search needs the output or relative objective (or auto)")
+	}
+	if s.ModelConfig != "" {
+		// Readable now; whether the forward pass runs it is decided when
+		// planning needs it (the output objective, max_kl, eval).
+		if _, err := os.Stat(s.ModelConfig); err != nil {
+			return fmt.Errorf("model_config: %w", err)
+		}
+	}
+	return nil
 }
 
 // Record is what the archive stores about the settings (key → value): each
@@ -78,6 +106,18 @@ func (s Settings) Record() map[string]string {
 	}
 	pick("target_bpw", func(x presets.Config) string { return num(x.TargetBPW) })
 	pick("target_ratio", func(x presets.Config) string { return num(x.TargetRatio) })
+	pick("max_kl", func(x presets.Config) string { return num(x.MaxKL) })
+	// Defaults (configs/compression.yaml spells them out) are not
+	// recorded, so the example config gives the default archive.
+	if v := cmp.Or(f.TargetScope, c.TargetScope); v != "" && v != presets.ScopeFile {
+		m["target_scope"] = v
+	}
+	if v := cmp.Or(f.Objective, c.Objective); v != "" && v != "auto" {
+		m["objective"] = v
+	}
+	if s.Eval != nil {
+		m["eval"] = strconv.FormatBool(*s.Eval)
+	}
 	// min_elements at its default (configs/compression.yaml spells it out)
 	// is not recorded, so the example config gives the default archive.
 	if me := cmp.Or(f.MinElements, c.MinElements); me != 0 && me != presets.MinElements {

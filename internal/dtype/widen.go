@@ -81,17 +81,32 @@ func BF16ToFloat32(dst []float32, src []byte) {
 // (subnormals, infinities and NaN payloads included).
 func F16ToFloat32(dst []float32, src []byte) {
 	src = src[:2*len(dst)]
-	// A 256 KiB table of all 65536 halves beats the branchy bit arithmetic.
+	t := halfTable()
+	for i := range dst {
+		dst[i] = t[binary.LittleEndian.Uint16(src[2*i:])]
+	}
+}
+
+// F16BitsToFloat32 is F16ToFloat32 for halves already read as bit patterns
+// (the forward pass keeps F16 weights as []uint16). len(src) ≥ len(dst).
+func F16BitsToFloat32(dst []float32, src []uint16) {
+	src = src[:len(dst)]
+	t := halfTable()
+	for i, h := range src {
+		dst[i] = t[h]
+	}
+}
+
+// halfTable maps every half to its float32 value: a 256 KiB table of all
+// 65536 halves beats the branchy bit arithmetic.
+func halfTable() *[65536]float32 {
 	f16Once.Do(func() {
 		f16Table = new([65536]float32)
 		for i := range f16Table {
 			f16Table[i] = math.Float32frombits(halfToBits(uint16(i)))
 		}
 	})
-	t := f16Table
-	for i := range dst {
-		dst[i] = t[binary.LittleEndian.Uint16(src[2*i:])]
-	}
+	return f16Table
 }
 
 var (

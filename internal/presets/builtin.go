@@ -37,14 +37,17 @@ var builtins = map[string]Preset{
 		Name:   "fast",
 		Target: "≈8× vs fp32 (≈4.0 bits/weight)",
 		Summary: "K=12 seeds: the seed search is 1/16 of K=16's, ~3-4× faster in practice; a 4th latent " +
-			"dimension buys back the quality, so it matches the paper's 4-bit error at 3.875 bits/weight",
+			"dimension buys back most of the weight error at 3.875 bits/weight. Output on stories260K: KL 0.31, " +
+			"top-1 agreement 71.8 % (the default's 0.27, 74.4 %)",
 		Config: Config{Codec: CodecOf(mustStack("C8P4K12B4E3")[0])},
 	},
 	"balanced": {
 		Name:   "balanced",
 		Target: "≈15× vs fp32 (≈2.1 bits/weight)",
-		Summary: "target allocation at 2.1 bits/weight over K=16 candidates (1.3–4.0 bits/weight): a short " +
-			"measuring pass, then each tensor gets the settings that cut the most squared error per bit",
+		Summary: "target allocation at 2.1 bits/weight (whole file) over K=16 candidates (1.3–4.0 bits/weight), " +
+			"minimizing the predicted output damage (Llama-family models) or each tensor's relative error. " +
+			"It destroys a small language model: stories260K keeps 1.61 bits per coded weight and measures " +
+			"KL 5.2, top-1 agreement 4.5 %; for a language model use --max-kl or a target of 4+ coded bits/weight",
 		Config: Config{TargetBPW: 2.1, Adaptive: &Adaptive{
 			Method: "measured",
 			Candidates: codecs("C8P3K16B4E4 + C8P3K16B3E3 + C12P4K16B3E3 + C12P3K16B3E3 + C12P2K16B3E3 + " +
@@ -54,8 +57,10 @@ var builtins = map[string]Preset{
 	"quality": {
 		Name:   "quality",
 		Target: "≈25× vs fp32 (≈1.28 bits/weight)",
-		Summary: "target allocation at 1.28 bits/weight: codes a sample of every tensor with every candidate " +
-			"(K=16 ladder plus K=18 settings, 4× the search) and spends bits where they cut the most squared error",
+		Summary: "target allocation at 1.28 bits/weight (whole file) over the K=16 ladder plus K=18 settings " +
+			"(4× the search), minimizing the predicted output damage or each tensor's relative error. " +
+			"Too small for a language model: stories260K (out of reach there, 0.88 coded bits/weight) measures " +
+			"KL 6.5, top-1 agreement 1.3 %",
 		Config: Config{TargetBPW: 1.28, Adaptive: &Adaptive{
 			Method: "measured",
 			Candidates: codecs("C32P3K16B3E3 + C32P4K16B3E3 + C24P2K16B3E3 + C24P3K16B3E3 + C24P4K16B3E3 + " +
@@ -67,7 +72,8 @@ var builtins = map[string]Preset{
 		Name:   "research",
 		Target: "≈30× vs fp32 (≈1.07 bits/weight)",
 		Summary: "experimental: target allocation at 1.067 bits/weight over K=16 and K=20 candidates (K=20 " +
-			"searches 16× the seeds; slow) including 1-coefficient blocks",
+			"searches 16× the seeds; slow) including 1-coefficient blocks. Destroys a small language model: " +
+			"stories260K measures KL 6.8, top-1 agreement 0.6 %",
 		Config: Config{TargetBPW: 32.0 / 30, Adaptive: &Adaptive{
 			Method: "measured",
 			Candidates: codecs("C32P1K16B3E3 + C32P2K16B3E3 + C32P3K16B3E3 + C32P4K16B3E3 + C24P2K16B3E3 + " +
@@ -114,7 +120,7 @@ func Presets() []Preset {
 func (p Preset) Settings() string {
 	c := p.Config
 	if t := c.targetBPW(); t > 0 {
-		st := candidateStacks(c.Adaptive, []encoder.Params{encoder.Paper4Bit}, t)
+		st := candidateStacks(c.Adaptive, []encoder.Params{encoder.Paper4Bit}, t, false)
 		ks := map[int]bool{}
 		lo, hi := 1e9, 0.0
 		for _, s := range st {
@@ -169,7 +175,7 @@ func (p Preset) Spec() PresetSpec {
 	c := p.Config
 	if t := c.targetBPW(); t > 0 {
 		s.TargetBitsPerWeight, s.Method = t, methodName(c.Adaptive)
-		for _, st := range candidateStacks(c.Adaptive, []encoder.Params{encoder.Paper4Bit}, t) {
+		for _, st := range candidateStacks(c.Adaptive, []encoder.Params{encoder.Paper4Bit}, t, c.MaxKL > 0) {
 			s.Candidates = append(s.Candidates, CandidateSpec{Layers: st, BitsPerWeight: StackBPW(st)})
 		}
 		return s

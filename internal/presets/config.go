@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -89,6 +90,20 @@ type Config struct {
 	// TargetRatio is the same target as a ratio to fp32 (TargetBPW =
 	// 32/TargetRatio); set at most one of the two.
 	TargetRatio float64 `yaml:"target_ratio,omitempty"`
+	// TargetScope is what a size target counts: "file" (the default: the
+	// whole archive, index and exactly stored tensors included) or "coded"
+	// (the coded tensors' payload over their weights, the figure compress
+	// prints as "bits/weight in coded tensors").
+	TargetScope string `yaml:"target_scope,omitempty"`
+	// Objective is what a target allocation minimizes (see Objectives):
+	// "output", "relative", "weights", or "" / "auto" (output for a model
+	// the forward pass supports, relative for any other).
+	Objective string `yaml:"objective,omitempty"`
+	// MaxKL asks for the smallest archive whose measured KL(original ‖
+	// decoded) is at most MaxKL nats (compress searches the allocation
+	// budget; Llama-family models only). A size target of its own kind: it
+	// and a bits-per-weight target cannot both be set in one source.
+	MaxKL float64 `yaml:"max_kl,omitempty"`
 	// Adaptive, when set, chooses settings per tensor.
 	Adaptive *Adaptive `yaml:"adaptive,omitempty"`
 	// LayerSpecific rules in file order; the LAST matching rule wins.
@@ -102,7 +117,7 @@ var FileKeys = fileKeys
 
 var fileKeys = []string{"preset", "compression_level", "block_size", "latent_dim", "seed_bits", "coeff_bits",
 	"exponent_bits", "layers", "base_quality", "quality_increments", "min_elements", "target_bpw", "target_ratio",
-	"adaptive", "layer_specific"}
+	"target_scope", "objective", "max_kl", "adaptive", "layer_specific"}
 
 // ruleKeys are the keys a layer_specific rule may hold.
 var ruleKeys = []string{"compression_level", "block_size", "latent_dim", "seed_bits", "coeff_bits", "exponent_bits",
@@ -181,6 +196,16 @@ func ParseConfig(data []byte, foreign ...string) (Config, error) {
 			err = decodePositive(v, k.Value, &c.TargetBPW)
 		case "target_ratio":
 			err = decodePositive(v, k.Value, &c.TargetRatio)
+		case "target_scope":
+			if !unset(v) {
+				err = v.Decode(&c.TargetScope)
+			}
+		case "objective":
+			if !unset(v) {
+				err = v.Decode(&c.Objective)
+			}
+		case "max_kl":
+			err = decodePositive(v, k.Value, &c.MaxKL)
 		case "adaptive":
 			if !unset(v) {
 				c.Adaptive, err = decodeAdaptive(v)
@@ -410,6 +435,20 @@ func (c Config) Validate() error {
 	if c.TargetRatio != 0 && !(c.TargetRatio >= 32.0/MaxTargetBPW && !math.IsInf(c.TargetRatio, 0)) {
 		return fmt.Errorf("target_ratio: %g is out of range [%g, ∞) (a ratio to fp32; %g is %g bits per weight)", c.TargetRatio, 32.0/MaxTargetBPW, 32.0/MaxTargetBPW, float64(MaxTargetBPW))
 	}
+	switch c.TargetScope {
+	case "", ScopeFile, ScopeCoded:
+	default:
+		return fmt.Errorf("target_scope: unknown scope %q (known: %s, %s)", c.TargetScope, ScopeFile, ScopeCoded)
+	}
+	if c.Objective != "" && !slices.Contains(Objectives(), c.Objective) {
+		return fmt.Errorf("objective: unknown objective %q (known: %s)", c.Objective, strings.Join(Objectives(), ", "))
+	}
+	if c.MaxKL != 0 && !(c.MaxKL > 0 && c.MaxKL <= MaxMaxKL) {
+		return fmt.Errorf("max_kl: %g is out of range (0, %g] nats", c.MaxKL, float64(MaxMaxKL))
+	}
+	if c.MaxKL != 0 && c.targetBPW() != 0 {
+		return fmt.Errorf("max_kl and a size target (target_bpw, target_ratio) both set: max_kl chooses the size; set one")
+	}
 	if a := c.Adaptive; a != nil {
 		switch a.Method {
 		case "", "measured", "variance":
@@ -448,6 +487,32 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// Target scopes (Config.TargetScope).
+const (
+	ScopeFile  = "file"
+	ScopeCoded = "coded"
+)
+
+// Objectives (Config.Objective) of a target allocation, which minimizes
+// Σ_t weight_t · ‖w_t − ŵ_t‖² over the tensors it decides:
+//
+//   - "output": weight_t = S_t / ‖w_t‖², S_t the tensor's measured
+//     sensitivity (KL per unit relative squared error): the predicted
+//     KL(original ‖ decoded). Needs a model the forward pass supports.
+//   - "relative": weight_t = n_t / ‖w_t‖² (n_t its weight count): each
+//     weight's error in units of its own tensor's mean square, so no
+//     tensor is starved for having small weights. The proxy for every
+//     other model.
+//   - "weights": weight_t = 1: the total squared weight error, which
+//     starves small-norm tensors (seedlm's objective before the output
+//     objective).
+//   - "auto" (or unset): output when the model is supported, else
+//     relative.
+func Objectives() []string { return []string{"auto", "output", "relative", "weights"} }
+
+// MaxMaxKL bounds max_kl: beyond a few nats a model predicts noise.
+const MaxMaxKL = 100
 
 // MaxLayers is the most progressive layers a tensor may have: the archive
 // format's limit (archive.MaxLayers; a test in internal/compress keeps the

@@ -86,6 +86,10 @@ type TensorPlan struct {
 	Norm2    float64
 	EstSqErr float64
 	Measured bool
+	// Weight is the tensor's weight in the allocation's objective (see
+	// Objectives; a kept tensor's includes its duplicates'); 0 outside
+	// target mode.
+	Weight float64
 }
 
 // MinElements is the default size below which tensors are stored as-is:

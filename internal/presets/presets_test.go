@@ -145,8 +145,9 @@ layer_specific:
 }
 
 func TestShippedConfigParses(t *testing.T) {
-	// workers, quiet and dtype are the CLI's run settings.
-	c, err := LoadConfig("../../configs/compression.yaml", "workers", "quiet", "dtype")
+	// workers, quiet and dtype are the CLI's run settings; eval and
+	// model_config compress's (compress.Settings).
+	c, err := LoadConfig("../../configs/compression.yaml", "workers", "quiet", "dtype", "eval", "model_config")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,8 @@ func TestShippedConfigParses(t *testing.T) {
 	}
 	// The shipped file documents the defaults: loading it must not change
 	// the default plan.
-	if c.Preset != "" || c.CompressionLevel != 0 || !c.Codec.IsZero() || c.targetBPW() != 0 || c.Adaptive != nil || len(c.LayerSpecific) != 0 {
+	if c.Preset != "" || c.CompressionLevel != 0 || !c.Codec.IsZero() || c.targetBPW() != 0 || c.Adaptive != nil || len(c.LayerSpecific) != 0 ||
+		c.MaxKL != 0 || (c.Objective != "" && c.Objective != "auto") || (c.TargetScope != "" && c.TargetScope != ScopeFile) {
 		t.Errorf("configs/compression.yaml sets something: %+v", c)
 	}
 	if c.MinElements != 0 && c.MinElements != MinElements {

@@ -54,6 +54,7 @@ func main() {
 	extra := flag.String("seedlm-flags", "", "extra flags for seedlm compress (e.g. \"--seed-bits 12\")")
 	presetList := flag.String("presets", "default,fast,balanced,quality,research", "presets for the preset table (empty: none)")
 	readme := flag.String("readme", "README.md", "README whose preset table (between the presets-table markers) is rewritten; empty: none")
+	presetsOnly := flag.Bool("presets-only", false, "only the preset table (README), not the benchmark report")
 	flag.Parse()
 	if *out == "" {
 		*out = "docs/BENCHMARKS.md"
@@ -61,7 +62,13 @@ func main() {
 			*out = filepath.Join(*work, "BENCHMARKS.md")
 		}
 	}
-	if err := run(*bin, *data, *work, *out, *n, *quick, strings.Fields(*extra)); err != nil {
+	if *presetsOnly {
+		*out = ""
+		if err := os.MkdirAll(*work, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: error:", err)
+			os.Exit(1)
+		}
+	} else if err := run(*bin, *data, *work, *out, *n, *quick, strings.Fields(*extra)); err != nil {
 		fmt.Fprintln(os.Stderr, "bench: error:", err)
 		os.Exit(1)
 	}
@@ -250,8 +257,10 @@ type presetRow struct {
 // to the report; the same table replaces the one in the README between
 // "<!-- presets-table:begin -->" and "<!-- presets-table:end -->".
 func runPresets(bin, data, work, out string, quick bool, presets []string, readme string) error {
+	// Models the forward pass runs (config.json beside them) are evaluated:
+	// output KL and top-1 agreement, compress --eval.
 	models := []input{
-		{"stories260K", filepath.Join(data, "stories260K/stories260K.f32.safetensors"), ""},
+		{"stories260K", filepath.Join(data, "stories260K/stories260K.f32.safetensors"), "eval"},
 		{"PP-OCRv4 rec", filepath.Join(data, "ppocrv4-rec/ch_PP-OCRv4_rec.f32.safetensors"), ""},
 	}
 	if quick {
@@ -267,6 +276,9 @@ func runPresets(bin, data, work, out string, quick bool, presets []string, readm
 			fmt.Fprintf(os.Stderr, "bench: preset %s on %s\n", p, m.name)
 			arc := filepath.Join(work, "preset.seedlm")
 			args := []string{"compress", "--json", "--force", "-o", arc}
+			if m.note == "eval" {
+				args = append(args, "--eval")
+			}
 			if p != "default" {
 				args = append(args, "--preset", p)
 			}
@@ -279,20 +291,26 @@ func runPresets(bin, data, work, out string, quick bool, presets []string, readm
 		}
 	}
 	var t strings.Builder
-	fmt.Fprintf(&t, "| model | preset | archive bytes | bits/weight (whole file) | ratio vs fp32 | rel. error | SNR dB | encode weights/s |\n")
-	fmt.Fprintf(&t, "|---|---|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&t, "| model | preset | archive bytes | bits/weight (whole file) | coded bits/weight | ratio vs fp32 | weight rel. error | SNR dB | output KL | top-1 agreement | encode weights/s |\n")
+	fmt.Fprintf(&t, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&t, "| %s | %s | %s | %.3f | %.2f× | %.4f | %s | %s |\n", r.model, r.preset, commas(r.c.OutputBytes),
-			r.c.BitsPerWeight, r.c.RatioVsFP32, r.c.RelErr, db(r.c.SNRdB), commas(int64(r.c.WeightsPerSecond+0.5)))
+		kl, top1 := "—", "—"
+		if q := r.c.Quality; q != nil && !q.Pending() {
+			kl, top1 = fmt.Sprintf("%.4g", *q.KLMean), fmt.Sprintf("%.1f %%", 100**q.Top1)
+		}
+		fmt.Fprintf(&t, "| %s | %s | %s | %.3f | %.3f | %.2f× | %.4f | %s | %s | %s | %s |\n", r.model, r.preset, commas(r.c.OutputBytes),
+			r.c.BitsPerWeight, r.c.CodedBitsPerWeight, r.c.RatioVsFP32, r.c.RelErr, db(r.c.SNRdB), kl, top1, commas(int64(r.c.WeightsPerSecond+0.5)))
 	}
 	table := t.String()
-	f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(f, "\n## Presets\n\nEach real model compressed with each preset (`seedlm compress --preset NAME`; default = no preset, the paper's 4-bit configuration). Bits/weight and ratio count every byte of the archive file; error and SNR are over the coded tensors.\n\n%s", table)
-	if err := f.Close(); err != nil {
-		return err
+	if out != "" {
+		f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(f, "\n## Presets\n\nEach real model compressed with each preset (`seedlm compress --preset NAME`; default = no preset, the paper's 4-bit configuration; stories260K with `--eval`). Bits/weight and ratio count every byte of the archive file; weight error and SNR are over the coded tensors; output KL (KL(original ‖ decoded), nats) and top-1 agreement are compress's evaluation on 16 × 128 tokens sampled from the original (docs/QUALITY.md), for the model the forward pass runs.\n\n%s", table)
+		if err := f.Close(); err != nil {
+			return err
+		}
 	}
 	if readme == "" {
 		return nil
