@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seedlm/seedlm/internal/model"
 	"github.com/seedlm/seedlm/internal/safetensors"
 )
 
@@ -20,14 +21,21 @@ import (
 // (with the variance allocation for the tensors no rule claims). Under
 // qemu the encoder is some 100× slower than native, so every case but the
 // default searches K=12 seeds (the fast preset's), and the target's
-// candidates are four, as two-layer stacks.
+// candidates are four, as two-layer stacks. The output case compresses a
+// generated one-layer Llama model (crossArchLlama) for the output
+// objective (each tensor weighted by a sensitivity measured with forward
+// passes; the plan mixes all three K=8 candidates) and records an
+// evaluation (KL figures from forward passes of both models) in the
+// archive's header; the max-kl case's plan is the one a bisection over
+// measured KL values chooses.
 var crossArchCases = []struct {
 	name, config string
 	args         []string
+	llama        bool // the generated Llama model instead of the cut demo model
 }{
 	{name: "default"},
 	{name: "preset", args: []string{"--preset", "fast"}},
-	{name: "target", args: []string{"--target-bpw", "8", "--layers", "2", "--seed-bits", "12"}, config: `adaptive:
+	{name: "target", args: []string{"--target-bpw", "9", "--layers", "2", "--seed-bits", "12"}, config: `adaptive:
   candidates:
     - {block_size: 8, latent_dim: 3}
     - {block_size: 12, latent_dim: 3, coeff_bits: 3, exponent_bits: 3}
@@ -44,7 +52,24 @@ layer_specific:
     block_size: 16
     latent_dim: 4
 `},
+	{name: "output", llama: true, args: []string{"--target-bpw", "2.5", "--target-scope", "coded", "--objective", "output", "--eval"}, config: `adaptive:
+  candidates:
+    - {block_size: 4, latent_dim: 3, seed_bits: 8, coeff_bits: 4, exponent_bits: 3}
+    - {block_size: 8, latent_dim: 3, seed_bits: 8, coeff_bits: 4, exponent_bits: 3}
+    - {block_size: 16, latent_dim: 2, seed_bits: 8, coeff_bits: 3, exponent_bits: 3}
+`},
+	{name: "max-kl", llama: true, args: []string{"--max-kl", "0.2"}, config: `adaptive:
+  candidates:
+    - {block_size: 4, latent_dim: 3, seed_bits: 8, coeff_bits: 4, exponent_bits: 3}
+    - {block_size: 8, latent_dim: 3, seed_bits: 8, coeff_bits: 4, exponent_bits: 3}
+    - {block_size: 16, latent_dim: 2, seed_bits: 8, coeff_bits: 3, exponent_bits: 3}
+`},
 }
+
+// crossArchLlama is the output case's model: 13,408 parameters, 7 coded
+// tensors, small enough for forward passes under qemu.
+var crossArchLlama = &model.Config{Arch: "llama", Hidden: 32, Intermediate: 64, Layers: 1, Heads: 2, KVHeads: 1, HeadDim: 16,
+	Vocab: 64, MaxPos: 32, RMSEps: 1e-5, RopeTheta: 10000, BOS: 1}
 
 // TestCrossArch: same seedlm, same input, same settings → the same archive
 // bytes from four builds:
@@ -88,8 +113,12 @@ func TestCrossArch(t *testing.T) {
 		t.Logf("skipping the arm64 runs: qemu-aarch64 is not on the PATH (Debian/Ubuntu: apt-get install qemu-user; .ci/run installs it)")
 	}
 	dir := t.TempDir()
-	model := filepath.Join(dir, "cut.safetensors")
-	cutDemoModel(t, filepath.Join("..", "..", "testdata", "models", "stories260K-layer0.safetensors"), model)
+	demo := filepath.Join(dir, "cut.safetensors")
+	cutDemoModel(t, filepath.Join("..", "..", "testdata", "models", "stories260K-layer0.safetensors"), demo)
+	llama := filepath.Join(dir, "llama")
+	if err := model.WriteCheckpoint(llama, crossArchLlama, model.Random(crossArchLlama, 1, "F32")); err != nil {
+		t.Fatal(err)
+	}
 
 	// Builds, side by side; the test binaries of reproduciblePackages for
 	// the targets that run them.
@@ -168,7 +197,11 @@ func TestCrossArch(t *testing.T) {
 	env = append(env, "XDG_CONFIG_HOME="+filepath.Join(dir, "no-config"))
 
 	for _, c := range crossArchCases {
-		args := append([]string{"compress", "--quiet", model}, c.args...)
+		in := demo
+		if c.llama {
+			in = filepath.Join(llama, "model.safetensors")
+		}
+		args := append([]string{"compress", "--quiet", in}, c.args...)
 		if c.config != "" {
 			cfg := filepath.Join(dir, c.name+".yaml")
 			if err := os.WriteFile(cfg, []byte(c.config), 0o644); err != nil {
