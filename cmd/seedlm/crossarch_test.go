@@ -90,7 +90,7 @@ var crossArchLlama = &model.Config{Arch: "llama", Hidden: 32, Intermediate: 64, 
 // and call no math function whose result differs between architectures
 // (checkArchIndependent). The input is the demo model cut to about 1024
 // weights per matrix (still 7 coded tensors: 7,168 weights). The
-// TestReproducible* tests of internal/detmath, presets and compress
+// TestReproducible* tests of internal/detmath, presets, compress and model
 // (figures pinned bit for bit) run in the arm64 and v3 builds as well.
 func TestCrossArch(t *testing.T) {
 	if testing.Short() {
@@ -311,7 +311,7 @@ func checkArchIndependent(t *testing.T, goTool, bin string) {
 
 // reproduciblePackages hold TestReproducible* tests: figures that decide
 // or are written, pinned bit for bit.
-var reproduciblePackages = []string{"detmath", "presets", "compress"}
+var reproduciblePackages = []string{"detmath", "presets", "compress", "model"}
 
 // buildReproducibleTests builds the test binaries of reproduciblePackages
 // for the target env into the folder dir.
