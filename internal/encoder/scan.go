@@ -298,28 +298,31 @@ const projBufLen = (chunkSeeds + 3*MaxLatentDim) * lanes
 type kernels struct {
 	// proj writes d_{r+k·P} for k ∈ [k0, k0+nk), r < P, at out[((k−k0)·P+r)·8 …].
 	proj func(d *decTable, t *tile, k0, nk int, out []float32)
-	// quad returns the first of n seeds (coefficient rows from coef, σ
-	// classes from cls, windows from d) with a candidate lane, and the lane
-	// mask; (n, 0) if none.
-	quad func(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32)
+	// pair returns the first of n pairs of seeds (coefficients from coef,
+	// σ classes from cls, projections from d: d[0…] is the first pair's
+	// e₁) where some lane's bound reaches its threshold, with the lanes
+	// of the pair's first seed in mask bits 0–7 and of its second in bits
+	// 8–15; (n, 0) if none.
+	pair func(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32)
 	ill  func(bs *basis, t *tile, from, to int) (int, uint32)
 	// qmax merges, for n seeds, each lane's largest bound and the first
 	// position t0+i reaching it into best, arg.
 	qmax func(P int, d, coef []float32, t *tile, n, t0 int, best *[lanes]float32, arg *[lanes]int32)
 }
 
-// scan returns the first position in [from, to) with a candidate lane and
-// the lane mask, or (to, 0). Projections are computed a chunk at a time and
-// kept while the tile stays (s.c0, s.c1: the seeds they cover).
+// scan returns the first position in [from, to) (both even: whole pairs)
+// of a pair with a candidate lane and the lane masks (see kernels.pair),
+// or (to, 0). Projections are computed a chunk at a time and kept while
+// the tile stays (s.c0, s.c1: the seeds they cover).
 func (s *searcher) scan(from, to int) (int, uint32) {
 	bs := s.qz.bs
-	P, S := bs.P, bs.stride
+	P, S := bs.P, bs.pstride
 	for from < to {
 		end := min(to, s.project(from))
 		off := (from + 1 - s.kA*P) * lanes
-		idx, mask := s.k.quad(P, s.buf[off:], bs.coef[from*S:], bs.class[from:], s.t, end-from)
+		idx, mask := s.k.pair(P, s.buf[off:], bs.pcoef[from/2*S:], bs.pclass[from/2:], s.t, (end-from+1)/2)
 		if mask != 0 {
-			return from + idx, mask
+			return from + 2*idx, mask
 		}
 		from = end
 	}
@@ -348,28 +351,37 @@ func projGeneric(d *decTable, t *tile, k0, nk int, out []float32) {
 	}
 }
 
-// quadGeneric is the portable twin of the quad kernels.
-func quadGeneric(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32) {
-	S := P * (P + 1) / 2
+// pairGeneric is the portable twin of the pair kernels, written with
+// explicit float32 roundings (no fused multiply-adds; the margins cover
+// both).
+func pairGeneric(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32) {
+	S := pairStride(P)
+	q := P - 1
 	for i := 0; i < n; i++ {
 		cf := coef[i*S : i*S+S]
 		thr := &t.thrK[cls[i]]
-		win := d[i*lanes:]
+		win := d[2*i*lanes:]
 		var mask uint32
 		for l := 0; l < lanes; l++ {
-			var q float32
+			r := thr[l]
 			k := 0
-			for r := 0; r < P; r++ {
-				br := win[r*lanes+l]
-				var acc float32
-				for s := r; s < P; s++ {
-					acc += float32(cf[k] * win[s*lanes+l])
+			for a := 1; a <= q; a++ {
+				var z float32
+				for j := 1; j <= a; j++ {
+					z += float32(cf[k] * win[j*lanes+l])
 					k++
 				}
-				q += float32(br * acc)
+				r -= float32(z * z)
 			}
-			if q >= thr[l] {
-				mask |= 1 << l
+			for side, e := range [2]int{0, P} {
+				row := cf[q*P/2+side*P:]
+				y := float32(row[0] * win[e*lanes+l])
+				for j := 1; j <= q; j++ {
+					y += float32(row[j] * win[j*lanes+l])
+				}
+				if r-float32(y*y) < 0 {
+					mask |= 1 << (8*side + l)
+				}
 			}
 		}
 		if mask != 0 {
@@ -430,7 +442,7 @@ func quadMaxGeneric(P int, d, coef []float32, t *tile, n, t0 int, best *[lanes]f
 	}
 }
 
-var genericKernels = kernels{proj: projGeneric, quad: quadGeneric, ill: illGeneric, qmax: quadMaxGeneric}
+var genericKernels = kernels{proj: projGeneric, pair: pairGeneric, ill: illGeneric, qmax: quadMaxGeneric}
 
 // warmSeeds is how many seeds the warm start looks at: the lane's best
 // bound among them gives a first upper bound, so the scan starts with a
@@ -443,7 +455,9 @@ func (s *searcher) project(from int) int {
 	bs := s.qz.bs
 	if from < s.c0 || from >= s.c1 {
 		P := bs.P
-		s.c0, s.c1 = from, min(bs.L, from+chunkSeeds)
+		// The last pair's second seed (position L) is past the cycle; its
+		// coefficients are zero, but its projections are read.
+		s.c0, s.c1 = from, min(2*len(bs.pclass), from+chunkSeeds)
 		// Seeds [c0, c1) read positions c0+1 … c1−1+P.
 		s.kA = (from + 1) / P
 		kB := (s.c1-1+P)/P + 1
@@ -466,7 +480,7 @@ func (s *searcher) warm() [lanes]int32 {
 	for from := 0; from < n; {
 		end := min(n, s.project(from))
 		off := (from + 1 - s.kA*P) * lanes
-		s.k.qmax(P, s.buf[off:], bs.coef[from*S:], s.t, end-from, from, &best, &arg)
+		s.k.qmax(P, s.buf[off:], bs.warmCoef[from*S:], s.t, end-from, from, &best, &arg)
 		from = end
 	}
 	return arg

@@ -134,17 +134,28 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 			look(l, int(warm[l]))
 		}
 	}
-	for pos := 0; pos < bs.L; {
-		p, mask := s.scan(pos, bs.L)
+	// The scan goes a pair of seeds at a time; the last pair's second seed
+	// is past the cycle, and like the other dead seeds (excluded ones, and
+	// the near-singular ones searchIll covers) its hits are dropped.
+	end := 2 * len(bs.pclass)
+	for pos := 0; pos < end; {
+		p, mask := s.scan(pos, end)
 		if mask == 0 {
 			break
 		}
-		for l := 0; l < lanes; l++ {
-			if mask&(1<<l) != 0 && int32(p) != warm[l] {
-				look(l, p)
+		for side := 0; side < 2; side++ {
+			j := p + side
+			m := mask >> (8 * side) & 0xff
+			if m == 0 || bs.isDead(j) {
+				continue
+			}
+			for l := 0; l < lanes; l++ {
+				if m&(1<<l) != 0 && int32(j) != warm[l] {
+					look(l, j)
+				}
 			}
 		}
-		pos = p + 1
+		pos = p + 2
 	}
 	s.searchIll(ws, out, active, &bestErr, &upper, &n2)
 	for l := 0; l < lanes; l++ {

@@ -177,6 +177,85 @@ func TestKernelInputsNeverSubnormal(t *testing.T) {
 			check("projection", x)
 		}
 	}
+	for _, x := range bs.pcoef {
+		check("pair coefficient", x)
+	}
+}
+
+// The pair kernels report the same (pair, lane, seed) hits as their Go twin
+// over whole cycles, with thresholds spread over the bounds' range so that
+// hits are frequent; they may differ only where the bound is within
+// float32 rounding of the threshold (the margins cover that).
+func TestPairKernelsMatchGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 10))
+	for _, p := range []Params{Paper4Bit, Paper3Bit, {4, 1, 10, 4, 4}, {6, 2, 10, 4, 4}, {12, 5, 9, 4, 4}, {16, 6, 9, 4, 4}, {16, 7, 9, 4, 4}, {20, 8, 9, 4, 4}, {8, 3, 17, 4, 4}} {
+		bs, err := basisFor(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qz := newQuantizer(p, bs, 0, true)
+		fast, slow := newSearcher(qz, KernelAuto), newSearcher(qz, KernelGeneric)
+		fast.startTile()
+		slow.t = fast.t
+		slow.startTile()
+		for l, w := range gaussBlocks(uint64(p.SeedBits), lanes, p.BlockSize, 1) {
+			fast.t.setLane(l, w)
+			for c := range fast.t.thrK {
+				fast.t.thrK[c][l] = float32(r.Float64()) * fast.t.n2[l]
+			}
+		}
+		type hit struct {
+			pos  int
+			mask uint32
+		}
+		all := func(s *searcher) []hit {
+			var hs []hit
+			end := 2 * len(bs.pclass)
+			for pos := 0; pos < end; {
+				p, mask := s.scan(pos, end)
+				if mask == 0 {
+					break
+				}
+				hs = append(hs, hit{p, mask})
+				pos = p + 2
+			}
+			return hs
+		}
+		// Both searchers project their own buffers; the slow one is the
+		// reference for the values near the threshold.
+		hf, hs := all(fast), all(slow)
+		set := func(hs []hit) map[[3]int]bool {
+			m := map[[3]int]bool{}
+			for _, h := range hs {
+				for b := 0; b < 16; b++ {
+					if h.mask>>b&1 != 0 {
+						m[[3]int{h.pos + b/8, b % 8}] = true
+					}
+				}
+			}
+			return m
+		}
+		sf, ss := set(hf), set(hs)
+		if len(ss) < 100 {
+			t.Fatalf("%v: only %d hits: the test does not exercise the kernels", p, len(ss))
+		}
+		differ := 0
+		for k := range sf {
+			if !ss[k] {
+				differ++
+			}
+		}
+		for k := range ss {
+			if !sf[k] {
+				differ++
+			}
+		}
+		// Borderline values: at most a handful in thousands of hits.
+		if differ > len(ss)/1000+2 {
+			t.Errorf("%v: kernel and Go twin differ on %d of %d hits", p, differ, len(ss))
+		}
+		t.Logf("%v: %d hits, %d differ", p, len(ss), differ)
+	}
 }
 
 // Tensors of subnormal-laden and very small or very large weights code as
