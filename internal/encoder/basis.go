@@ -61,6 +61,8 @@ type basis struct {
 	// exponent window.
 	sigma   []float32
 	bySigma []int32
+	// maxSigma is the largest σ lower bound of any seed.
+	maxSigma float64
 	// class[i] is position i's σ class: the largest c with σ lower bound
 	// ≥ classSigma[c] (classSigma[0] = 0; see classOctave). The kernels compare each seed's
 	// bound with its class's threshold, which also counts the quantization
@@ -233,6 +235,11 @@ func buildBasis(K, C, P int) (*basis, error) {
 					}
 					if !(m[k] <= illMargin) {
 						dead[j] = true
+						if j < nwarm {
+							// The warm start must not pick it on a
+							// meaningless float32 value either.
+							clear(b.warmCoef[j*b.stride : (j+1)*b.stride])
+						}
 						ills[wi] = append(ills[wi], int32(j))
 						illQs[wi] = append(illQs[wi], orthonormal(cyc.State[j+1:j+1+C*P], h, C, P)...)
 						continue
@@ -289,6 +296,11 @@ func buildBasis(K, C, P int) (*basis, error) {
 		b.bySigma = b.bySigma[:keep:keep]
 	}
 	sorted = nil
+	for i, x := range sigmas {
+		if !b.isExcluded(i) {
+			b.maxSigma = math.Max(b.maxSigma, x)
+		}
+	}
 	b.sigma = make([]float32, len(b.bySigma))
 	for i, pos := range b.bySigma {
 		b.sigma[i] = roundDown32(sigmas[pos])
@@ -369,6 +381,19 @@ func sigmaLB(a []float64, P int, h int64) float64 {
 		tr += a[r*P+r]
 	}
 	return (1 - 1e-4) / (math.Sqrt(tr) * float64(h-1))
+}
+
+// touch reads the cache lines eval will read for the seed at pos (its
+// cycle states and cached inverse) and returns something of them, so the
+// loads are kept.
+func (b *basis) touch(pos int) uint64 {
+	n := b.C * b.P
+	x := uint64(b.cyc.State[pos+1]) + uint64(b.cyc.State[pos+n])
+	if b.ainv != nil {
+		na := b.P * (b.P + 1) / 2
+		x += math.Float64bits(b.ainv[pos*na]) + math.Float64bits(b.ainv[pos*na+na-1])
+	}
+	return x
 }
 
 // isDead reports whether the pair kernels leave the seed at pos (≤ L) out.

@@ -22,7 +22,7 @@ func kernelsFor(k Kernel, bs *basis) kernels {
 		kern = projUnrolled[np]
 	}
 	out.proj = func(d *decTable, t *tile, k0, nk int, buf []float32) {
-		kern(&d.tab[0], 2*d.rowLen, &t.w16[0], t.np, k0, nk, d.P, d.P*32, &buf[0])
+		kern(&d.tab[0], 2*d.rowLen, &t.w16[0], t.np, k0, nk, d.P, d.P*4*lanes, &buf[0])
 	}
 	if P := bs.P; P < len(pairAVX2) && pairAVX2[P] != nil {
 		kern := pairAVX2[P]

@@ -269,3 +269,104 @@ func (pc *pairCols) zeroDead(dst []float32, P int, dead [2]bool) {
 		}
 	}
 }
+
+// quickPair is quick for a live seed whose pair the scan has just bounded:
+// the coefficients come from the pair table and the basis columns from the
+// decimated table (K ≤ 16), both still in cache, instead of the cached
+// inverse and the cycle states (a cache miss or two per candidate, a tenth
+// of the encode). With M the seed's float32 inverse factor (orthonormal
+// coordinates v = M·b), π̃ = ‖v‖² and t̃ = Mᵀv ≈ G⁻¹b.
+//
+//   - ls: π̃ is within e(1+e)/(1−e)·‖w‖² of π (pairMargin), so
+//     n2 − π̃ − m·n2 (m the pair class's margin) is a lower bound on the
+//     least-squares error, as quick's is.
+//   - ub: the exact error of plain rounding of t̃ (plus quick's slack).
+//     t̃ may differ from eval's t in the last bits, so eval's code for this
+//     seed is not certain to be as good; searchTile checks, at the end,
+//     that the best exact error found is within the upper bounds it
+//     pruned with, and searches the block again with quick if not.
+//
+// ok is false where the tables cannot serve (K > 16): the caller uses
+// quick.
+func (qz *quantizer) quickPair(w []float64, pos int, n2 float64) (ls, ub float64, ok bool) {
+	bs := qz.bs
+	if bs.dec.shift != 0 {
+		return 0, 0, false
+	}
+	var cols basisCols
+	if !bs.columns(pos, &cols) {
+		return 0, 0, false
+	}
+	C, P := bs.C, bs.P
+	q := P - 1
+	// b in the pair's order (m_1 … m_{P−1}, e): the seed's columns are
+	// (e₁, m…) for the first of the pair, (m…, e₂) for the second.
+	side := pos & 1
+	var b [MaxLatentDim]float64
+	for i := 0; i < P; i++ {
+		col := cols.col[i]
+		var s float64
+		for c := 0; c < C; c++ {
+			s += float64(float64(col[c]) * w[c])
+		}
+		j := i // natural column i → pair order j
+		if side == 0 {
+			j = (i + q) % P
+		}
+		b[j] = s
+	}
+	S := bs.pstride
+	cf := bs.pcoef[pos/2*S : pos/2*S+S]
+	// v = M·b, M lower triangular: rows of L_m⁻¹, then the seed's row.
+	var v [MaxLatentDim]float64
+	var m [MaxLatentDim * MaxLatentDim]float64
+	k := 0
+	for a := 0; a < q; a++ {
+		for j := 0; j <= a; j++ {
+			m[a*P+j] = float64(cf[k])
+			k++
+		}
+	}
+	row := cf[q*P/2+side*P:]
+	m[q*P+q] = float64(row[0])
+	for j := 0; j < q; j++ {
+		m[q*P+j] = float64(row[1+j])
+	}
+	var pi float64
+	for a := 0; a < P; a++ {
+		var s float64
+		for j := 0; j <= a; j++ {
+			s += float64(m[a*P+j] * b[j])
+		}
+		v[a] = s
+		pi += float64(s * s)
+	}
+	var t [MaxLatentDim]float64
+	for j := 0; j < P; j++ {
+		var s float64
+		for a := j; a < P; a++ {
+			s += float64(m[a*P+j] * v[a])
+		}
+		i := j // pair order j → natural column i
+		if side == 0 {
+			i = (j + 1) % P
+		}
+		t[i] = s
+	}
+	c := code{e: int8(qz.p.emin())}
+	if e0, ok := qz.e0(&t); ok {
+		qz.round(&t, e0, &c)
+	}
+	e := math.Min(qz.exactErrCols(w, &cols, &c), n2)
+	margin := bs.classMargin[bs.pclass[pos/2]]
+	ls, ub = n2-pi-margin*n2, e+1e-5*(n2+e)
+	if quickPairHook != nil {
+		ub = quickPairHook(ub)
+	}
+	return ls, ub, true
+}
+
+// quickPairHook, when set (tests only), replaces quickPair's upper bounds,
+// so tests can make them wrong and check that searchTile's verification
+// catches it.
+var quickPairHook func(ub float64) float64

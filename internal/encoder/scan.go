@@ -2,7 +2,6 @@ package encoder
 
 import (
 	"math"
-	"sort"
 	"sync"
 	"unsafe"
 
@@ -95,7 +94,7 @@ func projError(K, C int) (kappa, lambda float64) {
 	return 1.01 * u32, 1.01 * s * math.Sqrt(float64(C))
 }
 
-// tile is the kernels' input: up to 8 blocks as integers, pairs of weights
+// tile is the kernels' input: up to 16 blocks as integers, pairs of weights
 // interleaved by lane, plus per-lane thresholds.
 type tile struct {
 	// w16[m·8 + l] holds lane l's weights 2m (low half) and 2m+1 (high
@@ -119,6 +118,9 @@ type tile struct {
 	floor float64
 	// classSigma and classMargin are the basis's σ class edges and margins.
 	classSigma, classMargin *[classes]float64
+	// a[c] is classSigma[c]·floor, a2[c] its square: class c's smallest
+	// nonzero code norm (U units) and its energy.
+	a, a2 [classes]float64
 	// mn[l][c] is classMargin[c]·n2[l] rounded up: what thrK takes off.
 	mn [lanes][classes]float32
 }
@@ -220,52 +222,57 @@ func (t *tile) setThreshold(l int, n2, best float64) {
 	// The zero code (error n2) is always available: best never exceeds it.
 	D := n2 - math.Min(best, n2) - 1e-6*n2
 	inf := float32(math.Inf(-1))
+	alpha, eps := t.alpha[l], t.eps[l]
+	mn := &t.mn[l]
 	c := 0
 	if D > 0 {
 		// The classes with a² ≤ D (a prefix: edges increase) share the
 		// least-squares threshold.
 		var lsT float32 = inf
-		if R := t.alpha[l]*math.Sqrt(D)*(1-1e-12) - t.eps[l]; R > 0 {
+		if R := alpha*math.Sqrt(D)*(1-1e-12) - eps; R > 0 {
 			lsT = roundDown32(R * R * (1 - 1e-12))
 		}
-		n := sort.Search(classes, func(c int) bool {
-			a := t.classSigma[c] * t.floor
-			return a*a > D
-		})
-		mn := &t.mn[l]
+		n := classes
+		for n > 0 && t.a2[n-1] > D {
+			n--
+		}
 		for ; c < n; c++ {
 			t.thr[c][l] = lsT
 			t.thrK[c][l] = subDown32(lsT, mn[c])
 		}
 	}
 	for ; c < classes; c++ {
-		a := t.classSigma[c] * t.floor
-		if !(a > 0 && D > -a*a) {
+		a := t.a[c]
+		if !(a > 0 && D > -t.a2[c]) {
 			t.thr[c][l], t.thrK[c][l] = inf, inf
 			continue
 		}
-		r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+a*a)/(2*a), a))
-		R := t.alpha[l]*r*(1-1e-12) - t.eps[l]
+		r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+t.a2[c])/(2*a), a))
+		R := alpha*r*(1-1e-12) - eps
 		if !(R > 0) {
 			t.thr[c][l], t.thrK[c][l] = inf, inf
 			continue
 		}
 		T := roundDown32(R * R * (1 - 1e-12))
 		t.thr[c][l] = T
-		t.thrK[c][l] = subDown32(T, t.mn[l][c])
+		t.thrK[c][l] = subDown32(T, mn[c])
 	}
 }
 
-// subDown32 is x − y (x, y ≥ 0 or x = −∞) rounded down to float32.
+// subDown32 is x − y (x, y ≥ 0 or x = −∞) rounded down to float32, and
+// never subnormal: a result below the smallest normal float32 in
+// magnitude becomes −2^−126 (still below x − y).
 func subDown32(x, y float32) float32 {
-	if y == 0 {
-		return x
+	// The float64 difference is exact unless x and y are 2^29 apart, and
+	// then off by a relative 2^−53, far inside the margins' factor 2.
+	// Taking 2^−23 of it off before rounding to nearest rounds down (by
+	// an ulp at most more than needed) without a branch: the thresholds
+	// are set tens of times per block.
+	v := float64(x) - float64(y)
+	if math.Abs(v) < 0x1p-125 {
+		return -0x1p-126
 	}
-	d := x - y
-	if float64(d) > float64(x)-float64(y) {
-		d = math.Nextafter32(d, float32(math.Inf(-1)))
-	}
-	return d
+	return float32(v - math.Abs(v)*0x1p-23)
 }
 
 // roundUp32 is x rounded up to float32.
@@ -380,7 +387,7 @@ func pairGeneric(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, ui
 					y += float32(row[j] * win[j*lanes+l])
 				}
 				if r-float32(y*y) < 0 {
-					mask |= 1 << (8*side + l)
+					mask |= 1 << (lanes*side + l)
 				}
 			}
 		}

@@ -8,8 +8,9 @@ import (
 )
 
 // lanes is how many blocks a search tile carries: the kernels keep one block
-// per SIMD lane and walk the seeds once for all of them.
-const lanes = 8
+// per SIMD lane (two 8-lane AVX2 halves) and walk the seeds once for all of
+// them, so every table load serves 16 blocks.
+const lanes = 16
 
 // better orders (error, seed) pairs: lower error, then lower seed.
 func better(err float64, seed uint32, bestErr float64, bestSeed uint32) bool {
@@ -28,7 +29,14 @@ type searcher struct {
 	// candidates counts kernel hits and full the full evaluations (for
 	// benchmarks and tests).
 	candidates, full int
+	touched          uint64 // keeps touch's loads
 	def              [lanes][]deferred
+	// exact makes every candidate's first look use quick (the cached
+	// inverse and cycle states) instead of quickPair; searchTile sets it to
+	// search again the rare block whose quickPair bounds did not hold.
+	exact bool
+	// redone counts the blocks searched again (for tests).
+	redone int
 }
 
 func newSearcher(qz *quantizer, k Kernel) *searcher {
@@ -42,10 +50,14 @@ func (s *searcher) startTile() {
 	s.t.floor = math.Ldexp(1, qz.p.emin()+qz.bias) * (1 - 1e-9)
 	s.t.classSigma = &qz.bs.classSigma
 	s.t.classMargin = &qz.bs.classMargin
+	for c, x := range qz.bs.classSigma {
+		a := x * s.t.floor
+		s.t.a[c], s.t.a2[c] = a, a*a
+	}
 	s.c0, s.c1 = 0, 0
 }
 
-// searchTile codes up to 8 blocks; ws[l] is block l (length C, float64 of
+// searchTile codes up to 16 blocks; ws[l] is block l (length C, float64 of
 // the float32 input), out[l] receives its code.
 func (s *searcher) searchTile(ws [][]float64, out []code) {
 	qz := s.qz
@@ -91,6 +103,8 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 	}
 	var hits [lanes]int
 	var c code
+	// check marks the lanes that pruned with an upper bound from quickPair.
+	var check uint32
 	look := func(l, p int) {
 		s.candidates++
 		hits[l]++
@@ -112,9 +126,16 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 			}
 			return
 		}
-		ls, ub, ok := qz.quick(ws[l], p, n2[l])
+		var ls, ub float64
+		ok, approx := false, false
+		if !s.exact && !bs.isDead(p) {
+			ls, ub, ok = qz.quickPair(ws[l], p, n2[l])
+			approx = ok
+		}
 		if !ok {
-			return
+			if ls, ub, ok = qz.quick(ws[l], p, n2[l]); !ok {
+				return
+			}
 		}
 		lb := s.lowerBound(p, n2[l], ls)
 		if lb > upper[l]+1e-6*n2[l] {
@@ -124,6 +145,9 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		if ub < upper[l] {
 			upper[l] = ub
 			s.t.setThreshold(l, n2[l], ub)
+			if approx {
+				check |= 1 << l
+			}
 		}
 	}
 	// Warm start: each lane's best bound among the first seeds sets its
@@ -145,7 +169,7 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		}
 		for side := 0; side < 2; side++ {
 			j := p + side
-			m := mask >> (8 * side) & 0xff
+			m := mask >> (lanes * side) & (1<<lanes - 1)
 			if m == 0 || bs.isDead(j) {
 				continue
 			}
@@ -158,6 +182,19 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		pos = p + 2
 	}
 	s.searchIll(ws, out, active, &bestErr, &upper, &n2)
+	// The deferred candidates' tables are far out of cache by now: touch
+	// the lines of those that may be evaluated, all lanes first, so the
+	// misses overlap instead of coming one evaluation at a time.
+	var touch uint64
+	for l := 0; l < lanes; l++ {
+		lim := math.Min(upper[l], bestErr[l]) + 1e-6*n2[l]
+		for _, d := range s.def[l] {
+			if d.ls <= lim {
+				touch += bs.touch(int(d.pos))
+			}
+		}
+	}
+	s.touched += touch
 	for l := 0; l < lanes; l++ {
 		if active&(1<<l) == 0 {
 			continue
@@ -179,6 +216,19 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 				bestErr[l] = e
 				out[l] = c
 			}
+		}
+	}
+	// Every pruning decision assumed the best exact error is at most the
+	// lane's upper bound. With bounds from quick that always holds; with
+	// quickPair's it is checked here (it fails only where t̃ rounds
+	// differently from eval's t and eval's code is worse), and such blocks
+	// are searched again with quick.
+	for l := 0; l < lanes; l++ {
+		if check&(1<<l) != 0 && bestErr[l] > upper[l] {
+			s.redone++
+			s.exact = true
+			s.searchTile(ws[l:l+1], out[l:l+1])
+			s.exact = false
 		}
 	}
 }
@@ -231,6 +281,9 @@ type deferred struct {
 func (s *searcher) lowerBound(pos int, n2, ls float64) float64 {
 	bs := s.qz.bs
 	r := math.Sqrt(math.Max(n2-ls, 0))
+	if bs.maxSigma*s.t.floor <= r {
+		return ls // no seed's smallest code reaches beyond the fit
+	}
 	// The seed's σ is below its class's upper edge (or any σ, for the top
 	// class): when that already gives a ≤ √π, there is nothing to add.
 	if c := int(bs.class[pos]); c+1 < classes && bs.classSigma[c+1]*s.t.floor <= r {

@@ -227,9 +227,9 @@ func TestPairKernelsMatchGeneric(t *testing.T) {
 		set := func(hs []hit) map[[3]int]bool {
 			m := map[[3]int]bool{}
 			for _, h := range hs {
-				for b := 0; b < 16; b++ {
+				for b := 0; b < 2*lanes; b++ {
 					if h.mask>>b&1 != 0 {
-						m[[3]int{h.pos + b/8, b % 8}] = true
+						m[[3]int{h.pos + b/lanes, b % lanes}] = true
 					}
 				}
 			}
@@ -363,5 +363,37 @@ func TestRealWeightsCandidates(t *testing.T) {
 		if got > 60 {
 			t.Errorf("%s: %.1f candidates per block", name, got)
 		}
+	}
+}
+
+// searchTile's check of quickPair's upper bounds: with every bound made
+// too low (half the true one), pruning goes wrong, the check must catch
+// it, and the blocks searched again must still get the brute-force argmin.
+func TestQuickPairBoundsChecked(t *testing.T) {
+	p := Params{8, 3, 10, 4, 4}
+	ws := gaussBlocks(31, 200, p.BlockSize, 1)
+	want := reference(t, p, 0, ws)
+	bs, err := basisFor(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quickPairHook = func(ub float64) float64 { return ub / 2 }
+	defer func() { quickPairHook = nil }()
+	for _, k := range []Kernel{KernelAuto, KernelGeneric} {
+		s := newSearcher(newQuantizer(p, bs, 0, true), k)
+		out := make([]code, len(ws))
+		for b := 0; b < len(ws); b += lanes {
+			e := min(b+lanes, len(ws))
+			s.searchTile(ws[b:e], out[b:e])
+		}
+		for i := range ws {
+			if out[i] != want[i] {
+				t.Fatalf("kernel %d block %d: seed %d, reference %d", k, i, out[i].seed, want[i].seed)
+			}
+		}
+		if s.redone == 0 {
+			t.Fatalf("kernel %d: no block searched again with bounds made too low", k)
+		}
+		t.Logf("kernel %d: %d of %d blocks searched again", k, s.redone, len(ws))
 	}
 }

@@ -2,8 +2,8 @@
 // kernels of the pruned seed search. Run `go generate ./internal/encoder`;
 // a test regenerates both files and compares them with the committed ones.
 //
-// The search walks seeds in cycle order for a tile of 8 blocks (one per
-// SIMD lane) in two passes over a chunk of seeds:
+// The search walks seeds in cycle order for a tile of 16 blocks (one per
+// lane of two 8-lane AVX2 halves) in two passes over a chunk of seeds:
 //
 //   - proj kernels compute the projections d_j = Σ_c û[j+c·P]·w̃_c of the
 //     tile's integer blocks on the decimated basis columns, exactly, with
@@ -36,9 +36,14 @@ const maxQuadP = 8
 // are fully unrolled; larger blocks use the looped kernel.
 const maxUnrolledPairs = 32
 
-// regPairs: up to this many weight pairs stay in registers at once; the
-// unrolled kernels for more pairs make several passes.
-const regPairs = 8
+// lanes is the blocks a tile carries (the encoder's lanes): two 8-lane
+// halves, so every table broadcast serves 16 blocks (loads, not
+// multiplies, bind these kernels on AMD Zen 3: two per cycle).
+const lanes = 16
+
+// regPairs: up to this many weight pairs (both halves) stay in registers
+// at once; the unrolled kernels for more pairs make several passes.
+const regPairs = 6
 
 func main() {
 	out := flag.String("out", "scan_amd64.s", "assembly output")
@@ -157,11 +162,12 @@ func (g *gen) uniq(s string) string {
 // proj emits a projection kernel:
 //
 //	for r in [0, p), k in [0, nk):
-//	  out[k·ostride + r·32 + 4·lane] = float32(Σ_m pair(tab + r·rowStride + 2(k0+k) + 4m) · w[m·8 + lane])
+//	  out[k·ostride + r·64 + 4·lane] = float32(Σ_m pair(tab + r·rowStride + 2(k0+k) + 4m) · w[m·16 + lane])
 //
-// where pair(a) is the int16 pair at byte address a and w[m·8+lane] the
+// where pair(a) is the int16 pair at byte address a and w[m·16+lane] the
 // lane's weight pair m (np pairs); VPMADDWD multiplies the pairs and adds
-// the two products into int32, exactly (see scan.go for the bounds).
+// the two products into int32, exactly (see scan.go for the bounds). Each
+// table pair is broadcast once for both halves of the tile.
 //
 // The unrolled kernels keep the weight pairs in registers: more than
 // regPairs pairs are done in passes over groups of at most regPairs, the
@@ -169,8 +175,8 @@ func (g *gen) uniq(s string) string {
 // would otherwise bind the kernel on loads).
 //
 // GP registers: SI table walk, BX weight pairs, R8 row stride, R9 nk,
-// R10 rows left, R11 out stride (looped: pair offset), R12 row start, R13
-// out row start, DI out walk, CX count, AX looped end offset.
+// R10 rows left, R11 out stride, R12 row start, R13 out row start, DI out
+// walk, CX count, AX (looped) end offset, DX (looped) weight walk.
 func (g *gen) proj() {
 	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, projSig)
 	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-72\n", g.name)
@@ -208,27 +214,31 @@ func (g *gen) pass(m0, m1 int, first, last bool) {
 	g.f("MOVQ p+48(FP), R10")
 	g.f("MOVQ out+64(FP), R13")
 	n := m1 - m0
+	// Pair m, half h in Y(2(m−m0)+h).
 	for m := m0; m < m1; m++ {
-		g.f("VMOVDQU %d(BX), Y%d", 32*m, m-m0)
+		for h := 0; h < 2; h++ {
+			g.f("VMOVDQU %d(BX), Y%d", 64*m+32*h, 2*(m-m0)+h)
+		}
 	}
 	var free []int
-	for r := n; r < 16; r++ {
+	for r := 2 * n; r < 16; r++ {
 		free = append(free, r)
 	}
 	row := g.uniq("row")
 	loop := g.uniq("k")
-	next := g.uniq("next")
 	g.l(row)
 	g.f("MOVQ R12, SI")
 	g.f("MOVQ R13, DI")
 	g.f("MOVQ R9, CX")
-	one := func(off int, dst string, regs []int) {
-		acc := regs[0]
-		if g.NP == 0 {
-			g.sumLoop(regs[1:], acc)
-		} else {
-			g.sum(off, m0, m1, regs[1:], acc)
-		}
+	g.l(loop)
+	accs := [2]int{free[0], free[1]}
+	if g.NP == 0 {
+		g.sumLoop(free[2:], accs)
+	} else {
+		g.sum(m0, m1, free[2:], accs)
+	}
+	for h, acc := range accs {
+		dst := fmt.Sprintf("%d(DI)", 32*h)
 		if !first {
 			g.f("VPADDD %s, Y%d, Y%d", dst, acc, acc)
 		}
@@ -237,112 +247,71 @@ func (g *gen) pass(m0, m1 int, first, last bool) {
 		}
 		g.f("VMOVUPS Y%d, %s", acc, dst)
 	}
-	if g.NP > 0 {
-		// Two positions per iteration, each with half the registers.
-		pairs := g.uniq("k2")
-		g.f("CMPQ CX, $2")
-		g.f("JLT %s", loop)
-		g.l(pairs)
-		h := len(free) / 2
-		one(0, "(DI)", free[:h])
-		one(2, "(DI)(R11*1)", free[h:])
-		g.f("ADDQ $4, SI")
-		g.f("LEAQ (DI)(R11*2), DI")
-		g.f("SUBQ $2, CX")
-		g.f("CMPQ CX, $2")
-		g.f("JGE %s", pairs)
-		g.f("TESTQ CX, CX")
-		g.f("JZ %s", next)
-	}
-	g.l(loop)
-	one(0, "(DI)", free)
 	g.f("ADDQ $2, SI")
-	if g.NP == 0 {
-		g.f("ADDQ ostride+56(FP), DI")
-	} else {
-		g.f("ADDQ R11, DI")
-	}
+	g.f("ADDQ R11, DI")
 	g.f("DECQ CX")
 	g.f("JNZ %s", loop)
-	g.l(next)
 	g.f("ADDQ R8, R12")
-	g.f("ADDQ $32, R13")
+	g.f("ADDQ $%d, R13", 4*lanes)
 	g.f("DECQ R10")
 	g.f("JNZ %s", row)
 }
 
-// sum emits acc = Σ_{m0≤m<m1} VPMADDWD(bcast32(SI + off + 4m), pair m) in
-// int32 (pair m in register Y(m−m0)), using regs as extra accumulators
-// (independent chains) and temporaries. The 32-bit broadcasts use
-// VBROADCASTSS (a plain load on AMD cores, where VPBROADCASTD also takes a
-// shuffle port).
-func (g *gen) sum(off, m0, m1 int, regs []int, acc int) {
-	n := m1 - m0
-	na := max(1, min(len(regs)-1, 4, n)) // accumulators; at least one temp stays
-	accs := append([]int{acc}, regs[:na-1]...)
-	temps := regs[na-1:]
-	for i := 0; i < n; i++ {
-		m := m0 + i
-		a := accs[i%na]
-		if i < na {
-			g.f("VBROADCASTSS %d(SI), Y%d", off+4*m, a)
-			g.f("VPMADDWD Y%d, Y%d, Y%d", i, a, a)
-			continue
-		}
-		t := temps[i%len(temps)]
-		g.f("VBROADCASTSS %d(SI), Y%d", off+4*m, t)
-		g.f("VPMADDWD Y%d, Y%d, Y%d", i, t, t)
-		g.f("VPADDD Y%d, Y%d, Y%d", t, a, a)
+// sum emits accs[h] = Σ_{m0≤m<m1} VPMADDWD(bcast32(SI + 4m), pair m half h)
+// in int32 (pair m half h in register Y(2(m−m0)+h)), using regs as
+// broadcast registers and temporaries: each broadcast serves both halves.
+// The 32-bit broadcasts use VBROADCASTSS (a plain load on AMD cores,
+// where VPBROADCASTD also takes a shuffle port).
+func (g *gen) sum(m0, m1 int, regs []int, accs [2]int) {
+	nb := 1
+	if len(regs) >= 4 {
+		nb = 2
 	}
-	// Pairwise tree over the accumulators.
-	for k := na; k > 1; {
-		h := (k + 1) / 2
-		for i := 0; i+h < k; i++ {
-			g.f("VPADDD Y%d, Y%d, Y%d", accs[i+h], accs[i], accs[i])
+	bcs, tmps := regs[:nb], regs[nb:]
+	for i := 0; i < m1-m0; i++ {
+		m := m0 + i
+		t := bcs[i%nb]
+		g.f("VBROADCASTSS %d(SI), Y%d", 4*m, t)
+		for h, acc := range accs {
+			if i == 0 {
+				g.f("VPMADDWD Y%d, Y%d, Y%d", 2*i+h, t, acc)
+				continue
+			}
+			tmp := tmps[(2*i+h)%len(tmps)]
+			g.f("VPMADDWD Y%d, Y%d, Y%d", 2*i+h, t, tmp)
+			g.f("VPADDD Y%d, Y%d, Y%d", tmp, acc, acc)
 		}
-		k = h
 	}
 }
 
-// sumLoop is sum for any pair count np (the looped kernel): two
-// accumulators, the table offset in R11 (4 bytes per pair), the pairs at
-// BX + 8·R11.
-func (g *gen) sumLoop(regs []int, acc int) {
-	// (the looped kernel: the pairs are read from BX in the loop)
-	t, a2 := regs[0], regs[1]
+// sumLoop is sum for any pair count np (the looped kernel): the table
+// offset in R14 is 4 bytes per pair (R14 is free in ABI0 code: the ABI
+// wrapper restores it), the weight pairs are read from memory at DX (64
+// bytes per pair).
+func (g *gen) sumLoop(regs []int, accs [2]int) {
+	t, tmp := regs[0], regs[1]
 	lp := g.uniq("m")
-	fin := g.uniq("mfin")
-	even := g.uniq("even")
-	g.f("VPXOR Y%d, Y%d, Y%d", acc, acc, acc)
-	g.f("VPXOR Y%d, Y%d, Y%d", a2, a2, a2)
 	g.f("MOVQ np+24(FP), AX")
 	g.f("SHLQ $2, AX")
-	g.f("ANDQ $-8, AX") // bytes of the whole pairs of pairs
-	g.f("XORQ R11, R11")
-	g.f("TESTQ AX, AX")
-	g.f("JZ %s", fin)
+	g.f("XORQ R14, R14")
+	g.f("MOVQ BX, DX")
+	for _, acc := range accs {
+		g.f("VPXOR Y%d, Y%d, Y%d", acc, acc, acc)
+	}
 	g.l(lp)
-	g.f("VBROADCASTSS (SI)(R11*1), Y%d", t)
-	g.f("VPMADDWD (BX)(R11*8), Y%d, Y%d", t, t)
-	g.f("VPADDD Y%d, Y%d, Y%d", t, acc, acc)
-	g.f("VBROADCASTSS 4(SI)(R11*1), Y%d", t)
-	g.f("VPMADDWD 32(BX)(R11*8), Y%d, Y%d", t, t)
-	g.f("VPADDD Y%d, Y%d, Y%d", t, a2, a2)
-	g.f("ADDQ $8, R11")
-	g.f("CMPQ R11, AX")
+	g.f("VBROADCASTSS (SI)(R14*1), Y%d", t)
+	for h, acc := range accs {
+		g.f("VPMADDWD %d(DX), Y%d, Y%d", 32*h, t, tmp)
+		g.f("VPADDD Y%d, Y%d, Y%d", tmp, acc, acc)
+	}
+	g.f("ADDQ $4, R14")
+	g.f("ADDQ $64, DX")
+	g.f("CMPQ R14, AX")
 	g.f("JLT %s", lp)
-	g.l(fin)
-	g.f("TESTQ $1, np+24(FP)")
-	g.f("JZ %s", even)
-	g.f("VBROADCASTSS (SI)(R11*1), Y%d", t)
-	g.f("VPMADDWD (BX)(R11*8), Y%d, Y%d", t, t)
-	g.f("VPADDD Y%d, Y%d, Y%d", t, acc, acc)
-	g.l(even)
-	g.f("VPADDD Y%d, Y%d, Y%d", a2, acc, acc)
 }
 
 // pair emits the pair kernel for one P: for pair t in [0, n), with the
-// projections d_j at d[(2t+j)·8 …] (j = 0: e₁, 1…P−1: the shared m_j,
+// projections d_j at d[(2t+j)·16 …] (j = 0: e₁, 1…P−1: the shared m_j,
 // P: e₂) and the coefficients c = coef[t·S …] (pair.go's layout: the
 // rows of L_m⁻¹, then (γ, δ_1…δ_{P−1}) for each seed),
 //
@@ -350,20 +319,23 @@ func (g *gen) sumLoop(regs []int, acc int) {
 //	R_s = R − y_s²,    y_s = γ_s·e_s + Σ_j δ_sj·m_j
 //
 // and it returns the first t where some lane has R_1 < 0 or R_2 < 0
-// (sign bits), with the lanes of R_1 in mask bits 0–7 and of R_2 in bits
-// 8–15. The threshold is the first multiply-add's addend (a memory
-// operand), the squares are subtracted by negated multiply-adds, and a
-// group of U pairs takes one branch on the OR of their min(R_1, R_2):
-// 13 multiplies and multiply-adds per pair for P = 3, and two other
-// vector operations.
+// (sign bits), with the lanes of R_1 in mask bits 0–15 and of R_2 in bits
+// 16–31. Each coefficient is broadcast once for both 8-lane halves. The
+// threshold is the first multiply-add's addend (a memory operand), the
+// squares are subtracted by negated multiply-adds, and a group of U pairs
+// takes one branch on the OR of their min(R_1, R_2): 13 multiplies and
+// multiply-adds per pair and half for P = 3, and two other vector
+// operations.
 //
-// Registers: Y0…Y(P−2) the shared projections, then R, z, y₁, y₂, two
-// broadcast temporaries and the group's OR. GP: SI d walk, DI coef walk,
-// R10 class walk, BX thresholds, R11 class offset, CX n, R8 t, R9 group
-// end, AX and DX masks.
+// Registers, per half: the first (up to) three shared projections (the
+// others are memory operands), R, y₁ (z before it), y₂; then two
+// broadcast temporaries and the group's OR. GP: SI d walk, DI coef walk, R10 class
+// walk, BX thresholds, R11 class offset, CX n, R8 t, R9 group end, AX, DX
+// and R9 masks.
 func (g *gen) pair() {
 	P, S := g.P, g.S
 	q := P - 1
+	nm := min(q, 3) // shared projections held in registers
 	U := 4
 	if P > 4 {
 		U = 2
@@ -381,11 +353,24 @@ func (g *gen) pair() {
 	slowLoop := g.uniq("slowloop")
 	found := g.uniq("found")
 	done := g.uniq("done")
-	yr, yz, ya, yb, c0, c1, acc := q, q+1, q+2, q+3, q+4, q+5, q+6
-	// one emits pair u of a group (d at SI + 64u, coefficients at
+	per := nm + 3
+	mreg := func(j, h int) int { return h*per + j - 1 }
+	yr := func(h int) int { return h*per + nm }
+	ya := func(h int) int { return h*per + nm + 1 }
+	yb := func(h int) int { return h*per + nm + 2 }
+	yz := ya // z_a is dead before y₁ is computed
+	c0, c1, acc := 2*per, 2*per+1, 2*per+2
+	row := 4 * lanes // bytes per position and per threshold row
+	// one emits pair u of a group (d at SI + 2u·row, coefficients at
 	// DI + 4Su, class at R10 + u) and leaves R_1 in ya, R_2 in yb.
 	one := func(u int) {
-		off, co := 64*u, 4*S*u
+		off, co := 2*row*u, 4*S*u
+		m := func(j, h int) string {
+			if j <= nm {
+				return fmt.Sprintf("Y%d", mreg(j, h))
+			}
+			return fmt.Sprintf("%d(SI)", off+row*j+32*h)
+		}
 		nbc := 0
 		bcast := func(k int) int {
 			r := []int{c0, c1}[nbc%2]
@@ -394,48 +379,61 @@ func (g *gen) pair() {
 			return r
 		}
 		g.f("MOVBLZX %d(R10), R11", u)
-		g.f("SHLQ $5, R11")
-		for j := 1; j <= q; j++ {
-			g.f("VMOVUPS %d(SI), Y%d", off+32*j, j-1)
-		}
-		if q == 0 {
-			g.f("VMOVUPS (BX)(R11*1), Y%d", yr)
+		g.f("SHLQ $6, R11")
+		for h := 0; h < 2; h++ {
+			for j := 1; j <= nm; j++ {
+				g.f("VMOVUPS %d(SI), Y%d", off+row*j+32*h, mreg(j, h))
+			}
+			if q == 0 {
+				g.f("VMOVUPS %d(BX)(R11*1), Y%d", 32*h, yr(h))
+			}
 		}
 		k := 0
 		for a := 1; a <= q; a++ {
-			dst := yz
-			if a == 1 {
-				dst = yr
-			}
 			for j := 1; j <= a; j++ {
 				c := bcast(k)
 				k++
-				if j == 1 {
-					g.f("VMULPS Y%d, Y%d, Y%d", j-1, c, dst)
-				} else {
-					g.f("VFMADD231PS Y%d, Y%d, Y%d", j-1, c, dst)
+				for h := 0; h < 2; h++ {
+					dst := yz(h)
+					if a == 1 {
+						dst = yr(h)
+					}
+					if j == 1 {
+						g.f("VMULPS %s, Y%d, Y%d", m(j, h), c, dst)
+					} else {
+						g.f("VFMADD231PS %s, Y%d, Y%d", m(j, h), c, dst)
+					}
 				}
 			}
-			if a == 1 {
-				g.f("VFNMADD213PS (BX)(R11*1), Y%d, Y%d", yr, yr) // R = T − z_1²
-			} else {
-				g.f("VFNMADD231PS Y%d, Y%d, Y%d", yz, yz, yr) // R −= z_a²
+			for h := 0; h < 2; h++ {
+				if a == 1 {
+					g.f("VFNMADD213PS %d(BX)(R11*1), Y%d, Y%d", 32*h, yr(h), yr(h)) // R = T − z_1²
+				} else {
+					g.f("VFNMADD231PS Y%d, Y%d, Y%d", yz(h), yz(h), yr(h)) // R −= z_a²
+				}
 			}
 		}
-		for side, y := range [2]int{ya, yb} {
+		for side := 0; side < 2; side++ {
 			e := 0
+			y := ya
 			if side == 1 {
-				e = P
+				e, y = P, yb
 			}
 			c := bcast(k)
 			k++
-			g.f("VMULPS %d(SI), Y%d, Y%d", off+32*e, c, y)
+			for h := 0; h < 2; h++ {
+				g.f("VMULPS %d(SI), Y%d, Y%d", off+row*e+32*h, c, y(h))
+			}
 			for j := 1; j <= q; j++ {
 				c := bcast(k)
 				k++
-				g.f("VFMADD231PS Y%d, Y%d, Y%d", j-1, c, y)
+				for h := 0; h < 2; h++ {
+					g.f("VFMADD231PS %s, Y%d, Y%d", m(j, h), c, y(h))
+				}
 			}
-			g.f("VFNMADD213PS Y%d, Y%d, Y%d", yr, y, y) // R_s = R − y_s²
+			for h := 0; h < 2; h++ {
+				g.f("VFNMADD213PS Y%d, Y%d, Y%d", yr(h), y(h), y(h)) // R_s = R − y_s²
+			}
 		}
 		if k != S {
 			panic(fmt.Sprintf("P=%d: %d coefficients, stride %d", P, k, S))
@@ -448,17 +446,20 @@ func (g *gen) pair() {
 	g.f("JGT %s", slow)
 	for u := 0; u < U; u++ {
 		one(u)
+		for h := 0; h < 2; h++ {
+			g.f("VMINPS Y%d, Y%d, Y%d", yb(h), ya(h), ya(h))
+		}
 		if u == 0 {
-			g.f("VMINPS Y%d, Y%d, Y%d", yb, ya, acc)
+			g.f("VORPS Y%d, Y%d, Y%d", ya(1), ya(0), acc)
 		} else {
-			g.f("VMINPS Y%d, Y%d, Y%d", yb, ya, ya)
-			g.f("VORPS Y%d, Y%d, Y%d", ya, acc, acc)
+			g.f("VORPS Y%d, Y%d, Y%d", ya(0), acc, acc)
+			g.f("VORPS Y%d, Y%d, Y%d", ya(1), acc, acc)
 		}
 	}
 	g.f("VMOVMSKPS Y%d, AX", acc)
 	g.f("TESTL AX, AX")
 	g.f("JNZ %s", slow)
-	g.f("ADDQ $%d, SI", 64*U)
+	g.f("ADDQ $%d, SI", 2*row*U)
 	g.f("ADDQ $%d, DI", 4*S*U)
 	g.f("ADDQ $%d, R10", U)
 	g.f("MOVQ R9, R8")
@@ -470,12 +471,14 @@ func (g *gen) pair() {
 	g.f("JGE %s", done)
 	g.l(slowLoop)
 	one(0)
-	g.f("VMOVMSKPS Y%d, AX", ya)
-	g.f("VMOVMSKPS Y%d, DX", yb)
-	g.f("SHLL $8, DX")
-	g.f("ORL DX, AX")
+	g.f("VMOVMSKPS Y%d, AX", ya(0))
+	for i, r := range []int{ya(1), yb(0), yb(1)} {
+		g.f("VMOVMSKPS Y%d, DX", r)
+		g.f("SHLL $%d, DX", 8*(i+1))
+		g.f("ORL DX, AX")
+	}
 	g.f("JNZ %s", found)
-	g.f("ADDQ $64, SI")
+	g.f("ADDQ $%d, SI", 2*row)
 	g.f("ADDQ $%d, DI", 4*S)
 	g.f("INCQ R10")
 	g.f("INCQ R8")
@@ -559,64 +562,70 @@ func (g *gen) bound(b func(r int) string, off int, temps []int) int {
 // quadMax emits the warm-start kernel: for seeds t in [0, n) (windows
 // and quadratic-form coefficient rows), each lane's largest q and the first
 // position t0+t reaching it, merged into best and arg (read and written).
+// The two halves of the tile go one after the other (a few hundred seeds
+// per tile: not worth the registers).
 // Registers: Y0…Y(P−1) b, Y12 best, Y13 arg, Y14 position, Y15 ones,
 // temporaries between. GP: SI d walk, DI coef walk, CX n.
 func (g *gen) quadMax() {
 	P, S := g.P, g.S
 	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, maxSig)
 	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-48\n", g.name)
-	g.f("MOVQ d+0(FP), SI")
-	g.f("MOVQ coef+8(FP), DI")
-	g.f("MOVQ n+16(FP), CX")
-	g.f("MOVQ best+32(FP), AX")
-	g.f("VMOVUPS (AX), Y12")
-	g.f("MOVQ arg+40(FP), AX")
-	g.f("VMOVDQU (AX), Y13")
-	g.f("MOVQ t0+24(FP), AX")
-	g.f("MOVQ AX, X14")
-	g.f("VPBROADCASTD X14, Y14")
-	g.f("MOVL $1, AX")
-	g.f("MOVQ AX, X15")
-	g.f("VPBROADCASTD X15, Y15")
-	loop := g.uniq("loop")
-	done := g.uniq("done")
-	g.f("TESTQ CX, CX")
-	g.f("JZ %s", done)
 	var temps []int
 	for r := P; r < 12; r++ {
 		temps = append(temps, r)
 	}
-	g.l(loop)
-	for r := 0; r < P; r++ {
-		g.f("VMOVUPS %d(SI), Y%d", 32*r, r)
+	for h := 0; h < 2; h++ {
+		g.f("MOVQ d+0(FP), SI")
+		g.f("ADDQ $%d, SI", 32*h)
+		g.f("MOVQ coef+8(FP), DI")
+		g.f("MOVQ n+16(FP), CX")
+		g.f("MOVQ best+32(FP), AX")
+		g.f("VMOVUPS %d(AX), Y12", 32*h)
+		g.f("MOVQ arg+40(FP), AX")
+		g.f("VMOVDQU %d(AX), Y13", 32*h)
+		g.f("MOVQ t0+24(FP), AX")
+		g.f("MOVQ AX, X14")
+		g.f("VPBROADCASTD X14, Y14")
+		g.f("MOVL $1, AX")
+		g.f("MOVQ AX, X15")
+		g.f("VPBROADCASTD X15, Y15")
+		loop := g.uniq("loop")
+		done := g.uniq("done")
+		g.f("TESTQ CX, CX")
+		g.f("JZ %s", done)
+		g.l(loop)
+		for r := 0; r < P; r++ {
+			g.f("VMOVUPS %d(SI), Y%d", 4*lanes*r, r)
+		}
+		q := g.bound(func(r int) string { return fmt.Sprintf("Y%d", r) }, 0, temps)
+		m := temps[len(temps)-1]
+		g.f("VCMPPS $14, Y12, Y%d, Y%d", q, m) // m = q > best
+		g.f("VMAXPS Y12, Y%d, Y12", q)
+		g.f("VBLENDVPS Y%d, Y14, Y13, Y13", m)
+		g.f("VPADDD Y15, Y14, Y14")
+		g.f("ADDQ $%d, SI", 4*lanes)
+		g.f("ADDQ $%d, DI", 4*S)
+		g.f("DECQ CX")
+		g.f("JNZ %s", loop)
+		g.l(done)
+		g.f("MOVQ best+32(FP), AX")
+		g.f("VMOVUPS Y12, %d(AX)", 32*h)
+		g.f("MOVQ arg+40(FP), AX")
+		g.f("VMOVDQU Y13, %d(AX)", 32*h)
 	}
-	q := g.bound(func(r int) string { return fmt.Sprintf("Y%d", r) }, 0, temps)
-	m := temps[len(temps)-1]
-	g.f("VCMPPS $14, Y12, Y%d, Y%d", q, m) // m = q > best
-	g.f("VMAXPS Y12, Y%d, Y12", q)
-	g.f("VBLENDVPS Y%d, Y14, Y13, Y13", m)
-	g.f("VPADDD Y15, Y14, Y14")
-	g.f("ADDQ $32, SI")
-	g.f("ADDQ $%d, DI", 4*S)
-	g.f("DECQ CX")
-	g.f("JNZ %s", loop)
-	g.l(done)
-	g.f("MOVQ best+32(FP), AX")
-	g.f("VMOVUPS Y12, (AX)")
-	g.f("MOVQ arg+40(FP), AX")
-	g.f("VMOVDQU Y13, (AX)")
 	g.f("VZEROUPPER")
 	g.f("RET")
 }
 
 // illKernel walks seeds [from, to) of the near-singular list: for each, the
 // projections d_p = Σ_c Q[c][p]·w_c (Q orthonormal, C×P row-major float32),
-// and reports the first seed where Σ d_p² + m·n2 ≥ thr[cls[j]] in some lane.
+// and reports the first seed where Σ d_p² + m·n2 ≥ thr[cls[j]] in some lane
+// (a 16-bit lane mask; the halves one after the other).
 // Registers: Y0…Y(P−1) projections, Y8 weight row, Y9 broadcast,
-// Y12 the bound, Y15 n2 (then m·n2).
+// Y12 the bound, Y13 the compare, Y14 and Y15 m·n2 of the two halves.
 // GP: SI Q of the current seed, BX tile weights, DI classes, R13
 // thresholds, R8 seed, R9 end, R10 C, R11 Q walk, R12 w walk, CX count,
-// DX Q stride.
+// DX Q stride, R14 class offset, AX mask.
 func (g *gen) illKernel() {
 	P := g.P
 	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, illSig)
@@ -626,9 +635,9 @@ func (g *gen) illKernel() {
 	g.f("MOVQ cls+16(FP), DI")
 	g.f("MOVQ thr+24(FP), R13")
 	g.f("MOVQ n2+32(FP), AX")
-	g.f("VMOVUPS (AX), Y15")
 	g.f("VBROADCASTSS m+40(FP), Y9")
-	g.f("VMULPS Y9, Y15, Y15") // m·n2
+	g.f("VMULPS (AX), Y9, Y15")   // m·n2, half 0
+	g.f("VMULPS 32(AX), Y9, Y14") // half 1
 	g.f("MOVQ c+48(FP), R10")
 	g.f("MOVQ from+56(FP), R8")
 	g.f("MOVQ to+64(FP), R9")
@@ -638,36 +647,44 @@ func (g *gen) illKernel() {
 	g.f("IMULQ DX, AX")
 	g.f("ADDQ AX, SI")
 	loop := g.uniq("loop")
-	cl := g.uniq("c")
 	found := g.uniq("found")
 	done := g.uniq("done")
 	g.l(loop)
 	g.f("CMPQ R8, R9")
 	g.f("JGE %s", done)
-	for p := 0; p < P; p++ {
-		g.f("VXORPS Y%d, Y%d, Y%d", p, p, p)
+	g.f("MOVBLZX (DI)(R8*1), R14")
+	g.f("SHLQ $6, R14")
+	for h := 0; h < 2; h++ {
+		cl := g.uniq("c")
+		for p := 0; p < P; p++ {
+			g.f("VXORPS Y%d, Y%d, Y%d", p, p, p)
+		}
+		g.f("MOVQ SI, R11")
+		g.f("LEAQ %d(BX), R12", 32*h)
+		g.f("MOVQ R10, CX")
+		g.l(cl)
+		g.f("VMOVUPS (R12), Y8")
+		for p := 0; p < P; p++ {
+			g.f("VBROADCASTSS %d(R11), Y9", p*4)
+			g.f("VFMADD231PS Y9, Y8, Y%d", p)
+		}
+		g.f("ADDQ $%d, R11", P*4)
+		g.f("ADDQ $%d, R12", 4*lanes)
+		g.f("DECQ CX")
+		g.f("JNZ %s", cl)
+		g.f("VMOVAPS Y%d, Y12", 15-h)
+		for p := 0; p < P; p++ {
+			g.f("VFMADD231PS Y%d, Y%d, Y12", p, p)
+		}
+		g.f("VCMPPS $13, %d(R13)(R14*1), Y12, Y13", 32*h)
+		if h == 0 {
+			g.f("VMOVMSKPS Y13, AX")
+		} else {
+			g.f("VMOVMSKPS Y13, CX")
+			g.f("SHLL $8, CX")
+			g.f("ORL CX, AX")
+		}
 	}
-	g.f("MOVQ SI, R11")
-	g.f("MOVQ BX, R12")
-	g.f("MOVQ R10, CX")
-	g.l(cl)
-	g.f("VMOVUPS (R12), Y8")
-	for p := 0; p < P; p++ {
-		g.f("VBROADCASTSS %d(R11), Y9", p*4)
-		g.f("VFMADD231PS Y9, Y8, Y%d", p)
-	}
-	g.f("ADDQ $%d, R11", P*4)
-	g.f("ADDQ $32, R12")
-	g.f("DECQ CX")
-	g.f("JNZ %s", cl)
-	g.f("VMOVAPS Y15, Y12")
-	for p := 0; p < P; p++ {
-		g.f("VFMADD231PS Y%d, Y%d, Y12", p, p)
-	}
-	g.f("MOVBLZX (DI)(R8*1), AX")
-	g.f("SHLQ $5, AX")
-	g.f("VCMPPS $13, (R13)(AX*1), Y12, Y13")
-	g.f("VMOVMSKPS Y13, AX")
 	g.f("TESTL AX, AX")
 	g.f("JNZ %s", found)
 	g.f("INCQ R8")
