@@ -6,10 +6,16 @@ DEMO_DIR := out/demo
 BENCH_FLAGS ?=
 FUZZTIME ?= 30s
 
-.PHONY: build test demo bench fuzz lint clean
+.PHONY: build test demo bench fuzz lint clean interop
+
+# The VCS revision, stamped for seedlm version when Go's own -buildvcs
+# stamping is off.
+VCS_LDFLAGS = -X main.vcsRevision=$(shell git rev-parse HEAD 2>/dev/null) \
+	-X main.vcsTime=$(shell git log -1 --format=%cI 2>/dev/null) \
+	-X main.vcsModified=$(shell test -z "$$(git status --porcelain 2>/dev/null)" && echo false || echo true)
 
 build:
-	$(GO) build -o $(BIN) ./cmd/seedlm
+	$(GO) build -ldflags "$(VCS_LDFLAGS)" -o $(BIN) ./cmd/seedlm
 
 test:
 	$(GO) vet ./...
@@ -36,6 +42,12 @@ demo: build
 # 4096×4096 matrix; writes docs/BENCHMARKS.md.
 bench: build
 	scripts/bench.sh $(BENCH_FLAGS)
+
+# Loads decompressed model folders with PyTorch and an independent
+# safetensors reader (scripts/interop.py); needs python3-torch, so it is not
+# part of make test.
+interop: build
+	scripts/interop.sh
 
 # Runs every Fuzz target in the tree for FUZZTIME each.
 fuzz:

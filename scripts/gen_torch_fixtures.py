@@ -49,22 +49,24 @@ def fval(x):
     return x
 
 
-def expected(entries):
+def expected(entries, values=True):
+    """values=False leaves out the float lists (raw bytes only), for the
+    bigger fixtures whose tests compare bytes."""
     out = []
     for name, t in entries:
         e = {"name": name, "dtype": ST_NAME[t.dtype], "shape": list(t.shape),
              "raw": base64.b64encode(raw_bytes(t)).decode()}
-        if t.dtype.is_floating_point:
+        if values and t.dtype.is_floating_point:
             e["f32"] = [fval(v) for v in t.detach().to(torch.float32).reshape(-1).tolist()]
         out.append(e)
     return out
 
 
-def save(name, obj, entries, **kw):
+def save(name, obj, entries, values=True, **kw):
     path = os.path.join(OUT, name)
     torch.save(obj, path, **kw)
     with open(path + ".expected.json", "w") as f:
-        json.dump(expected(entries), f, indent=1)
+        json.dump(expected(entries, values), f, indent=1)
     # Check PyTorch reads back what we claim.
     back = torch.load(path)
     print(f"{name}: {os.path.getsize(path)} bytes, {len(entries)} tensors")
@@ -154,6 +156,8 @@ def main():
     write_legacy_big_endian(os.path.join(OUT, "legacy_bigendian.pt"))
 
     save_model()
+    save_hf_sharded()
+    save_checkpoint()
 
     # Hostile: a global that is not on the allow-list, and a pickled module.
     save_raw("evil_global.pt", {"w": torch.zeros(2), "x": Evil()})
@@ -177,6 +181,70 @@ def save_model():
     path = os.path.join(OUT, "model.pt")
     torch.save(m, path)
     print(f"model.pt: {os.path.getsize(path)} bytes, {len(m)} tensors (no expected values)")
+
+
+def save_hf_sharded():
+    """hf-sharded/: a Hugging Face folder as save_pretrained writes it for a
+    PyTorch model too large for one file: pytorch_model-0000I-of-00002.bin
+    shards, pytorch_model.bin.index.json, config.json and tokenizer files.
+    lm_head.weight is tied to model.embed_tokens.weight but lives in the
+    other shard, so it is saved as a separate, byte-identical copy.
+    hf-sharded.expected.json lists every tensor in shard order."""
+    g = torch.Generator().manual_seed(99)
+    d = os.path.join(OUT, "hf-sharded")
+    os.makedirs(d, exist_ok=True)
+    embed = torch.randn(64, 32, generator=g) * 0.02
+    s1 = collections.OrderedDict()
+    s1["model.embed_tokens.weight"] = embed
+    s1["model.layers.0.self_attn.q_proj.weight"] = torch.randn(32, 32, generator=g) * 0.02
+    s1["model.layers.0.input_layernorm.weight"] = 1 + torch.randn(32, generator=g) * 0.02
+    s2 = collections.OrderedDict()
+    s2["model.layers.0.mlp.up_proj.weight"] = torch.randn(48, 32, generator=g) * 0.02
+    s2["model.norm.weight"] = 1 + torch.randn(32, generator=g) * 0.02
+    s2["lm_head.weight"] = embed.clone()
+    weight_map = {}
+    entries = []
+    for i, sd in enumerate((s1, s2)):
+        name = f"pytorch_model-{i + 1:05d}-of-00002.bin"
+        torch.save(sd, os.path.join(d, name))
+        for k, v in sd.items():
+            weight_map[k] = name
+            entries.append((k, v))
+    total = sum(v.numel() * v.element_size() for _, v in entries)
+    with open(os.path.join(d, "pytorch_model.bin.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(d, "config.json"), "w") as f:
+        json.dump({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 32,
+                   "intermediate_size": 48, "num_hidden_layers": 1, "vocab_size": 64,
+                   "tie_word_embeddings": True, "torch_dtype": "float32"}, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<s>", "eos_token": "</s>", "model_max_length": 512,
+                   "chat_template": "{% for m in messages %}{{ m['content'] }}{% endfor %}"}, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(d, "special_tokens_map.json"), "w") as f:
+        json.dump({"bos_token": "<s>", "eos_token": "</s>"}, f, indent=2)
+        f.write("\n")
+    with open(os.path.join(OUT, "hf-sharded.expected.json"), "w") as f:
+        json.dump(expected(entries, values=False), f, indent=1)
+    print(f"hf-sharded/: 2 shards, {len(entries)} tensors")
+
+
+def save_checkpoint():
+    """checkpoint.pt: a training checkpoint as scripts save it: the model's
+    state dict under "model" (lm_head tied to the embedding: one storage,
+    saved once), beside an optimizer's settings, the epoch and a None; the
+    non-tensor entries are what compress warns about."""
+    g = torch.Generator().manual_seed(7)
+    embed = torch.randn(64, 32, generator=g) * 0.02
+    sd = collections.OrderedDict()
+    sd["model.embed_tokens.weight"] = embed
+    sd["model.layers.0.mlp.up_proj.weight"] = torch.randn(48, 32, generator=g) * 0.02
+    sd["model.norm.weight"] = 1 + torch.randn(32, generator=g) * 0.02
+    sd["lm_head.weight"] = embed
+    ck = {"model": sd, "optimizer": {"param_groups": [{"lr": 0.001, "betas": (0.9, 0.999)}]}, "epoch": 3, "scheduler": None}
+    save("checkpoint.pt", ck, list(sd.items()), values=False)
 
 
 class Evil:

@@ -8,6 +8,9 @@
   safetensors_numpy.py check FILE EXPECTED_JSON
       reads FILE without any Go code and compares every tensor, the
       metadata and the header layout with EXPECTED_JSON; prints OK or fails.
+
+As a module: read(path) returns (metadata, [(name, dtype, shape, raw)]) in
+data order, after the same layout checks (scripts/interop.py uses it).
 """
 import base64
 import json
@@ -89,6 +92,27 @@ def no_dups(pairs):
             raise SystemExit(f"duplicate key {k!r}")
         d[k] = v
     return d
+
+
+def read(path):
+    """Parses a safetensors file strictly: returns (metadata, tensors in data
+    order as (name, dtype, shape, raw bytes))."""
+    data = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    hdr = json.loads(data[8:8 + n].decode("utf-8"), object_pairs_hook=no_dups)
+    body = data[8 + n:]
+    meta = hdr.pop("__metadata__", None)
+    order = sorted(hdr.items(), key=lambda kv: kv[1]["data_offsets"])
+    pos, out = 0, []
+    for name, info in order:
+        b, e = info["data_offsets"]
+        assert b == pos, f"{path}: {name}: starts at {b}, previous ended at {pos}"
+        nel = int(np.prod(info["shape"], dtype=np.int64)) if info["shape"] else 1
+        assert (e - b) * 8 == nel * BITS[info["dtype"]], f"{path}: {name}: wrong byte length"
+        pos = e
+        out.append((name, info["dtype"], list(info["shape"]), body[b:e]))
+    assert pos == len(body), f"{path}: data ends at {pos}, file has {len(body)}"
+    return meta, out
 
 
 def check(path, exp_path):

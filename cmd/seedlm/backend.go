@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 
 	"github.com/seedlm/seedlm/internal/archive"
 	"github.com/seedlm/seedlm/internal/checkpoint"
@@ -26,6 +28,9 @@ const hintPartial = "the file is incomplete (an interrupted copy or download?): 
 // whether --allow-partial could use it; with allowPartial a file cut
 // anywhere after its base layers opens, and Missing lists what it lacks.
 func openArchive(path string, allowPartial bool) (*archive.Archive, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, withHint(fmt.Errorf("archive %s does not exist", path), "check the path; seedlm compress writes MODEL.seedlm beside the model by default")
+	}
 	a, err := archive.Open(path, archive.OpenOptions{AllowPartial: allowPartial})
 	if err == nil {
 		return a, nil
@@ -34,24 +39,24 @@ func openArchive(path string, allowPartial bool) (*archive.Archive, error) {
 	if !errors.As(err, &ie) || !errors.Is(err, archive.ErrTruncated) {
 		return nil, err
 	}
-	if ie.Tensor == "" {
+	if ie.Tensor == "" && ie.File == "" {
 		// Cut inside the header or index: nothing is usable.
 		return nil, &archive.IntegrityError{Path: path, Chunk: ie.Chunk, Offset: ie.Offset, Err: archive.ErrTruncated, Reason: ie.Reason,
 			Advice: "the file is incomplete (an interrupted copy or download?) and ends before its index does; fetch it again"}
 	}
 	if allowPartial {
 		// Cut inside the base layers: nothing decodes yet.
-		return nil, &archive.IntegrityError{Path: path, Tensor: ie.Tensor, Chunk: ie.Chunk, Offset: ie.Offset, Err: archive.ErrTruncated,
+		return nil, &archive.IntegrityError{Path: path, Tensor: ie.Tensor, File: ie.File, Chunk: ie.Chunk, Offset: ie.Offset, Err: archive.ErrTruncated,
 			Reason: ie.Reason,
-			Advice: "even a partial file needs every base layer; finish the download (or fetch the file again)"}
+			Advice: "even a partial file needs every base layer and sidecar file; finish the download (or fetch the file again)"}
 	}
 	p, perr := archive.Open(path, archive.OpenOptions{AllowPartial: true})
 	if perr != nil {
 		// Cut inside the index or the base layers: --allow-partial would
 		// not help either.
 		var pe *archive.IntegrityError
-		if errors.As(perr, &pe) && pe.Tensor != "" {
-			return nil, &archive.IntegrityError{Path: path, Tensor: pe.Tensor, Chunk: pe.Chunk, Offset: pe.Offset, Err: archive.ErrTruncated,
+		if errors.As(perr, &pe) && (pe.Tensor != "" || pe.File != "") {
+			return nil, &archive.IntegrityError{Path: path, Tensor: pe.Tensor, File: pe.File, Chunk: pe.Chunk, Offset: pe.Offset, Err: archive.ErrTruncated,
 				Reason: ie.Reason + "; the file ends inside the base layers",
 				Advice: "the file is incomplete (an interrupted copy or download?); fetch it again (it is cut before its base layers end, so even --allow-partial cannot use it)"}
 		}
@@ -64,8 +69,8 @@ func openArchive(path string, allowPartial bool) (*archive.Archive, error) {
 	}
 	m := missing[0]
 	return nil, &archive.IntegrityError{Path: path, Tensor: m.Tensor, Chunk: m.Name(), Offset: m.Offset, Err: archive.ErrTruncated,
-		Reason: fmt.Sprintf("truncated: the file is %d bytes, the archive %d; this chunk has %d of its %d bytes, %d chunk(s) are missing or incomplete",
-			p.Size(), p.FullSize(), m.Have, m.Length, len(missing)),
+		Reason: fmt.Sprintf("truncated: the file is %s bytes, the archive %s; this chunk has %s of its %s bytes, %s missing or incomplete",
+			commas(p.Size()), commas(p.FullSize()), commas(m.Have), commas(m.Length), plural(len(missing), "chunk is", "chunks are")),
 		Advice: hintPartial}
 }
 

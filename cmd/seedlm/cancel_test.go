@@ -186,3 +186,32 @@ func TestHintsAreTyped(t *testing.T) {
 		t.Errorf("printed\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+// Slow settings are announced, with the estimate, before encoding starts.
+func TestCompressWarnsSlowSettings(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "m.safetensors")
+	if err := writeTestModel(in, map[string]string{"dtype": "F32", "shards": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stderr bytes.Buffer
+	var once sync.Once
+	var warned bool
+	o := &compressOptions{Output: filepath.Join(dir, "m.seedlm"), Quiet: true,
+		Settings: compress.Settings{Flags: presets.Config{Codec: presets.Codec{BlockSize: 3}}},
+		onBlocks: func() {
+			once.Do(func() { // the first block: encoding has started
+				warned = strings.Contains(stderr.String(), "these settings are slow")
+				cancel()
+			})
+		}}
+	err := runCompress(ctx, o, []string{in}, &bytes.Buffer{}, &stderr)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err %v, want context.Canceled", err)
+	}
+	if !warned {
+		t.Fatalf("no warning before encoding started; stderr %q", stderr.String())
+	}
+}

@@ -135,16 +135,33 @@ func openInput(input string) (checkpoint.Source, error) {
 	return src, nil
 }
 
+// recordedSettings drops where each flag-level setting came from unless
+// the plan is only displayed (--dry-run): the archive's rules must not
+// depend on whether a value came from a flag or a SEEDLM_* variable.
+func recordedSettings(s compress.Settings, display bool) compress.Settings {
+	if !display {
+		s.FlagOrigins = nil
+	}
+	return s
+}
+
 // makePlan plans src with a "measuring" progress bar, printing the plan's
 // warnings.
 func makePlan(ctx context.Context, src checkpoint.Source, s compress.Settings, workers int, hash, bar bool, stderr io.Writer) (*compress.Plan, error) {
-	mbar := newProgress(stderr, bar, int64(len(src.Tensors())), "measuring")
+	// The measuring pass (size targets, adaptive settings) has its own
+	// bar, counting the tensors it reads; it is cleared before encoding.
+	var mbar *progress
 	plan, err := compress.MakePlan(ctx, src, s, compress.PlanOptions{Workers: workers, HashTensors: hash,
 		Progress: func(done, total int, name string) {
+			if mbar == nil {
+				mbar = newProgress(stderr, bar, int64(total), "measuring", "tensors")
+			}
 			mbar.Describe(shortName(name))
 			mbar.Add(1)
 		}})
-	mbar.Done()
+	if mbar != nil {
+		mbar.Done()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -183,11 +200,11 @@ func runCompress(ctx context.Context, o *compressOptions, args []string, stdout,
 		if part, err = parsePartFlag(o.Part, o.Quiet || o.JSON, stderr); err != nil {
 			return err
 		}
-	} else if plan, err = makePlan(ctx, src, o.Settings, workers, false, !o.Quiet && !o.JSON, stderr); err != nil {
+	} else if plan, err = makePlan(ctx, src, recordedSettings(o.Settings, o.DryRun), workers, false, !o.Quiet && !o.JSON, stderr); err != nil {
 		return err
 	}
 	if o.DryRun {
-		return dryRun(ctx, o, input, src, plan, part, workers, stdout)
+		return dryRun(ctx, o, input, src, plan, part, workers, stdout, stderr)
 	}
 
 	out, err := partOutput(o.Output, input, part)
@@ -198,7 +215,12 @@ func runCompress(ctx context.Context, o *compressOptions, args []string, stdout,
 		return err
 	}
 	sweepTemps(out, stderr)
-	bar := newProgress(stderr, !o.Quiet && !o.JSON, plan.Weights(part), "compress")
+	if e, slow, err := compress.SlowEstimate(ctx, src, plan, part, workers); err != nil {
+		return err
+	} else if slow {
+		warnSlow(stderr, e)
+	}
+	bar := newProgress(stderr, !o.Quiet && !o.JSON, plan.Weights(part), "encoding", "weights")
 	defer bar.Done()
 	rep, err := compress.Run(ctx, src, plan, part, out, compress.RunOptions{
 		Workers:   workers,
@@ -260,34 +282,72 @@ func printCompressReport(w io.Writer, r *compress.Report) {
 			r.Part.Index, r.Part.Count, r.Tensors, r.Part.Of, r.PlanSHA256)
 	}
 	fmt.Fprintf(tw, "  settings\t%s\n", describeSettings(r.Settings))
-	fmt.Fprintf(tw, "  tensors\t%d (%d coded, %d stored exactly)\n", r.Tensors, r.CodedTensors, r.PassthroughTensors)
+	dups := ""
+	if r.DuplicateTensors > 0 {
+		dups = ", " + plural(r.DuplicateTensors, "duplicate", "duplicates") + " stored once"
+	}
+	fmt.Fprintf(tw, "  tensors\t%s (%s coded, %s stored exactly%s)\n", commas(int64(r.Tensors)),
+		commas(int64(r.CodedTensors)), commas(int64(r.PassthroughTensors)), dups)
+	if r.DuplicateTensors > 0 {
+		var names []string
+		for _, st := range r.PerTensor {
+			if st.DuplicateOf != "" {
+				names = append(names, st.Name+" = "+st.DuplicateOf)
+			}
+		}
+		if len(names) > 3 {
+			names = append(names[:3], fmt.Sprintf("and %d more", len(names)-3))
+		}
+		fmt.Fprintf(tw, "  duplicates\t%s (byte-identical, tied weights): %s; %s saved\n",
+			plural(r.DuplicateTensors, "tensor", "tensors"), strings.Join(names, ", "), plural64(r.DuplicateBytesSaved, "byte", "bytes"))
+	}
 	fmt.Fprintf(tw, "  weights\t%s (%s coded)\n", commas(r.Weights), commas(r.CodedWeights))
 	what := r.SourceFormat
 	if r.Part != nil {
 		what = "this part's tensors"
 	}
-	fmt.Fprintf(tw, "  input\t%s bytes (%s)\n", commas(r.InputBytes), what)
-	fmt.Fprintf(tw, "  output\t%s bytes on disk\n", commas(r.OutputBytes))
+	if len(r.Files) > 0 {
+		what += fmt.Sprintf(", with %s", plural(len(r.Files), "sidecar file", "sidecar files"))
+	}
+	fmt.Fprintf(tw, "  input\t%s (%s)\n", plural64(r.InputBytes, "byte", "bytes"), what)
+	if len(r.Files) > 0 || len(r.SkippedFiles) > 0 {
+		var names []string
+		for _, f := range r.Files {
+			names = append(names, f.Name)
+		}
+		stored := "none"
+		if len(names) > 0 {
+			stored = fmt.Sprintf("%s byte for byte (%s)", strings.Join(names, ", "), plural64(r.FileBytes, "byte", "bytes"))
+		}
+		fmt.Fprintf(tw, "  files\t%s\n", stored)
+		if len(r.SkippedFiles) > 0 {
+			fmt.Fprintf(tw, "  skipped\t%s\n", strings.Join(r.SkippedFiles, "; "))
+		}
+	}
+	fmt.Fprintf(tw, "  output\t%s on disk\n", plural64(r.OutputBytes, "byte", "bytes"))
 	fmt.Fprintf(tw, "  ratio\t%.2f× vs input, %.2f× vs fp32\n", r.RatioVsInput, r.RatioVsFP32)
 	fmt.Fprintf(tw, "  bits/weight\t%.3f overall (file bits / all weights), %.3f in coded tensors\n", r.BitsPerWeight, r.CodedBitsPerWeight)
 	if r.CodedTensors > 0 {
-		fmt.Fprintf(tw, "  quality\tSNR mean %s, worst %s (%s); relative error %.4f (weight error, not output KL)\n",
-			fmtDB(r.SNRMeanDB), fmtDB(r.SNRWorstDB), r.SNRWorstTensor, r.RelErr)
+		fmt.Fprintf(tw, "  quality\tSNR %s (worst tensor %s: %s); relative error %.4f (weight error, not output KL)\n",
+			fmtDB(r.SNRdB), fmtDB(r.SNRWorstDB), r.SNRWorstTensor, r.RelErr)
 	}
 	if len(r.Warnings) > 0 {
 		fmt.Fprintf(tw, "  warnings\t%d (printed above)\n", len(r.Warnings))
 	}
-	fmt.Fprintf(tw, "  time\t%s wall, %s weights/s encoding (%d workers, %s kernel)\n",
-		fmtSeconds(r.WallSeconds), commas(int64(math.Round(r.WeightsPerSecond))), r.Workers, r.Kernel)
+	fmt.Fprintf(tw, "  time\t%s wall, %s weights/s encoding (%s, %s kernel)\n",
+		fmtSeconds(r.WallSeconds), commas(int64(math.Round(r.WeightsPerSecond))), plural(r.Workers, "worker", "workers"), r.Kernel)
 	tw.Flush()
 }
 
 // dryRun prints the plan (of one part, with --part) and its estimate
 // without writing anything.
-func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoint.Source, plan *compress.Plan, part compress.Part, workers int, stdout io.Writer) error {
+func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoint.Source, plan *compress.Plan, part compress.Part, workers int, stdout, stderr io.Writer) error {
 	e, err := compress.EstimateRun(ctx, src, plan, part, workers)
 	if err != nil {
 		return err
+	}
+	if n := e.CodedWeights(); n > 0 && e.EstimatedSeconds/(float64(n)/1e6) > compress.SlowSecondsPerMillion {
+		warnSlow(stderr, e)
 	}
 	e.Input = input
 	if o.JSON {
@@ -297,7 +357,7 @@ func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoin
 	if !part.Whole() {
 		what = fmt.Sprintf(" part %s,", part)
 	}
-	fmt.Fprintf(stdout, "dry run: %s (%s),%s %d tensors; nothing written\n", input, src.Format(), what, len(e.Tensors))
+	fmt.Fprintf(stdout, "dry run: %s (%s),%s %s; nothing written\n", input, src.Format(), what, plural(len(e.Tensors), "tensor", "tensors"))
 	fmt.Fprintf(stdout, "settings: %s\n", describeSettings(plan.Settings))
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TENSOR\tDTYPE\tSHAPE\tRULE\tCODEC\tBITS/W\tEST. TIME")
@@ -313,9 +373,16 @@ func dryRun(ctx context.Context, o *compressOptions, input string, src checkpoin
 	if e.Weights > 0 {
 		bpw = float64(e.ExpectedPayloadBytes) * 8 / float64(e.Weights)
 	}
-	fmt.Fprintf(stdout, "expected: ≈%s payload bytes (%.3f bits/weight, index not counted); estimated time ≈%s with %d workers (%s kernel, rate measured on random weights)\n",
-		commas(e.ExpectedPayloadBytes), bpw, fmtSeconds(e.EstimatedSeconds), workers, e.Kernel)
+	fmt.Fprintf(stdout, "expected: ≈%s payload bytes (%.3f bits/weight, index not counted); estimated time ≈%s with %s (%s kernel, rate measured on random weights)\n",
+		commas(e.ExpectedPayloadBytes), bpw, fmtSeconds(e.EstimatedSeconds), plural(workers, "worker", "workers"), e.Kernel)
 	return nil
+}
+
+// warnSlow says, before the work starts, that the settings will take long.
+func warnSlow(w io.Writer, e *compress.Estimate) {
+	n := e.CodedWeights()
+	fmt.Fprintf(w, "seedlm: warning: these settings are slow: encoding %s coded weights is estimated at %s with %s here (about %s per million weights; the paper's C8 P3 K16 takes seconds); compress --dry-run shows the estimate per tensor\n",
+		commas(n), fmtDuration(e.EstimatedSeconds), plural(e.Workers, "worker", "workers"), fmtDuration(e.EstimatedSeconds/(float64(n)/1e6)))
 }
 
 // partOutput is the archive to write: -o, or the default name; for a part,

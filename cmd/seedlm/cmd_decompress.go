@@ -33,7 +33,7 @@ type decompressOptions struct {
 }
 
 func (o *decompressOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVarP(&o.Output, "output", "o", "", "file (or folder, for a sharded model) to write; - writes a single-file model to standard output (default: ARCHIVE without .seedlm, plus .safetensors)")
+	fs.StringVarP(&o.Output, "output", "o", "", "file (or folder, for a model compressed from its folder or a sharded model) to write; - writes a single-file model to standard output (default: ARCHIVE without .seedlm, plus .safetensors for a file)")
 	fs.IntVar(&o.Layers, "layers", 0, "decode at most N progressive layers per tensor (0: all)")
 	fs.String(flagName(keyDType), "source", "dtype of every float tensor: source, f32, f16 or bf16 (integer tensors, and float tensors with source, are written as stored; exactly stored tensors stay byte-exact)")
 	fs.BoolVar(&o.Force, "force", false, "replace an existing output file (or folder of safetensors files); never the archive, never a link, device or other special file")
@@ -90,17 +90,29 @@ holds completely, and the missing chunks are listed on stderr.`,
 }
 
 type decompressReport struct {
-	Archive       string  `json:"archive"`
-	Output        string  `json:"output"`
-	Sharded       bool    `json:"sharded"`
-	Tensors       int     `json:"tensors"`
-	CodedTensors  int     `json:"coded_tensors"`
-	Layers        int     `json:"layers"` // requested (0: all)
-	DType         string  `json:"dtype"`
-	OutputBytes   int64   `json:"output_bytes"`
-	WallSeconds   float64 `json:"wall_seconds"`
-	DecodeSeconds float64 `json:"decode_seconds"`
-	DecodeMBps    float64 `json:"decode_mb_per_s"` // float32 MB decoded per second
+	Archive string `json:"archive"`
+	Output  string `json:"output"`
+	Sharded bool   `json:"sharded"`
+	// Folder: the output is a model folder (a sharded model, or a model
+	// compressed from its folder): WeightsFiles (and IndexFile) beside the
+	// sidecar Files.
+	Folder       bool     `json:"folder"`
+	WeightsFiles []string `json:"weights_files,omitempty"`
+	IndexFile    string   `json:"index_file,omitempty"`
+	Files        []string `json:"files"`
+	// ConvertedFrom: a PyTorch source's files, written as safetensors.
+	ConvertedFrom []string `json:"converted_from,omitempty"`
+	Tensors       int      `json:"tensors"`
+	CodedTensors  int      `json:"coded_tensors"`
+	// DuplicateTensors were stored once under another name (tied
+	// weights) and written under both.
+	DuplicateTensors int     `json:"duplicate_tensors"`
+	Layers           int     `json:"layers"` // requested (0: all)
+	DType            string  `json:"dtype"`
+	OutputBytes      int64   `json:"output_bytes"`
+	WallSeconds      float64 `json:"wall_seconds"`
+	DecodeSeconds    float64 `json:"decode_seconds"`
+	DecodeMBps       float64 `json:"decode_mb_per_s"` // float32 MB decoded per second
 	// RelErr is the coded tensors' relative weight error with the layers
 	// decoded (from the index, before dtype rounding).
 	RelErr float64 `json:"rel_err"`
@@ -159,8 +171,8 @@ func warnMissing(w io.Writer, path string, a *archive.Archive, what string) {
 	if len(ms) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "seedlm: warning: %s is a partial file (%s of %s bytes): %d chunk(s) missing; %s\n",
-		path, commas(a.Size()), commas(a.FullSize()), len(ms), what)
+	fmt.Fprintf(w, "seedlm: warning: %s is a partial file (%s of %s bytes): %s missing; %s\n",
+		path, commas(a.Size()), commas(a.FullSize()), plural(len(ms), "chunk", "chunks"), what)
 	for _, m := range ms {
 		state := "missing"
 		if m.Have > 0 {
@@ -184,19 +196,24 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		maxLayers = max(maxLayers, len(t.Layers))
 	}
 	if o.Layers > maxLayers && maxLayers > 0 {
-		return withHint(usagef("--layers %d: %s has at most %d layer(s) per tensor", o.Layers, path, maxLayers), "omit --layers to decode every layer")
+		return withHint(usagef("--layers %d: %s has at most %s per tensor", o.Layers, path, plural(maxLayers, "layer", "layers")), "omit --layers to decode every layer")
 	}
 	h := ix.Header
 	if h.Part != nil {
 		return withHint(usagef("%s is %s, not a whole archive", path, partString(h.Part)),
 			"join the parts first (seedlm merge PART.seedlm... -o MODEL.seedlm), then decompress the merged archive")
 	}
-	sharded := h.SourceFormat == archive.FormatSafetensorsSharded
+	sharded := archive.Sharded(h.SourceFormat)
+	folder := sharded || h.SourceFolder
 	out := o.Output
 	if out == "" {
-		out = defaultDecompressName(path, sharded)
+		out = defaultDecompressName(path, folder)
 	}
-	if err := checkDecompressOutput(out, path, sharded, o.Force); err != nil {
+	var fileNames []string
+	for _, f := range ix.Files {
+		fileNames = append(fileNames, f.Name)
+	}
+	if err := checkDecompressOutput(out, path, folder, o.Force, fileNames); err != nil {
 		return err
 	}
 	toStdout := out == stdoutName
@@ -213,16 +230,17 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		if o.DType != "" && (!t.Passthrough || dtype.CanFloat32(t.DType)) {
 			dtypes[i] = o.DType
 		}
-		if !t.Passthrough {
+		if !t.Passthrough && t.DuplicateOf == "" {
 			total += t.NumElements()
 		}
 	}
 	meta := h.Metadata
-	if len(meta) == 0 && h.SourceFormat == archive.FormatTorch {
+	torch := h.SourceFormat == archive.FormatTorch || h.SourceFormat == archive.FormatTorchSharded
+	if len(meta) == 0 && torch {
 		// transformers expects format=pt in safetensors metadata.
 		meta = map[string]string{"format": "pt"}
 	}
-	layout := newOutputLayout(ix, dtypes, meta, sharded)
+	layout := newOutputLayout(ix, dtypes, meta)
 	if !toStdout {
 		need, err := layout.size()
 		if err != nil {
@@ -239,7 +257,7 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 	}
 	warnMissing(stderr, path, a, "decoding with the complete layers only")
 
-	w, err := createOutput(out, layout, h.SourceIndex, o.Force, stdout)
+	w, err := createOutput(out, layout, o.Force, stdout)
 	if err != nil {
 		return err
 	}
@@ -250,10 +268,19 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		}
 	}()
 
-	bar := newProgress(stderr, !o.Quiet && !o.JSON && !toStdout, total, "decompress")
+	bar := newProgress(stderr, !o.Quiet && !o.JSON && !toStdout, total, "decoding", "weights")
 	defer bar.Done()
-	rep := &decompressReport{Archive: path, Output: out, Sharded: sharded, Tensors: len(ix.Tensors), Layers: o.Layers, DType: orSource(o.DType),
-		ArchiveBytes: a.Size(), FullBytes: a.FullSize(), MissingChunks: missingChunks(a), Overflow: []tensorOverflow{}}
+	rep := &decompressReport{Archive: path, Output: out, Sharded: sharded, Folder: folder, Tensors: len(ix.Tensors), Layers: o.Layers, DType: orSource(o.DType),
+		ArchiveBytes: a.Size(), FullBytes: a.FullSize(), MissingChunks: missingChunks(a), Overflow: []tensorOverflow{}, Files: []string{}}
+	if folder {
+		for _, sh := range layout.shards {
+			rep.WeightsFiles = append(rep.WeightsFiles, sh.Name)
+		}
+		rep.IndexFile = layout.index
+	}
+	if torch {
+		rep.ConvertedFrom = h.SourceFiles
+	}
 	rep.Partial = len(rep.MissingChunks) > 0
 	var norm2, sqErr float64
 	var decodeTime time.Duration
@@ -264,6 +291,9 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 		}
 		dt := dtypes[i]
 		var over int64
+		if t.DuplicateOf != "" {
+			rep.DuplicateTensors++
+		}
 		if t.Passthrough {
 			err = w.WriteTensorFunc(t.Name, func(dst io.Writer) error {
 				if dt == t.DType {
@@ -289,22 +319,31 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 				rep.ConvertedTensors++
 			}
 		} else {
-			layers := len(t.Layers)
+			st := t // the entry holding the chunks (a duplicate's original)
+			if t.DuplicateOf != "" {
+				o, _ := a.Entry(t.DuplicateOf)
+				st = *o
+			}
+			layers := len(st.Layers)
 			if o.Layers > 0 {
 				layers = min(o.Layers, layers)
 			}
 			if avail := a.AvailableLayers(t.Name); avail < layers {
 				layers = avail // partial file: only complete layers
-				rep.LimitedTensors++
+				if t.DuplicateOf == "" {
+					rep.LimitedTensors++
+				}
 			}
-			if layers < len(t.Layers)+t.OmittedLayers {
-				rep.FewerLayersTensors++
+			if t.DuplicateOf == "" {
+				if layers < len(t.Layers)+t.OmittedLayers {
+					rep.FewerLayersTensors++
+				}
+				if t.OmittedLayers > 0 {
+					rep.OmittedLayersTensors++
+				}
+				norm2 += t.Norm2
+				sqErr += t.SqErrAt(layers - 1)
 			}
-			if t.OmittedLayers > 0 {
-				rep.OmittedLayersTensors++
-			}
-			norm2 += t.Norm2
-			sqErr += t.SqErrAt(layers - 1)
 			err = w.WriteTensorFunc(t.Name, func(dst io.Writer) error {
 				t0 := time.Now()
 				return a.DecodeTensorTo(t.Name, layers, func(wts []float32) error {
@@ -315,13 +354,17 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 						return fmt.Errorf("tensor %q: %w", t.Name, err)
 					}
 					over += dtype.Overflowed(dt, wts, data)
-					bar.Add(int64(len(wts)))
+					if t.DuplicateOf == "" {
+						bar.Add(int64(len(wts)))
+					}
 					_, err = dst.Write(data)
 					t0 = time.Now()
 					return err
 				})
 			})
-			rep.CodedTensors++
+			if t.DuplicateOf == "" {
+				rep.CodedTensors++
+			}
 		}
 		if err != nil {
 			return err
@@ -336,6 +379,21 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 	}
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if fw, ok := w.(shardedWriter); ok {
+		for _, f := range layout.files {
+			err := fw.WriteFile(f.Name, func(dst io.Writer) error {
+				b, err := a.ReadFile(f.Name)
+				if err == nil {
+					_, err = dst.Write(b)
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			rep.Files = append(rep.Files, f.Name)
+		}
 	}
 	bar.Done()
 	if err := w.Commit(); err != nil {
@@ -366,14 +424,35 @@ func runDecompress(ctx context.Context, o *decompressOptions, args []string, std
 }
 
 func (rep *decompressReport) print(w io.Writer, layers int) {
-	exact := rep.Tensors - rep.CodedTensors
+	exact := rep.Tensors - rep.CodedTensors - rep.DuplicateTensors
 	fmt.Fprintf(w, "decompressed %s → %s\n", rep.Archive, rep.Output)
 	conv := ""
 	if rep.ConvertedTensors > 0 {
-		conv = fmt.Sprintf(", %d of them converted to %s", rep.ConvertedTensors, rep.DType)
+		conv = fmt.Sprintf(", %s of them converted to %s", commas(int64(rep.ConvertedTensors)), rep.DType)
 	}
-	fmt.Fprintf(w, "  %d tensors (%d decoded, dtype %s; %d stored exactly%s), %s bytes on disk\n",
-		rep.Tensors, rep.CodedTensors, rep.DType, exact, conv, commas(rep.OutputBytes))
+	dup := ""
+	if rep.DuplicateTensors > 0 {
+		dup = fmt.Sprintf("; %s written again from the tensor %s", plural(rep.DuplicateTensors, "tied duplicate", "tied duplicates"), map[bool]string{true: "it shares", false: "they share"}[rep.DuplicateTensors == 1])
+	}
+	fmt.Fprintf(w, "  %s (%s decoded, dtype %s; %s stored exactly%s%s), %s on disk\n",
+		plural(rep.Tensors, "tensor", "tensors"), commas(int64(rep.CodedTensors)), rep.DType, commas(int64(exact)), conv, dup, plural64(rep.OutputBytes, "byte", "bytes"))
+	if rep.Folder {
+		what := strings.Join(rep.WeightsFiles, ", ")
+		if len(rep.WeightsFiles) > 3 {
+			what = fmt.Sprintf("%s … %s (%d shards)", rep.WeightsFiles[0], rep.WeightsFiles[len(rep.WeightsFiles)-1], len(rep.WeightsFiles))
+		}
+		if rep.IndexFile != "" {
+			what += " and " + rep.IndexFile
+		}
+		files := "no sidecar files"
+		if len(rep.Files) > 0 {
+			files = plural(len(rep.Files), "sidecar file", "sidecar files") + " byte for byte (" + strings.Join(rep.Files, ", ") + ")"
+		}
+		fmt.Fprintf(w, "  folder       %s; %s\n", what, files)
+	}
+	if len(rep.ConvertedFrom) > 0 {
+		fmt.Fprintf(w, "  format       the PyTorch source (%s) is written as safetensors\n", strings.Join(rep.ConvertedFrom, ", "))
+	}
 	if rep.CodedTensors > 0 {
 		if rep.FewerLayersTensors == 0 {
 			fmt.Fprintf(w, "  layers       every decoded tensor has all the layers it was compressed with\n")
@@ -393,13 +472,13 @@ func (rep *decompressReport) print(w io.Writer, layers int) {
 		}
 	}
 	if rep.Partial {
-		fmt.Fprintf(w, "  partial archive (%s of %s bytes): %d chunk(s) missing, %d tensor(s) decoded with fewer layers; relative error %.4f\n",
-			commas(rep.ArchiveBytes), commas(rep.FullBytes), len(rep.MissingChunks), rep.LimitedTensors, rep.RelErr)
+		fmt.Fprintf(w, "  partial archive (%s of %s bytes): %s missing, %s decoded with fewer layers; relative error %.4f\n",
+			commas(rep.ArchiveBytes), commas(rep.FullBytes), plural(len(rep.MissingChunks), "chunk", "chunks"), plural(rep.LimitedTensors, "tensor", "tensors"), rep.RelErr)
 	}
 	if rep.OverflowWeights > 0 {
-		fmt.Fprintf(w, "  overflow     %s weight(s) in %d tensor(s) beyond the %s range, written as ±Inf (see the warnings)\n", commas(rep.OverflowWeights), len(rep.Overflow), rep.DType)
+		fmt.Fprintf(w, "  overflow     %s in %s beyond the %s range, written as ±Inf (see the warnings)\n", plural64(rep.OverflowWeights, "weight", "weights"), plural(len(rep.Overflow), "tensor", "tensors"), rep.DType)
 	}
-	fmt.Fprintf(w, "  %s wall, decode %.1f MB/s (float32 output)\n", fmtSeconds(rep.WallSeconds), rep.DecodeMBps)
+	fmt.Fprintf(w, "  time         %s wall, decode %.1f MB/s of float32 weights\n", fmtSeconds(rep.WallSeconds), rep.DecodeMBps)
 }
 
 func orSource(dt string) string {
@@ -418,10 +497,10 @@ func numElems(shape []int64) int64 {
 }
 
 // defaultDecompressName strips .seedlm and adds .safetensors (a folder for
-// a sharded source).
-func defaultDecompressName(path string, sharded bool) string {
+// a sharded source or a model folder).
+func defaultDecompressName(path string, folder bool) string {
 	base := strings.TrimSuffix(filepath.Clean(path), ".seedlm")
-	if sharded {
+	if folder {
 		return base
 	}
 	return base + ".safetensors"

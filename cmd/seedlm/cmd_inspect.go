@@ -72,6 +72,7 @@ type inspectTensor struct {
 	Shard         string         `json:"shard,omitempty"`
 	Rule          string         `json:"rule"`
 	Passthrough   bool           `json:"passthrough"`
+	DuplicateOf   string         `json:"duplicate_of,omitempty"`
 	Weights       int64          `json:"weights"`
 	Bytes         int64          `json:"bytes"`
 	BitsPerWeight float64        `json:"bits_per_weight"`
@@ -88,11 +89,13 @@ type inspectTensor struct {
 type inspectTotals struct {
 	Tensors            int        `json:"tensors"`
 	CodedTensors       int        `json:"coded_tensors"`
+	DuplicateTensors   int        `json:"duplicate_tensors"`
 	Weights            int64      `json:"weights"`
 	CodedWeights       int64      `json:"coded_weights"`
 	FileBytes          int64      `json:"file_bytes"`
 	PayloadBytes       int64      `json:"payload_bytes"`
 	IndexBytes         int64      `json:"index_and_header_bytes"`
+	SidecarBytes       int64      `json:"sidecar_bytes"`
 	IncompleteBytes    int64      `json:"incomplete_chunk_bytes,omitempty"` // partial file: bytes of cut chunks
 	SourceBytes        int64      `json:"source_bytes"`
 	BitsPerWeight      float64    `json:"bits_per_weight"`
@@ -113,13 +116,22 @@ type inspectPart struct {
 	Tensors int `json:"tensors"`
 }
 
+// inspectFile is a sidecar file the archive holds.
+type inspectFile struct {
+	Name   string `json:"name"`
+	Bytes  int64  `json:"bytes"`
+	SHA256 string `json:"sha256"`
+}
+
 type inspectReport struct {
 	Archive      string            `json:"archive"`
 	SourceFormat string            `json:"source_format"`
 	SourceFiles  []string          `json:"source_files,omitempty"`
 	SourceIndex  string            `json:"source_index,omitempty"`
+	SourceFolder bool              `json:"source_folder"`
+	Files        []inspectFile     `json:"files"`
 	Metadata     map[string]string `json:"metadata,omitempty"`
-	Settings     map[string]string `json:"settings,omitempty"`
+	Settings     map[string]string `json:"settings"` // {} when none
 	// Part is set for a part archive (compress --part), which holds only
 	// some of the model's tensors.
 	Part    *inspectPart    `json:"part,omitempty"`
@@ -170,7 +182,10 @@ func (in *inspection) row(i int) inspectTensor {
 	e := &in.ix.Tensors[i]
 	layers := e.Layers
 	t := inspectTensor{Name: e.Name, DType: e.DType, Shape: e.Shape, Shard: e.Shard, Rule: e.Rule, Passthrough: e.Passthrough,
-		Weights: numElems(e.Shape), OmittedLayers: e.OmittedLayers, norm2: e.Norm2}
+		Weights: numElems(e.Shape), OmittedLayers: e.OmittedLayers, norm2: e.Norm2, DuplicateOf: e.DuplicateOf}
+	if e.DuplicateOf != "" {
+		return t // no bytes of its own; it decodes to its original
+	}
 	if in.missing != nil && !e.Passthrough {
 		t.MissingLayers = in.missing[i]
 		layers = layers[:len(layers)-in.missing[i]]
@@ -196,7 +211,7 @@ func (in *inspection) row(i int) inspectTensor {
 	for _, l := range layers {
 		il := inspectLayer{Params: l.Params.String(), BlockSize: l.Params.BlockSize, LatentDim: l.Params.LatentDim,
 			SeedBits: l.Params.SeedBits, CoeffBits: l.Params.CoeffBits, ExpBits: l.Params.ExpBits,
-			ExpBias: l.ExpBias, Bytes: l.Chunk.Length, SNRdB: snrDB(e.Norm2, l.SqErr)}
+			ExpBias: l.ExpBias, Bytes: l.Chunk.Length, SNRdB: archive.SNRdB(e.Norm2, l.SqErr)}
 		if n > 0 {
 			il.BitsPerWeight = float64(l.Chunk.Length) * 8 / float64(n)
 		}
@@ -210,7 +225,11 @@ func (in *inspection) row(i int) inspectTensor {
 func newInspection(path string, fileBytes int64, ix *archive.Index, missing []int) *inspection {
 	h := ix.Header
 	in := &inspection{ix: ix, missing: missing,
-		rep: &inspectReport{Archive: path, SourceFormat: h.SourceFormat, SourceFiles: h.SourceFiles, SourceIndex: h.SourceIndex, Metadata: h.Metadata, Settings: h.Settings}}
+		rep: &inspectReport{Archive: path, SourceFormat: h.SourceFormat, SourceFiles: h.SourceFiles, SourceIndex: h.SourceIndex, SourceFolder: h.SourceFolder,
+			Metadata: h.Metadata, Settings: settingsOrEmpty(h.Settings), Files: []inspectFile{}}}
+	for _, f := range ix.Files {
+		in.rep.Files = append(in.rep.Files, inspectFile{Name: f.Name, Bytes: f.Chunk.Length, SHA256: f.Chunk.SHA256})
+	}
 	if p := h.Part; p != nil {
 		in.rep.Part = &inspectPart{Index: p.Index, Count: p.Count, PlanSHA256: p.PlanSHA256, Tensors: p.Tensors}
 	}
@@ -239,14 +258,19 @@ func newInspection(path string, fileBytes int64, ix *archive.Index, missing []in
 		tot.Tensors++
 		tot.Weights += t.Weights
 		tot.PayloadBytes += t.Bytes
-		if !e.Passthrough {
+		if e.DuplicateOf != "" {
+			tot.DuplicateTensors++
+		} else if !e.Passthrough {
 			tot.CodedTensors++
 			tot.CodedWeights += t.Weights
 			codedBytes += t.Bytes
 			maxL = max(maxL, stored(i))
 		}
 	}
-	tot.IndexBytes = fileBytes - tot.PayloadBytes
+	for _, f := range ix.Files {
+		tot.SidecarBytes += f.Chunk.Length
+	}
+	tot.IndexBytes = fileBytes - tot.PayloadBytes - tot.SidecarBytes
 	if fileBytes > 0 {
 		tot.RatioVsFP32 = float64(4*tot.Weights) / float64(fileBytes)
 		src := h.SourceBytes
@@ -264,19 +288,12 @@ func newInspection(path string, fileBytes int64, ix *archive.Index, missing []in
 		tot.CodedBitsPerWeight = float64(codedBytes) * 8 / float64(tot.CodedWeights)
 	}
 	// Overall error after k layers: tensors with fewer layers contribute
-	// their final error.
+	// their final error. The sums are archive's (the compress summary's
+	// figures for the last layer, to the bit).
 	for k := 0; k < maxL; k++ {
-		var norm, se float64
-		for i := range ix.Tensors {
-			e := &ix.Tensors[i]
-			if e.Passthrough || stored(i) == 0 {
-				continue
-			}
-			norm += e.Norm2
-			se += e.Layers[min(k, stored(i)-1)].SqErr
-		}
-		tot.RelErr = append(tot.RelErr, relErr(norm, se))
-		tot.SNRdB = append(tot.SNRdB, snrDB(norm, se))
+		tk := ix.TotalsWith(func(i int) int { return min(k+1, stored(i)) })
+		tot.RelErr = append(tot.RelErr, tk.RelErr)
+		tot.SNRdB = append(tot.SNRdB, tk.SNRdB())
 	}
 	return in
 }
@@ -290,7 +307,7 @@ func newPartialInspection(path string, a *archive.Archive) *inspection {
 	var payload int64
 	for i := range ix.Tensors {
 		t := &ix.Tensors[i]
-		if t.Passthrough {
+		if t.Passthrough || t.DuplicateOf != "" {
 			payload += t.Bytes()
 			continue
 		}
@@ -304,7 +321,7 @@ func newPartialInspection(path string, a *archive.Archive) *inspection {
 	rep.FullBytes = a.FullSize()
 	rep.MissingChunks = missingChunks(a)
 	rep.Total.IndexBytes = archive.HeaderSize + a.IndexBytes()
-	rep.Total.IncompleteBytes = a.Size() - payload - rep.Total.IndexBytes
+	rep.Total.IncompleteBytes = a.Size() - payload - rep.Total.IndexBytes - rep.Total.SidecarBytes
 	return in
 }
 
@@ -360,7 +377,11 @@ func (in *inspection) print(out io.Writer) error {
 	w := bufio.NewWriter(out)
 	r := in.rep
 	t := &r.Total
-	fmt.Fprintf(w, "archive %s: %s bytes on disk, source %s (%s bytes", r.Archive, commas(t.FileBytes), r.SourceFormat, commas(t.SourceBytes))
+	folder := ""
+	if r.SourceFolder {
+		folder = " model folder"
+	}
+	fmt.Fprintf(w, "archive %s: %s on disk, source %s%s (%s", r.Archive, plural64(t.FileBytes, "byte", "bytes"), r.SourceFormat, folder, plural64(t.SourceBytes, "byte", "bytes"))
 	if len(r.SourceFiles) > 1 {
 		fmt.Fprintf(w, " in %d shards", len(r.SourceFiles))
 	}
@@ -371,8 +392,8 @@ func (in *inspection) print(out io.Writer) error {
 			p.Index, p.Count, t.Tensors, p.Tensors, p.PlanSHA256)
 	}
 	if r.Partial {
-		fmt.Fprintf(w, "partial file: %s of %s bytes; %d chunk(s) missing (listed below); figures are for the complete layers it holds\n",
-			commas(t.FileBytes), commas(r.FullBytes), len(r.MissingChunks))
+		fmt.Fprintf(w, "partial file: %s of %s bytes; %s missing (listed below); figures are for the complete layers it holds\n",
+			commas(t.FileBytes), commas(r.FullBytes), plural(len(r.MissingChunks), "chunk", "chunks"))
 	}
 	fmt.Fprintln(w)
 	header := []string{"TENSOR", "DTYPE", "SHAPE", "CODEC", "BYTES", "BITS/W", "×FP32", "×SRC", "REL.ERR by layers", "SNR dB by layers", "RULE"}
@@ -399,17 +420,34 @@ func (in *inspection) print(out io.Writer) error {
 		line(tableRow(in.row(i)))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "total: %d tensors (%d coded), %s weights (%s coded)\n", t.Tensors, t.CodedTensors, commas(t.Weights), commas(t.CodedWeights))
+	if len(r.Files) > 0 {
+		var fs []string
+		var n int64
+		for _, f := range r.Files {
+			fs = append(fs, fmt.Sprintf("%s (%s)", f.Name, plural64(f.Bytes, "byte", "bytes")))
+			n += f.Bytes
+		}
+		fmt.Fprintf(w, "files: %s stored byte for byte, %s: %s\n\n", plural(len(r.Files), "sidecar file", "sidecar files"), plural64(n, "byte", "bytes"), strings.Join(fs, ", "))
+	}
+	dups := ""
+	if t.DuplicateTensors > 0 {
+		dups = ", " + plural(t.DuplicateTensors, "duplicate", "duplicates") + " stored once"
+	}
+	fmt.Fprintf(w, "total: %s (%s coded%s), %s weights (%s coded)\n", plural(t.Tensors, "tensor", "tensors"), commas(int64(t.CodedTensors)), dups, commas(t.Weights), commas(t.CodedWeights))
+	files := ""
+	if len(r.Files) > 0 {
+		files = fmt.Sprintf(" + %s sidecar files", commas(t.SidecarBytes))
+	}
 	if t.IncompleteBytes > 0 {
-		fmt.Fprintf(w, "  bytes        %s on disk = %s payload + %s header and index + %s of incomplete chunks\n",
-			commas(t.FileBytes), commas(t.PayloadBytes), commas(t.IndexBytes), commas(t.IncompleteBytes))
+		fmt.Fprintf(w, "  bytes        %s on disk = %s tensor payload + %s header and index%s + %s of incomplete chunks\n",
+			commas(t.FileBytes), commas(t.PayloadBytes), commas(t.IndexBytes), files, commas(t.IncompleteBytes))
 	} else {
-		fmt.Fprintf(w, "  bytes        %s on disk = %s payload + %s header and index\n", commas(t.FileBytes), commas(t.PayloadBytes), commas(t.IndexBytes))
+		fmt.Fprintf(w, "  bytes        %s on disk = %s tensor payload + %s header and index%s\n", commas(t.FileBytes), commas(t.PayloadBytes), commas(t.IndexBytes), files)
 	}
 	fmt.Fprintf(w, "  bits/weight  %.3f overall, %.3f in coded tensors\n", t.BitsPerWeight, t.CodedBitsPerWeight)
 	fmt.Fprintf(w, "  ratio        %.2f× vs fp32, %.2f× vs source\n", t.RatioVsFP32, t.RatioVsSource)
 	for k := range t.RelErr {
-		fmt.Fprintf(w, "  quality      %d layer(s): relative error %.4f, SNR %s (coded tensors, vs original weights)\n", k+1, t.RelErr[k], fmtDB(t.SNRdB[k]))
+		fmt.Fprintf(w, "  quality      %s: relative error %.4f, SNR %s (coded tensors; weight error, not output KL)\n", plural(k+1, "layer", "layers"), t.RelErr[k], fmtDB(t.SNRdB[k]))
 	}
 	if r.Partial {
 		fmt.Fprintf(w, "\nmissing chunks (%d):\n", len(r.MissingChunks))
@@ -427,6 +465,9 @@ func (in *inspection) print(out io.Writer) error {
 // tableRow is a tensor's cells in the text table.
 func tableRow(x inspectTensor) []string {
 	codec, rel, snr := "exact", "0", "exact"
+	if x.DuplicateOf != "" {
+		return []string{x.Name, x.DType, shapeString(x.Shape), "= " + x.DuplicateOf, "0", "-", "-", "-", "as its original", "", x.Rule}
+	}
 	if !x.Passthrough {
 		var cs, rs, ss []string
 		for _, l := range x.Layers {

@@ -138,7 +138,7 @@ func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, stder
 		return writeJSON(stdout, rep)
 	}
 	if !o.Quiet {
-		fmt.Fprintf(stdout, "merged %d parts → %s: %d tensors, %s bytes, %s\n", mr.Parts, out, mr.Tensors, commas(mr.Bytes), fmtSeconds(rep.WallSeconds))
+		fmt.Fprintf(stdout, "merged %s → %s: %s, %s, %s\n", plural(mr.Parts, "part", "parts"), out, plural(mr.Tensors, "tensor", "tensors"), plural64(mr.Bytes, "byte", "bytes"), fmtSeconds(rep.WallSeconds))
 	}
 	return nil
 }

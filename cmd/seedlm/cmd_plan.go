@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -79,15 +80,20 @@ byte. docs/SCALE-OUT.md has Kubernetes, Slurm and GitHub Actions examples.`,
 
 // planSummary is what plan prints (--json).
 type planSummary struct {
-	Input        string            `json:"input"`
-	Plan         string            `json:"plan"`
-	SHA256       string            `json:"sha256"`
-	Settings     map[string]string `json:"settings"`
-	Tensors      int               `json:"tensors"`
-	Coded        int               `json:"coded_tensors"`
-	Passthrough  int               `json:"passthrough_tensors"`
-	Weights      int64             `json:"weights"`
-	PlannedBytes int64             `json:"planned_payload_bytes"`
+	Input       string            `json:"input"`
+	Plan        string            `json:"plan"`
+	SHA256      string            `json:"sha256"`
+	Settings    map[string]string `json:"settings"`
+	Tensors     int               `json:"tensors"`
+	Coded       int               `json:"coded_tensors"`
+	Passthrough int               `json:"passthrough_tensors"`
+	Duplicates  int               `json:"duplicate_tensors"`
+	Weights     int64             `json:"weights"`
+	// Files are the model folder's sidecar files the archive will store;
+	// SkippedFiles the folder's other entries, with the reason.
+	Files        []string `json:"files"`
+	SkippedFiles []string `json:"skipped_files,omitempty"`
+	PlannedBytes int64    `json:"planned_payload_bytes"`
 	// Cost is the estimated encode work in weights at the paper's 4-bit
 	// configuration (compress.TensorPlan.Cost); PartCosts its share per
 	// part with --parts.
@@ -117,7 +123,7 @@ func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr 
 	if workers == 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	plan, err := makePlan(ctx, src, o.Settings, workers, true, !o.Quiet && !o.JSON, stderr)
+	plan, err := makePlan(ctx, src, recordedSettings(o.Settings, false), workers, true, !o.Quiet && !o.JSON, stderr)
 	if err != nil {
 		return err
 	}
@@ -125,8 +131,12 @@ func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr 
 		return err
 	}
 	s := plan.Summarize()
-	sum := &planSummary{Input: input, Plan: out, SHA256: plan.SHA256, Settings: plan.Settings, Tensors: s.Tensors,
-		Coded: s.Coded, Passthrough: s.Passthrough, Weights: s.Weights, PlannedBytes: s.PlannedBytes, Cost: s.Cost, Warnings: plan.Warnings}
+	sum := &planSummary{Input: input, Plan: out, SHA256: plan.SHA256, Settings: settingsOrEmpty(plan.Settings), Tensors: s.Tensors,
+		Coded: s.Coded, Passthrough: s.Passthrough, Duplicates: s.Duplicates, Weights: s.Weights, PlannedBytes: s.PlannedBytes, Cost: s.Cost,
+		Warnings: plan.Warnings, Files: []string{}, SkippedFiles: plan.SkippedFiles}
+	for _, f := range plan.Sidecars {
+		sum.Files = append(sum.Files, f.Name)
+	}
 	if o.Parts > 0 {
 		for _, ps := range plan.Assign(o.Parts) {
 			var c float64
@@ -144,7 +154,17 @@ func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr 
 	}
 	fmt.Fprintf(stdout, "planned %s → %s (sha256 %.12s…)\n", input, out, plan.SHA256)
 	fmt.Fprintf(stdout, "  settings  %s\n", describeSettings(plan.Settings))
-	fmt.Fprintf(stdout, "  tensors   %d (%d coded, %d stored exactly), %s weights\n", s.Tensors, s.Coded, s.Passthrough, commas(s.Weights))
+	dups := ""
+	if s.Duplicates > 0 {
+		dups = ", " + plural(s.Duplicates, "duplicate", "duplicates") + " stored once"
+	}
+	fmt.Fprintf(stdout, "  tensors   %s (%s coded, %s stored exactly%s), %s weights\n", commas(int64(s.Tensors)), commas(int64(s.Coded)), commas(int64(s.Passthrough)), dups, commas(s.Weights))
+	if len(sum.Files) > 0 {
+		fmt.Fprintf(stdout, "  files     %s stored byte for byte (%s)\n", plural(len(sum.Files), "sidecar file", "sidecar files"), strings.Join(sum.Files, ", "))
+	}
+	if len(sum.SkippedFiles) > 0 {
+		fmt.Fprintf(stdout, "  skipped   %s\n", strings.Join(sum.SkippedFiles, "; "))
+	}
 	bpw := 0.0
 	if s.Weights > 0 {
 		bpw = float64(s.PlannedBytes) * 8 / float64(s.Weights)
@@ -155,8 +175,8 @@ func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr 
 		for _, c := range sum.PartCosts {
 			lo, hi = min(lo, c), max(hi, c)
 		}
-		fmt.Fprintf(stdout, "  parts     %d: estimated work per part %.3g to %.3g weight-equivalents (largest/mean %.2f)\n",
-			o.Parts, lo, hi, hi*float64(o.Parts)/max(s.Cost, 1))
+		fmt.Fprintf(stdout, "  parts     %d: estimated work per part %s to %s weight-equivalents (largest/mean %.2f)\n",
+			o.Parts, commas(int64(math.Round(lo))), commas(int64(math.Round(hi))), hi*float64(o.Parts)/max(s.Cost, 1))
 	}
 	fmt.Fprintf(stdout, "next: seedlm compress %s --plan %s --part I/N   (I = 0 … N−1), then seedlm merge\n", input, out)
 	return nil

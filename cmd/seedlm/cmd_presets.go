@@ -17,7 +17,7 @@ type presetsOptions struct {
 }
 
 func (o *presetsOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.BoolVar(&o.JSON, "json", false, "print the presets as JSON")
+	fs.BoolVar(&o.JSON, "json", false, "print the presets as JSON: each one's fixed layers, or its target and candidate stacks, as numbers")
 }
 
 func newPresetsCmd(a *app) *cobra.Command {
@@ -37,15 +37,9 @@ func newPresetsCmd(a *app) *cobra.Command {
 func runPresets(_ context.Context, o *presetsOptions, _ []string, stdout, _ io.Writer) error {
 	ps := presets.Presets()
 	if o.JSON {
-		type row struct {
-			Name     string `json:"name"`
-			Target   string `json:"target"`
-			Settings string `json:"settings"`
-			Summary  string `json:"summary"`
-		}
-		rows := make([]row, len(ps))
+		rows := make([]presets.PresetSpec, len(ps))
 		for i, p := range ps {
-			rows[i] = row{p.Name, p.Target, p.Settings(), p.Summary}
+			rows[i] = p.Spec()
 		}
 		return writeJSON(stdout, rows)
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/seedlm/seedlm/internal/archive"
 )
 
 // streamOptions are stream's resolved settings.
@@ -28,7 +30,7 @@ type streamOptions struct {
 
 func (o *streamOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.Output, "output", "o", "", "archive to write (required; never the source)")
-	fs.StringVar(&o.MaxBytesFlag, "max-bytes", "", "size budget for OUT on disk, header and index included: bytes (100000) or with a unit (100KB, 1.5MiB; K/M/G/T = 1000^n, Ki/Mi/Gi/Ti = 1024^n)")
+	fs.StringVar(&o.MaxBytesFlag, "max-bytes", "", "size budget for OUT on disk, header and index included: bytes (100000) or with a unit (100KB, 1.5MiB; K/M/G/T = 1000^n, Ki/Mi/Gi/Ti = 1024^n; B is bytes, a lowercase b (bits) is refused)")
 	fs.BoolVar(&o.Force, "force", false, "replace an existing output (never the source archive)")
 	fs.BoolVar(&o.JSON, "json", false, "print the summary as one JSON object on stdout")
 	fs.BoolP(flagName(keyQuiet), "q", false, "no summary (errors and warnings are still printed)")
@@ -86,6 +88,7 @@ hash-checked too: a damaged source gets a warning even when OUT is intact.`,
 type streamTensor struct {
 	Name        string   `json:"name"`
 	Passthrough bool     `json:"passthrough"`
+	DuplicateOf string   `json:"duplicate_of,omitempty"`
 	Layers      int      `json:"layers"`        // in OUT
 	Available   int      `json:"source_layers"` // complete in the source
 	Bytes       int64    `json:"bytes"`         // chunk bytes in OUT
@@ -95,25 +98,28 @@ type streamTensor struct {
 
 // streamReport is stream's summary; --json prints it as is.
 type streamReport struct {
-	Archive         string         `json:"archive"`
-	Output          string         `json:"output"`
-	MaxBytes        int64          `json:"max_bytes"`
-	OutputBytes     int64          `json:"output_bytes"` // on disk, ≤ max_bytes
-	MinBytes        int64          `json:"min_bytes"`    // base layers and exact tensors only
-	FullBytes       int64          `json:"full_bytes"`   // every available layer
-	SourceBytes     int64          `json:"source_bytes"` // the source file on disk
-	SourcePartial   bool           `json:"source_partial"`
-	LayersIncluded  int            `json:"layers_included"` // coded tensors' layers in OUT
-	LayersAvailable int            `json:"layers_available"`
-	CodedTensors    int            `json:"coded_tensors"`
-	RelErrBase      float64        `json:"rel_err_base"`   // base layers only
-	RelErrBefore    float64        `json:"rel_err_before"` // the source, every available layer
-	RelErrAfter     float64        `json:"rel_err_after"`  // OUT
-	SNRBaseDB       *float64       `json:"snr_base_db"`
-	SNRBeforeDB     *float64       `json:"snr_before_db"`
-	SNRAfterDB      *float64       `json:"snr_after_db"`
-	Tensors         []streamTensor `json:"tensors"`
-	WallSeconds     float64        `json:"wall_seconds"`
+	Archive         string `json:"archive"`
+	Output          string `json:"output"`
+	MaxBytes        int64  `json:"max_bytes"`
+	OutputBytes     int64  `json:"output_bytes"` // on disk, ≤ max_bytes
+	MinBytes        int64  `json:"min_bytes"`    // base layers and exact tensors only
+	FullBytes       int64  `json:"full_bytes"`   // every available layer
+	SourceBytes     int64  `json:"source_bytes"` // the source file on disk
+	SourcePartial   bool   `json:"source_partial"`
+	LayersIncluded  int    `json:"layers_included"` // coded tensors' layers in OUT
+	LayersAvailable int    `json:"layers_available"`
+	CodedTensors    int    `json:"coded_tensors"`
+	// DuplicateTensors are stored once under another name; they have what
+	// their original has.
+	DuplicateTensors int            `json:"duplicate_tensors"`
+	RelErrBase       float64        `json:"rel_err_base"`   // base layers only
+	RelErrBefore     float64        `json:"rel_err_before"` // the source, every available layer
+	RelErrAfter      float64        `json:"rel_err_after"`  // OUT
+	SNRBaseDB        *float64       `json:"snr_base_db"`
+	SNRBeforeDB      *float64       `json:"snr_before_db"`
+	SNRAfterDB       *float64       `json:"snr_after_db"`
+	Tensors          []streamTensor `json:"tensors"`
+	WallSeconds      float64        `json:"wall_seconds"`
 	// SourceDamage: chunks of the source that fail their hash check and
 	// that the output leaves out (the output is intact).
 	SourceDamage []damagedChunk `json:"source_damage"`
@@ -174,27 +180,27 @@ func runStream(ctx context.Context, o *streamOptions, args []string, stdout, std
 		MinBytes: sr.MinBytes, FullBytes: sr.FullBytes, SourceBytes: srcSize, SourcePartial: partial,
 		LayersIncluded: sr.LayersIncluded, LayersAvailable: sr.LayersAvailable,
 		RelErrBefore: sr.RelErrBefore, RelErrAfter: sr.RelErrAfter,
-		SNRBeforeDB: snrDB(sr.Norm2, sr.SqErrBefore), SNRAfterDB: snrDB(sr.Norm2, sr.SqErrAfter)}
+		SNRBeforeDB: archive.SNRdB(sr.Norm2, sr.SqErrBefore), SNRAfterDB: archive.SNRdB(sr.Norm2, sr.SqErrAfter)}
 	avail := map[string]int{}
 	for _, t := range sr.Tensors {
 		avail[t.Name] = t.SourceLayers
 	}
-	var baseErr, norm2 float64
 	for i := range a.Index().Tensors {
 		t := &a.Index().Tensors[i]
-		st := streamTensor{Name: t.Name, Passthrough: t.Passthrough, Layers: 1, Available: avail[t.Name], Bytes: t.Bytes()}
-		if !t.Passthrough {
+		st := streamTensor{Name: t.Name, Passthrough: t.Passthrough, DuplicateOf: t.DuplicateOf, Layers: 1, Available: avail[t.Name], Bytes: t.Bytes()}
+		switch {
+		case t.DuplicateOf != "":
+			rep.DuplicateTensors++
+		case !t.Passthrough:
 			rep.CodedTensors++
 			st.Layers = len(t.Layers)
 			st.RelErr = t.RelErr(len(t.Layers) - 1)
-			st.SNRdB = snrDB(t.Norm2, t.SqErrAt(len(t.Layers)-1))
-			baseErr += t.SqErrAt(0)
-			norm2 += t.Norm2
+			st.SNRdB = archive.SNRdB(t.Norm2, t.SqErrAt(len(t.Layers)-1))
 		}
 		rep.Tensors = append(rep.Tensors, st)
 	}
-	rep.RelErrBase = relErr(norm2, baseErr)
-	rep.SNRBaseDB = snrDB(norm2, baseErr)
+	base := a.Index().TotalsWith(func(int) int { return 1 })
+	rep.RelErrBase, rep.SNRBaseDB = base.RelErr, base.SNRdB()
 	rep.WallSeconds = time.Since(start).Seconds()
 	if o.JSON {
 		return writeJSON(stdout, rep)
@@ -222,14 +228,18 @@ func (r *streamReport) print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TENSOR\tLAYERS\tBYTES\tREL.ERR\tSNR dB")
 	for _, t := range r.Tensors {
-		if t.Passthrough {
+		if t.Passthrough || t.DuplicateOf != "" {
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%.4f\t%s\n", t.Name, t.Layers, t.Available, commas(t.Bytes), t.RelErr, strings.TrimSuffix(fmtDB(t.SNRdB), " dB"))
 	}
 	tw.Flush()
-	if n := len(r.Tensors) - r.CodedTensors; n > 0 {
-		fmt.Fprintf(w, "(%d tensor(s) stored exactly, always included)\n", n)
+	if n := len(r.Tensors) - r.CodedTensors - r.DuplicateTensors; n > 0 {
+		fmt.Fprintf(w, "(%s stored exactly, always included)\n", plural(n, "tensor", "tensors"))
+	}
+	if r.DuplicateTensors > 0 {
+		fmt.Fprintf(w, "(%s stored once as %s original, with %s layers)\n", plural(r.DuplicateTensors, "duplicate", "duplicates"),
+			map[bool]string{true: "its", false: "their"}[r.DuplicateTensors == 1], map[bool]string{true: "its", false: "their"}[r.DuplicateTensors == 1])
 	}
 }
 
@@ -237,7 +247,7 @@ func (r *streamReport) print(w io.Writer) {
 func (r *streamReport) layerHistogram() string {
 	count := map[int]int{}
 	for _, t := range r.Tensors {
-		if !t.Passthrough {
+		if !t.Passthrough && t.DuplicateOf == "" {
 			count[t.Layers]++
 		}
 	}
@@ -248,19 +258,12 @@ func (r *streamReport) layerHistogram() string {
 	sort.Sort(sort.Reverse(sort.IntSlice(ks)))
 	var parts []string
 	for _, k := range ks {
-		parts = append(parts, fmt.Sprintf("%s: %s", plural(k, "layer"), plural(count[k], "tensor")))
+		parts = append(parts, fmt.Sprintf("%s: %s", plural(k, "layer", "layers"), plural(count[k], "tensor", "tensors")))
 	}
 	if len(parts) == 0 {
 		return "no coded tensors"
 	}
 	return strings.Join(parts, ", ")
-}
-
-func plural(n int, what string) string {
-	if n == 1 {
-		return fmt.Sprintf("1 %s", what)
-	}
-	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // budgetTooSmall is stream's refusal of a budget below the smallest
@@ -277,12 +280,12 @@ func (e *budgetTooSmall) Error() string {
 	if strings.ContainsAny(strings.ToLower(e.flag), "bkmgt.") {
 		given = fmt.Sprintf("%s (%s bytes)", e.flag, commas(e.maxBytes))
 	}
-	return fmt.Sprintf("stream %s: a budget of %s is too small: the header, index, base layers and exactly stored tensors need at least %d bytes; nothing was written",
-		e.path, given, e.minBytes)
+	return fmt.Sprintf("stream %s: a budget of %s is too small: the header, index, base layers and exactly stored tensors need at least %s bytes; nothing was written",
+		e.path, given, commas(e.minBytes))
 }
 
 func (e *budgetTooSmall) Hint() string {
-	return fmt.Sprintf("use --max-bytes %d or more (the source archive is %d bytes)", e.minBytes, e.sourceBytes)
+	return fmt.Sprintf("use --max-bytes %d or more (the source archive is %s bytes)", e.minBytes, commas(e.sourceBytes))
 }
 
 // checkStreamOutput refuses the source as OUT (even with --force) and an
@@ -292,7 +295,9 @@ func checkStreamOutput(out, src string, force bool) error {
 		"choose another output with -o; stream never overwrites its source", "name the output file with -o")
 }
 
-// byteUnits are the suffixes --max-bytes accepts (case-insensitive).
+// byteUnits are the suffixes --max-bytes accepts: the prefix in either
+// case (K = k = 1000, Ki = 1024), B for bytes. A lowercase b means bits
+// (60Kb is 7,500 bytes to a network engineer) and is refused, not guessed.
 var byteUnits = map[string]int64{
 	"": 1, "b": 1,
 	"k": 1e3, "kb": 1e3, "m": 1e6, "mb": 1e6, "g": 1e9, "gb": 1e9, "t": 1e12, "tb": 1e12,
@@ -310,7 +315,23 @@ func parseByteSize(s string) (int64, error) {
 		i++
 	}
 	num := strings.NewReplacer(",", "", "_", "").Replace(t[:i])
-	unit := strings.ToLower(strings.TrimSpace(t[i:]))
+	given := strings.TrimSpace(t[i:])
+	if strings.HasSuffix(given, "b") {
+		// Say what the byte spellings would give.
+		pre := strings.TrimRight(strings.TrimSuffix(given, "b"), "iI")
+		alts := []string{t[:i] + pre + "B"}
+		if pre != "" {
+			alts = append(alts, t[:i]+pre+"iB")
+		}
+		var said []string
+		for _, a := range alts {
+			if n, err := parseByteSize(a); err == nil {
+				said = append(said, fmt.Sprintf("%s (%s bytes)", a, commas(n)))
+			}
+		}
+		return 0, fmt.Errorf("unit %q: a lowercase b means bits, not bytes; write %s", given, strings.Join(said, " or "))
+	}
+	unit := strings.ToLower(given)
 	if num == "" || strings.Count(num, ".") > 1 || strings.HasPrefix(num, ".") || strings.HasSuffix(num, ".") {
 		return 0, errors.New("not a number of bytes")
 	}

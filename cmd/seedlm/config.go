@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/spf13/cast"
@@ -76,6 +78,9 @@ func userConfigFile() string {
 // config file, else none. Every key of the file is checked (an unknown key
 // or a bad value is a usage error naming the line).
 func loadConfig(flags *pflag.FlagSet, explicit string) (*config, error) {
+	if err := checkEnv(os.Environ()); err != nil {
+		return nil, err
+	}
 	v := viper.New()
 	v.SetEnvPrefix(configEnvPref)
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
@@ -120,6 +125,77 @@ func loadConfig(flags *pflag.FlagSet, explicit string) (*config, error) {
 	}
 	c.file = file
 	return c, nil
+}
+
+// envOnlyNames are SEEDLM_* variables that are not config keys.
+var envOnlyNames = []string{"SEEDLM_PART", "SEEDLM_PARTS"}
+
+// checkEnv refuses a SEEDLM_* variable that is no setting (a misspelling
+// such as SEEDLM_SEEDBITS would otherwise be ignored without a word), as a
+// config file's unknown key is refused, suggesting the nearest name; and a
+// key only a config file can hold (layer_specific, adaptive, ...).
+func checkEnv(environ []string) error {
+	known := map[string]bool{}
+	for _, n := range envOnlyNames {
+		known[n] = true
+	}
+	for _, k := range append(append([]string{}, planKeys...), runKeys...) {
+		known[envName(k)] = true
+	}
+	var names []string
+	for n := range known {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, kv := range environ {
+		name, val, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, configEnvPref+"_") || known[name] || val == "" {
+			continue
+		}
+		key := strings.ToLower(strings.TrimPrefix(name, configEnvPref+"_"))
+		if slices.Contains(presets.FileKeys, key) {
+			return withHint(usagef("environment %s: %s can only be set in a config file", name, key),
+				"put it in seedlm.yaml or the file given with --config (configs/compression.yaml documents it), and unset %s", name)
+		}
+		hint := "the variables are SEEDLM_ plus a key in upper case: " + strings.Join(names, ", ")
+		if near := nearest(name, names); near != "" {
+			hint = fmt.Sprintf("did you mean %s? (unset %s)", near, name)
+		}
+		return withHint(usagef("environment %s=%s: %s is not a seedlm setting", name, val, name), "%s", hint)
+	}
+	return nil
+}
+
+// nearest is the name within edit distance 3 of s with the smallest
+// distance ("" if none).
+func nearest(s string, names []string) string {
+	best, bd := "", 4
+	for _, n := range names {
+		if d := editDistance(s, n); d < bd {
+			best, bd = n, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // origin says where a key's value comes from, for error messages.

@@ -125,16 +125,19 @@ func printError(w io.Writer, err error) {
 	for _, line := range strings.Split(strings.TrimSpace(err.Error()), "\n") {
 		fmt.Fprintf(w, "seedlm: error: %s\n", line)
 	}
-	hs := hints(err)
-	for _, h := range hs {
+	for _, h := range errorHints(err) {
 		fmt.Fprintf(w, "seedlm: hint: %s\n", h)
 	}
-	if len(hs) > 0 {
-		return
+}
+
+// errorHints are the hints printed for err: its own, or for a usage error
+// without any, where to find the usage.
+func errorHints(err error) []string {
+	hs := hints(err)
+	if len(hs) == 0 && isUsage(err) {
+		hs = []string{"run \"seedlm help\" or \"seedlm COMMAND --help\" for usage"}
 	}
-	if isUsage(err) {
-		fmt.Fprintln(w, "seedlm: hint: run \"seedlm help\" or \"seedlm COMMAND --help\" for usage")
-	}
+	return hs
 }
 
 // internalError is a panic turned into an error: a bug, never a usage

@@ -4,20 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 	"time"
 )
-
-// snrDB is 10·log10(‖w‖²/‖w−ŵ‖²); nil when the error is 0 (exact).
-func snrDB(norm2, sqErr float64) *float64 {
-	if sqErr <= 0 || norm2 <= 0 {
-		return nil
-	}
-	v := 10 * math.Log10(norm2/sqErr)
-	return &v
-}
 
 func fmtDB(v *float64) string {
 	if v == nil {
@@ -82,4 +72,42 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// plural is "1 tensor", "2 tensors", "1,234 tensors" (one == "" for a bare
+// number).
+func plural(n int, one, many string) string { return plural64(int64(n), one, many) }
+
+func plural64(n int64, one, many string) string {
+	w := many
+	if n == 1 {
+		w = one
+	}
+	if w == "" {
+		return commas(n)
+	}
+	return commas(n) + " " + w
+}
+
+// settingsOrEmpty is a settings record for JSON: {} rather than null when
+// nothing was set.
+func settingsOrEmpty(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+// fmtDuration is a duration for people: "45s", "12m", "3h 20m", "2.5 days".
+func fmtDuration(s float64) string {
+	switch {
+	case s < 90:
+		return fmt.Sprintf("%.0fs", s)
+	case s < 90*60:
+		return fmt.Sprintf("%.0fm", s/60)
+	case s < 48*3600:
+		h := int(s / 3600)
+		return fmt.Sprintf("%dh %02dm", h, int(s/60)-60*h)
+	}
+	return fmt.Sprintf("%.1f days", s/86400)
 }

@@ -15,11 +15,16 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
 func main() { os.Exit(mainExit()) }
@@ -50,16 +55,79 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 			code = exitCode(err)
 		}
 	}()
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err != nil && !app.started {
 		// Cobra failed before any command ran: unknown command or the
 		// like.
 		if _, ok := err.(*usageError); !ok {
-			err = &usageError{err}
+			err = suggestion(&usageError{err})
 		}
 	}
 	if err != nil {
 		printError(stderr, err)
+		if wantsJSON(cmd, args) {
+			writeJSONError(stdout, err)
+		}
 	}
 	return exitCode(err)
+}
+
+// wantsJSON reports whether the command line asked for --json: from the
+// parsed flag, or (when parsing failed before it) from the arguments.
+func wantsJSON(cmd *cobra.Command, args []string) bool {
+	if cmd != nil {
+		if f := cmd.Flags().Lookup("json"); f != nil && f.Changed {
+			return f.Value.String() == "true"
+		}
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--json" || a == "--json=true" {
+			return true
+		}
+	}
+	return false
+}
+
+// jsonError is an error as --json prints it on stdout, for scripts: the
+// message, the hints, the exit code and, for stream's budget error, the
+// smallest budget that works.
+type jsonError struct {
+	Error    string   `json:"error"`
+	Hint     string   `json:"hint"`
+	Hints    []string `json:"hints"`
+	ExitCode int      `json:"exit_code"`
+	MinBytes *int64   `json:"min_bytes,omitempty"`
+}
+
+func writeJSONError(w io.Writer, err error) {
+	je := jsonError{Error: strings.TrimSpace(err.Error()), Hints: errorHints(err), ExitCode: exitCode(err)}
+	if errors.Is(err, context.Canceled) {
+		je.Error = "interrupted; no output was written"
+	}
+	if je.Hints == nil {
+		je.Hints = []string{}
+	}
+	je.Hint = strings.Join(je.Hints, "\n")
+	var be *budgetTooSmall
+	if errors.As(err, &be) {
+		je.MinBytes = &be.minBytes
+	}
+	writeJSON(w, je)
+}
+
+// suggestion turns cobra's "unknown command" error, whose text ends in a
+// "Did you mean this?" list, into the error's first line and one hint.
+func suggestion(err error) error {
+	first, rest, ok := strings.Cut(err.Error(), "\n\nDid you mean this?\n")
+	if !ok {
+		return err
+	}
+	var names []string
+	for _, f := range strings.Fields(rest) {
+		names = append(names, fmt.Sprintf("%q", f))
+	}
+	return withHint(&usageError{errors.New(first)}, "did you mean %s? (run \"seedlm help\" for the commands)", strings.Join(names, " or "))
 }

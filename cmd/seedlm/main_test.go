@@ -27,6 +27,7 @@ import (
 func TestMain(m *testing.M) {
 	// The SIGINT test runs this binary as seedlm itself.
 	if os.Getenv("SEEDLM_TEST_MAIN") == "1" {
+		os.Unsetenv("SEEDLM_TEST_MAIN") // not a seedlm setting
 		os.Exit(mainExit())
 	}
 	testscript.Main(m, map[string]func(){
@@ -177,11 +178,13 @@ func cmdLsDir(ts *testscript.TestScript, neg bool, args []string) {
 // [huge=TENSOR] [shards=N] [big]: write a small deterministic model: coded
 // tensors (rank 2, ≥ 1024 weights), a norm vector, a small matrix and an
 // I64 tensor (stored exactly). scale=X multiplies every weight by X;
-// huge=TENSOR puts that tensor's weights near the float32 limit. With
+// huge=TENSOR puts that tensor's weights near the float32 limit; tied
+// makes lm_head.weight a byte-identical copy of the embedding and adds
+// model.norm.weight equal to the first norm. With
 // shards=N, OUT is a folder with N shards and an index.
 func cmdMkModel(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 1 {
-		ts.Fatalf("usage: mkmodel OUT [dtype=..] [nan=T:I] [scale=X] [huge=T] [shards=N] [big]")
+		ts.Fatalf("usage: mkmodel OUT [dtype=..] [nan=T:I] [scale=X] [huge=T] [shards=N] [big] [tied]")
 	}
 	out := ts.MkAbs(args[0])
 	opt := map[string]string{"dtype": "F32", "shards": "1"}
@@ -252,7 +255,7 @@ func testModelTensors(opt map[string]string) []testTensor {
 	for i := 0; i < 16; i++ {
 		binary.LittleEndian.PutUint64(ids[8*i:], uint64(i*7))
 	}
-	return []testTensor{
+	ts := []testTensor{
 		fl("model.embed_tokens.weight", rows, 32),
 		fl("model.layers.0.self_attn.q_proj.weight", 32, 32),
 		fl("model.layers.0.input_layernorm.weight", 32),
@@ -261,6 +264,13 @@ func testModelTensors(opt map[string]string) []testTensor {
 		{"model.position_ids", "I64", []int64{16}, ids},
 		fl("lm_head.weight", 64, 32),
 	}
+	if _, ok := opt["tied"]; ok {
+		// Tied embeddings saved as two byte-identical tensors, and a
+		// second norm equal to the first.
+		ts[6].shape, ts[6].data = ts[0].shape, ts[0].data
+		ts = append(ts, testTensor{"model.norm.weight", ts[2].dtype, ts[2].shape, ts[2].data})
+	}
+	return ts
 }
 
 func writeTestModel(out string, opt map[string]string) error {
@@ -378,6 +388,9 @@ func compareCheckpoints(origPath, outPath string, maxRel float64, wantDT, archiv
 	var report []string
 	for i, x := range at {
 		y := bt[i]
+		if strings.HasSuffix(x.Shard, ".bin") {
+			x.Shard = archive.SafetensorsShardName(x.Shard) // a PyTorch shard comes back as safetensors
+		}
 		if x.Name != y.Name || fmt.Sprint(x.Shape) != fmt.Sprint(y.Shape) || x.Shard != y.Shard {
 			return "", fmt.Errorf("tensor %d: %s %v shard %q, want %s %v shard %q", i, y.Name, y.Shape, y.Shard, x.Name, x.Shape, x.Shard)
 		}
@@ -452,18 +465,28 @@ func readBoth(a, b checkpoint.Source, name string) ([]float32, []float32, error)
 // tensor's chunk.
 func cmdCorrupt(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 {
-		ts.Fatalf("usage: corrupt ARCHIVE TENSOR [LAYER]")
+		ts.Fatalf("usage: corrupt ARCHIVE TENSOR|file:NAME [LAYER]")
 	}
 	path := ts.MkAbs(args[0])
 	a, err := archive.Open(path, archive.OpenOptions{})
 	ts.Check(err)
 	e, ok := a.Entry(args[1])
+	var ref archive.ChunkRef
+	if name, isFile := strings.CutPrefix(args[1], "file:"); isFile {
+		for _, f := range a.Files() {
+			if f.Name == name {
+				ok, ref = true, f.Chunk
+			}
+		}
+		e = &archive.TensorEntry{}
+	}
 	a.Close()
 	if !ok {
-		ts.Fatalf("no tensor %q", args[1])
+		ts.Fatalf("no tensor or file %q", args[1])
 	}
-	var ref archive.ChunkRef
-	if e.Passthrough {
+	if ref.Length > 0 {
+		// a sidecar file's chunk
+	} else if e.Passthrough {
 		ref = *e.Raw
 	} else {
 		k := 0

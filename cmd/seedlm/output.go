@@ -146,7 +146,7 @@ func checkFreeSpace(out string, need int64) error {
 }
 
 // outputWriter writes decompress's output tensor by tensor: one
-// safetensors file, stdout, or a sharded folder. Nothing appears at the
+// safetensors file, stdout, or a model folder. Nothing appears at the
 // output path before Commit (stdout excepted).
 type outputWriter interface {
 	WriteTensorFunc(name string, fill func(io.Writer) error) error
@@ -155,47 +155,83 @@ type outputWriter interface {
 }
 
 // outputLayout is what decompress writes: the tensors (dtype as written),
-// grouped by shard for a sharded model.
+// and for a model folder its weights files (shards), index and sidecar
+// files.
 type outputLayout struct {
 	tensors []safetensors.TensorHeader
 	meta    map[string]string
 	shards  []safetensors.Shard // nil: one file
+	index   string              // a sharded folder's index file ("": none)
+	files   []archive.FileEntry // a folder's sidecar files
 }
+
+// folder reports whether the output is a model folder.
+func (l *outputLayout) folder() bool { return l.shards != nil }
 
 // size is the bytes the output takes on disk (a sharded model's index not
 // counted).
 func (l *outputLayout) size() (int64, error) {
-	if l.shards != nil {
-		return safetensors.ShardedFileSize(l.shards)
+	if l.shards == nil {
+		return safetensors.FileSize(l.tensors, l.meta)
 	}
-	return safetensors.FileSize(l.tensors, l.meta)
+	n, err := safetensors.ShardedFileSize(l.shards)
+	for _, f := range l.files {
+		n += f.Chunk.Length
+	}
+	return n, err
 }
 
-// newOutputLayout groups tensors by shard (in first-seen order) when the
-// archive came from a sharded model.
-func newOutputLayout(ix *archive.Index, dtypes []string, meta map[string]string, sharded bool) *outputLayout {
+// fileNames are the sidecar files' names.
+func (l *outputLayout) fileNames() []string {
+	var out []string
+	for _, f := range l.files {
+		out = append(out, f.Name)
+	}
+	return out
+}
+
+// newOutputLayout lays out what the archive decompresses to: for a sharded
+// source, its shards (in first-seen order) and index; for a model folder,
+// its one weights file (Header.WeightsFile); with the folder's sidecar
+// files either way. Other archives give one file.
+func newOutputLayout(ix *archive.Index, dtypes []string, meta map[string]string) *outputLayout {
+	h := &ix.Header
 	l := &outputLayout{meta: meta}
+	sharded := archive.Sharded(h.SourceFormat)
+	if sharded {
+		l.index = h.IndexFile()
+	}
+	if sharded || h.SourceFolder {
+		l.files = ix.Files
+	}
 	pos := map[string]int{}
 	for i, t := range ix.Tensors {
-		h := safetensors.TensorHeader{Name: t.Name, DType: dtypes[i], Shape: t.Shape}
-		l.tensors = append(l.tensors, h)
-		if !sharded {
+		th := safetensors.TensorHeader{Name: t.Name, DType: dtypes[i], Shape: t.Shape}
+		l.tensors = append(l.tensors, th)
+		shard := t.Shard
+		switch {
+		case sharded:
+		case h.SourceFolder:
+			shard = h.WeightsFile()
+		default:
 			continue
 		}
-		j, ok := pos[t.Shard]
+		j, ok := pos[shard]
 		if !ok {
 			j = len(l.shards)
-			pos[t.Shard] = j
-			l.shards = append(l.shards, safetensors.Shard{Name: t.Shard, Metadata: meta})
+			pos[shard] = j
+			l.shards = append(l.shards, safetensors.Shard{Name: shard, Metadata: meta})
 		}
-		l.shards[j].Tensors = append(l.shards[j].Tensors, h)
+		l.shards[j].Tensors = append(l.shards[j].Tensors, th)
+	}
+	if l.shards == nil && (sharded || h.SourceFolder) {
+		l.shards = []safetensors.Shard{} // a folder, even of no tensors
 	}
 	return l
 }
 
-// createOutput starts decompress's writer; indexName is a sharded
-// model's index file name ("": safetensors.IndexName).
-func createOutput(out string, l *outputLayout, indexName string, force bool, stdout io.Writer) (outputWriter, error) {
+// createOutput starts decompress's writer.
+func createOutput(out string, l *outputLayout, force bool, stdout io.Writer) (outputWriter, error) {
 	switch {
 	case out == stdoutName:
 		w, err := safetensors.NewStreamWriter(stdout, "standard output", l.tensors, l.meta)
@@ -203,8 +239,8 @@ func createOutput(out string, l *outputLayout, indexName string, force bool, std
 			return nil, err
 		}
 		return fileWriter{w}, nil
-	case l.shards != nil:
-		w, err := safetensors.NewShardedWriter(out, l.shards, safetensors.ShardedOptions{IndexName: indexName, Overwrite: force})
+	case l.folder():
+		w, err := safetensors.NewShardedWriter(out, l.shards, safetensors.ShardedOptions{IndexName: l.index, NoIndex: l.index == "", Overwrite: force, Files: l.fileNames()})
 		if err != nil {
 			return nil, replaceHint(err)
 		}
@@ -238,23 +274,24 @@ func replaceHint(err error) error {
 }
 
 // checkDecompressOutput is checkOutputFile for decompress: a single file
-// may go to stdout; a sharded model goes to a folder that is missing,
-// empty or (with --force) holds only safetensors files.
-func checkDecompressOutput(out, archivePath string, sharded, force bool) error {
+// may go to stdout; a model folder goes to a folder that is missing, empty
+// or (with --force) holds only safetensors files and files named like its
+// sidecars (files).
+func checkDecompressOutput(out, archivePath string, folder, force bool, files []string) error {
 	if out == stdoutName {
-		if sharded {
-			return withHint(usagef("-o -: the archive holds a sharded model, which is written as a folder, not to standard output"),
+		if folder {
+			return withHint(usagef("-o -: the archive holds a model folder (shards, or weights with config and tokenizer files), which is written as a folder, not to standard output"),
 				"name the output folder with -o")
 		}
 		return nil
 	}
-	if !sharded {
+	if !folder {
 		return checkOutputFile(out, archivePath, force, "the archive", "choose another output with -o", "name the output file with -o")
 	}
 	if isInput(out, archivePath) {
 		return withHint(usagef("output %s is the archive", out), "choose another output with -o")
 	}
-	if err := safetensors.CheckReplaceable(out, force); err != nil {
+	if err := safetensors.CheckReplaceable(out, force, files...); err != nil {
 		return replaceHint(err)
 	}
 	dir := filepath.Dir(filepath.Clean(out))

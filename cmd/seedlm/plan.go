@@ -53,10 +53,18 @@ func settingsFromConfig(c *config) (compress.Settings, error) {
 		s.File = f
 	}
 	fl := &s.Flags
+	var fromEnv []string
 	for _, key := range planKeys {
 		v, from := c.flagOrEnv(key)
 		if from == "" {
 			continue
+		}
+		if !strings.HasPrefix(from, "flag") {
+			if s.FlagOrigins == nil {
+				s.FlagOrigins = map[string]string{}
+			}
+			s.FlagOrigins[key] = "env"
+			fromEnv = append(fromEnv, key)
 		}
 		v = strings.TrimSpace(v)
 		var err error
@@ -97,7 +105,11 @@ func settingsFromConfig(c *config) (compress.Settings, error) {
 		}
 	}
 	if err := fl.Validate(); err != nil {
-		return s, withHint(usagef("flags: %v", err), "see \"seedlm compress --help\" and \"seedlm presets\"")
+		what := "flags"
+		if len(fromEnv) > 0 {
+			what = "flags and SEEDLM_* variables"
+		}
+		return s, withHint(usagef("%s: %v", what, err), "see \"seedlm compress --help\" and \"seedlm presets\"")
 	}
 	if err := s.Validate(); err != nil {
 		return s, withHint(usagef("settings: %v", err), "see configs/compression.yaml for how the settings combine")

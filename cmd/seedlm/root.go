@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
+	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -41,7 +44,7 @@ small, 130 interrupted.`,
 			return usagef("missing command")
 		},
 	}
-	root.Version = fmt.Sprintf("%s (encoder kernel %s)", version(), encoder.KernelName())
+	root.Version = buildVersion().String()
 	root.SetVersionTemplate("seedlm {{.Version}}\n")
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -98,16 +101,82 @@ func (a *app) loadConfigFor(fs *pflag.FlagSet) (*config, error) {
 	return loadConfig(fs, a.configFile)
 }
 
+// versionInfo is what version prints (--json as is).
+type versionInfo struct {
+	// Version is the module version ("(devel)" for a build from a
+	// checkout); Revision, RevisionTime and Modified the VCS state it was
+	// built from (empty when the build recorded none).
+	Version      string `json:"version"`
+	Revision     string `json:"revision,omitempty"`
+	RevisionTime string `json:"revision_time,omitempty"`
+	Modified     bool   `json:"modified"`
+	Go           string `json:"go"`
+	Platform     string `json:"platform"`
+	Kernel       string `json:"kernel"`
+}
+
+// The VCS state make build stamps with -ldflags -X (for builds where Go's
+// own -buildvcs stamping is off or unavailable); Go's stamp wins when set.
+var (
+	vcsRevision string
+	vcsTime     string
+	vcsModified string
+)
+
+func buildVersion() versionInfo {
+	v := versionInfo{Version: version(), Go: runtime.Version(), Platform: runtime.GOOS + "/" + runtime.GOARCH, Kernel: encoder.KernelName(),
+		Revision: vcsRevision, RevisionTime: vcsTime, Modified: vcsModified == "true"}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				v.Revision = s.Value
+			case "vcs.time":
+				v.RevisionTime = s.Value
+			case "vcs.modified":
+				v.Modified = s.Value == "true"
+			}
+		}
+	}
+	return v
+}
+
+// String is the one-line form: version, revision, Go, platform, kernel.
+func (v versionInfo) String() string {
+	rev := "no VCS revision recorded"
+	if v.Revision != "" {
+		rev = "revision " + v.Revision[:min(12, len(v.Revision))]
+		var notes []string
+		if v.RevisionTime != "" {
+			notes = append(notes, v.RevisionTime)
+		}
+		if v.Modified {
+			notes = append(notes, "with uncommitted changes")
+		}
+		if len(notes) > 0 {
+			rev += " (" + strings.Join(notes, ", ") + ")"
+		}
+	}
+	return fmt.Sprintf("%s, %s, %s %s, encoder kernel %s", v.Version, rev, v.Go, v.Platform, v.Kernel)
+}
+
 func newVersionCmd(a *app) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print the version and the encoder kernel",
+		Short: "Print the version, the VCS revision it was built from, and the encoder kernel",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(a.stdout, "seedlm %s (encoder kernel %s)\n", version(), encoder.KernelName())
+			v := buildVersion()
+			if asJSON {
+				return writeJSON(a.stdout, v)
+			}
+			fmt.Fprintf(a.stdout, "seedlm %s\n", v)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the version as one JSON object on stdout")
+	return cmd
 }
 
 func version() string { return compress.Version() }

@@ -99,10 +99,10 @@ func TestStreamBudgetSweep(t *testing.T) {
 		t.Fatalf("budget 1000: exit %d, want %d; %s", code, ExitBudget, stderr)
 	}
 	var minBytes int64
-	if _, err := fmt.Sscanf(stderr[strings.Index(stderr, "at least "):], "at least %d bytes", &minBytes); err != nil || minBytes <= 0 || minBytes >= full {
+	if _, err := fmt.Sscanf(stderr[strings.Index(stderr, "use --max-bytes "):], "use --max-bytes %d or more", &minBytes); err != nil || minBytes <= 0 || minBytes >= full {
 		t.Fatalf("no minimum in %q (%v)", stderr, err)
 	}
-	if code, _, stderr := runCLI(t, "stream", arc, "--max-bytes", fmt.Sprint(minBytes-1), "-o", filepath.Join(dir, "x.seedlm")); code != ExitBudget || !strings.Contains(stderr, fmt.Sprintf("at least %d bytes", minBytes)) {
+	if code, _, stderr := runCLI(t, "stream", arc, "--max-bytes", fmt.Sprint(minBytes-1), "-o", filepath.Join(dir, "x.seedlm")); code != ExitBudget || !strings.Contains(stderr, fmt.Sprintf("at least %s bytes", commas(minBytes))) {
 		t.Fatalf("budget min-1: exit %d: %s", code, stderr)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "x.seedlm")); !os.IsNotExist(err) {
@@ -240,13 +240,19 @@ func TestPartialDecompressCuts(t *testing.T) {
 
 func TestParseByteSize(t *testing.T) {
 	for in, want := range map[string]int64{
-		"100000": 100000, "100KB": 100000, "100kb": 100000, "100K": 100000, "1.5MiB": 1572864, "1.5 MiB": 1572864,
+		"100000": 100000, "100KB": 100000, "100kB": 100000, "100K": 100000, "100k": 100000, "1.5MiB": 1572864, "1.5 MiB": 1572864, "1.5miB": 1572864,
 		"2KiB": 2048, "1MB": 1e6, "1G": 1e9, "1GiB": 1 << 30, "1TB": 1e12, "1,000": 1000, "1_000_000": 1e6,
 		"10B": 10, "1.2345KB": 1234, "0.001KB": 1,
 	} {
 		got, err := parseByteSize(in)
 		if err != nil || got != want {
 			t.Errorf("parseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	// A lowercase b means bits: refused, not guessed.
+	for _, in := range []string{"60Kb", "60kb", "60b", "60Kib", "1.5mb"} {
+		if got, err := parseByteSize(in); err == nil || !strings.Contains(err.Error(), "means bits") {
+			t.Errorf("parseByteSize(%q) = %d, %v; want a bits error", in, got, err)
 		}
 	}
 	for _, in := range []string{"", "0", "0.0001KB", "-1", "1.2.3", ".5", "5.", "10XB", "KB", "1e3", "9999999TiB"} {

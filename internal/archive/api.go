@@ -19,9 +19,14 @@
 //
 // Extensions (archive owner):
 //
-//	archive.CreateWith(out, h, archive.CreateOptions{Overwrite, Inputs, Plan})
-//	    // Plan []PlannedTensor{Info, Rule, Layers}: the layout is fixed up
-//	    // front, free space checked, chunks written in place (one pass)
+//	archive.CreateWith(out, h, archive.CreateOptions{Overwrite, Inputs, Plan, Files})
+//	    // Plan []PlannedTensor{Info, Rule, Layers, DuplicateOf}: the layout is
+//	    // fixed up front, free space checked, chunks written in place (one pass)
+//	    // Files []FileData{Name, Data}: a model folder's sidecar files
+//	    // (Header.SourceFolder), stored byte for byte
+//	w.AddDuplicate(info, rule, of)                           // tied tensor: stored once, as `of`
+//	a.Files() / a.ReadFile(name)                             // sidecar files, hash-checked
+//	h.WeightsFile() / h.IndexFile(); archive.Sharded(format); archive.SafetensorsShardName(bin)
 //	archive.OpenReader(readerAt, size, name, opt)            // any io.ReaderAt
 //	a.DecodeTensorTo(name, layers, func([]float32) error)    // bounded memory, DecodeStep weights at a time
 //	a.ReadPassthroughTo(name, func([]byte) error)            // bounded memory
@@ -62,6 +67,10 @@ type Header struct {
 	// (model.safetensors.index.json), so decompress writes it back under the
 	// same name; "" for other sources. Version 1 kept it in Settings.
 	SourceIndex string `json:"source_index,omitempty"`
+	// SourceFolder is set when the input was a model folder: decompress
+	// then writes a folder (the weights under their original file names,
+	// and the sidecar files of Index.Files) instead of a lone file.
+	SourceFolder bool `json:"source_folder,omitempty"`
 	// Part is set only in a part archive (one machine's share of a
 	// compression split over several; see Merge), never in a merged or
 	// one-machine archive.
@@ -112,6 +121,11 @@ type TensorEntry struct {
 	Shape []int64 `json:"shape"`
 	Shard string  `json:"shard,omitempty"`
 	Rule  string  `json:"rule"`
+	// DuplicateOf names an earlier tensor of the same dtype and shape whose
+	// bytes this one shares (tied weights): the entry has no chunks of its
+	// own (no Raw, no Layers), Passthrough equal to that tensor's, and
+	// decodes to exactly what that tensor decodes to.
+	DuplicateOf string `json:"duplicate_of,omitempty"`
 	// Passthrough tensors have Raw set and no Layers.
 	Passthrough bool         `json:"passthrough"`
 	Raw         *ChunkRef    `json:"raw,omitempty"`
@@ -123,10 +137,20 @@ type TensorEntry struct {
 	OmittedLayers int `json:"omitted_layers,omitempty"`
 }
 
+// FileEntry is one file stored byte for byte beside the tensors: a model
+// folder's small sidecars (config.json, tokenizer files, ...).
+type FileEntry struct {
+	Name  string   `json:"name"` // a plain file name
+	Chunk ChunkRef `json:"chunk"`
+}
+
 // Index is the archive's table of contents.
 type Index struct {
 	Header  Header        `json:"header"`
 	Tensors []TensorEntry `json:"tensors"`
+	// Files are the sidecar files of a model folder (Header.SourceFolder),
+	// in name order.
+	Files []FileEntry `json:"files,omitempty"`
 }
 
 // Info describes a tensor being added: what the index records besides its

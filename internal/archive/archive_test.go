@@ -158,7 +158,7 @@ func TestLayout(t *testing.T) {
 	}
 	var got []ch
 	var last int64 = HeaderSize + a.IndexBytes()
-	for _, s := range chunkOrder(a.Index().Tensors) {
+	for _, s := range a.Index().chunkOrder() {
 		r := a.Index().ref(s)
 		if r.Offset != last {
 			t.Errorf("gap or overlap at %d (chunk starts at %d)", last, r.Offset)

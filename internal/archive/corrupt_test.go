@@ -30,7 +30,7 @@ func regionOf(ix *Index, indexLen, off int64) region {
 	if off < HeaderSize+indexLen {
 		return region{chunk: "index"}
 	}
-	for _, s := range chunkOrder(ix.Tensors) {
+	for _, s := range ix.chunkOrder() {
 		r := ix.ref(s)
 		if off >= r.Offset && off < r.Offset+r.Length {
 			return region{ix.Tensors[s.t].Name, chunkName(s.layer), s.layer}
@@ -76,6 +76,11 @@ func checkAll(a *Archive) error {
 			_, err = a.DecodeTensor(t.Name, 0)
 		}
 		if err != nil {
+			return err
+		}
+	}
+	for _, f := range a.Files() {
+		if _, err := a.ReadFile(f.Name); err != nil {
 			return err
 		}
 	}
@@ -218,7 +223,7 @@ func TestTruncate(t *testing.T) {
 		}
 		// Expected: a chunk is usable iff it ends within the cut.
 		var wantMissing []ChunkID
-		for _, s := range chunkOrder(ix.Tensors) {
+		for _, s := range ix.chunkOrder() {
 			r := ix.ref(s)
 			if r.Offset+r.Length > int64(n) {
 				wantMissing = append(wantMissing, ChunkID{Tensor: ix.Tensors[s.t].Name, Layer: s.layer, Offset: r.Offset, Length: r.Length, Have: max(0, int64(n)-r.Offset)})
@@ -317,6 +322,16 @@ func shiftOffsets(ix map[string]any, d int64) {
 				refs = append(refs, l.(map[string]any)["chunk"].(map[string]any))
 			}
 		}
+		shift(refs, d)
+	}
+	fs, _ := ix["files"].([]any)
+	for _, f := range fs {
+		shift([]map[string]any{f.(map[string]any)["chunk"].(map[string]any)}, d)
+	}
+}
+
+func shift(refs []map[string]any, d int64) {
+	{
 		for _, r := range refs {
 			switch o := r["offset"].(type) {
 			case json.Number:

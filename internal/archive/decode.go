@@ -63,6 +63,9 @@ func (a *Archive) codedArgs(name string, layers int) (*TensorEntry, int, error) 
 	if !ok {
 		return nil, 0, fmt.Errorf("archive: no tensor %q in %s", name, a.path)
 	}
+	if o := a.idx.Tensors[i].DuplicateOf; o != "" {
+		i = a.byName[o] // validated: an earlier tensor
+	}
 	t := &a.idx.Tensors[i]
 	if t.Passthrough {
 		return nil, 0, errorf("use ReadPassthrough", "archive: tensor %q is stored losslessly", name)
@@ -213,7 +216,7 @@ func (lr *layerReader) finish() error {
 // so memory stays bounded. Like DecodeTensorTo it compares the hash after
 // the last slice.
 func (a *Archive) ReadPassthroughTo(name string, emit func(b []byte) error) error {
-	t, ok := a.Entry(name)
+	t, ok := a.stored(name)
 	if !ok {
 		return fmt.Errorf("archive: no tensor %q in %s", name, a.path)
 	}

@@ -43,8 +43,11 @@ type IntegrityError struct {
 	Path string
 	// Tensor is the tensor whose chunk failed ("" for the header and index).
 	Tensor string
-	// Chunk is "header", "index", "raw" (a passthrough tensor's bytes) or
-	// "layer K" (a coded tensor's K-th progressive layer).
+	// File is the sidecar file whose chunk failed (Chunk "file").
+	File string
+	// Chunk is "header", "index", "raw" (a passthrough tensor's bytes),
+	// "layer K" (a coded tensor's K-th progressive layer) or "file" (a
+	// sidecar file's bytes).
 	Chunk string
 	// Offset is where the failing part starts in the file (-1 if unknown).
 	Offset int64
@@ -75,6 +78,9 @@ func (e *IntegrityError) Error() string {
 	b.WriteString(": ")
 	if e.Tensor != "" {
 		fmt.Fprintf(&b, "tensor %q, ", e.Tensor)
+	}
+	if e.File != "" {
+		fmt.Fprintf(&b, "file %q, ", e.File)
 	}
 	if e.Chunk != "" {
 		fmt.Fprintf(&b, "chunk %q", e.Chunk)
@@ -133,7 +139,10 @@ type ChunkID struct {
 func (c ChunkID) Name() string { return chunkName(c.Layer) }
 
 func chunkName(layer int) string {
-	if layer < 0 {
+	switch {
+	case layer == fileLayer:
+		return "file"
+	case layer < 0:
 		return "raw"
 	}
 	return fmt.Sprintf("layer %d", layer)

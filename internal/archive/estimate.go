@@ -2,19 +2,28 @@ package archive
 
 import "github.com/seedlm/seedlm/internal/dtype"
 
-// EstimateOverheadBytes is what the fixed header and the index will take
-// for these tensors: the caller fills Name, DType, Shape, Shard, Rule,
-// Passthrough and one LayerEntry (Params set) per planned layer. Writers
+// EstimateOverheadBytes is what the fixed header, the index and the
+// sidecar files will take for these tensors: the caller fills Name, DType,
+// Shape, Shard, Rule, DuplicateOf, Passthrough and one LayerEntry (Params
+// set) per planned layer, and each file's Name and Chunk.Length. Writers
 // reserve the index's length from exactly these fields (indexReserve), so
 // for the header h the archive gets, the figure is exact. Size targets
 // (presets' --target-bpw) subtract it from their budget, which matters for
 // small models where the index is a large share.
-func EstimateOverheadBytes(h Header, ts []TensorEntry) int64 {
-	ix := &Index{Header: h, Tensors: make([]TensorEntry, len(ts))}
+func EstimateOverheadBytes(h Header, ts []TensorEntry, files []FileEntry) int64 {
+	ix := &Index{Header: h, Tensors: make([]TensorEntry, len(ts)), Files: make([]FileEntry, len(files))}
+	var fileBytes int64
+	for i, f := range files {
+		f.Chunk.SHA256 = zeroHash
+		ix.Files[i] = f
+		fileBytes += f.Chunk.Length
+	}
 	for i, t := range ts {
 		n := t.NumElements()
 		t.Norm2 = 0
-		if t.Passthrough {
+		if t.DuplicateOf != "" {
+			t.Raw, t.Layers = nil, nil
+		} else if t.Passthrough {
 			size, err := dtype.ByteLen(t.DType, t.Shape)
 			if err != nil {
 				size = 1 << 32 // a wide stand-in: only the digits matter
@@ -37,7 +46,7 @@ func EstimateOverheadBytes(h Header, ts []TensorEntry) int64 {
 	}
 	reserve, _, err := planLayout(ix)
 	if err != nil {
-		return MaxIndexBytes + HeaderSize
+		return MaxIndexBytes + HeaderSize + fileBytes
 	}
-	return HeaderSize + reserve
+	return HeaderSize + reserve + fileBytes
 }

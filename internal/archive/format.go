@@ -41,6 +41,11 @@ const (
 	MaxTotalElements = 1 << 44 // elements in all tensors together
 	maxNameBytes     = 4096
 	maxDTypeBytes    = 64
+	// MaxFiles and MaxFileBytes bound the sidecar files (Index.Files): a
+	// model folder's configs and tokenizers are a handful of files, the
+	// largest tokenizer.json some tens of MB.
+	MaxFiles     = 1024
+	MaxFileBytes = 1 << 30
 )
 
 // fixedHeader is the decoded 64-byte header.
@@ -98,28 +103,40 @@ func parseHeader(path string, b []byte, size int64) (*fixedHeader, error) {
 	return h, nil
 }
 
-// slot is one chunk's place in the layout: tensor t, layer (-1 for raw).
+// slot is one chunk's place in the layout: tensor t, layer (-1 for raw);
+// or, with layer fileLayer, sidecar file t.
 type slot struct{ t, layer int }
 
-// chunkOrder is the embedded-progressive layout: every tensor's base chunk
-// (raw bytes or layer 0) in tensor order, then every layer-1 chunk in tensor
-// order, then layer 2, … So any prefix that holds the base chunks decodes,
-// and each further byte only adds refinement. It assumes the entries passed
-// checkStructure (a passthrough tensor has Raw, a coded one has Layers).
-func chunkOrder(ts []TensorEntry) []slot {
-	out := make([]slot, 0, len(ts))
+// fileLayer is the layer of a slot that holds a sidecar file's bytes.
+const fileLayer = -2
+
+// chunkOrder is the embedded-progressive layout: every sidecar file in
+// order, then every tensor's base chunk (raw bytes or layer 0) in tensor
+// order, then every layer-1 chunk in tensor order, then layer 2, … So any
+// prefix that holds the base chunks decodes (the small files included),
+// and each further byte only adds refinement. A duplicate tensor has no
+// chunks. It assumes the entries passed checkEntry (a passthrough tensor
+// has Raw, a coded one has Layers).
+func (ix *Index) chunkOrder() []slot {
+	ts := ix.Tensors
+	out := make([]slot, 0, len(ix.Files)+len(ts))
+	for i := range ix.Files {
+		out = append(out, slot{i, fileLayer})
+	}
 	maxL := 0
 	for i := range ts {
-		if ts[i].Passthrough {
+		switch {
+		case ts[i].DuplicateOf != "":
+		case ts[i].Passthrough:
 			out = append(out, slot{i, -1})
-		} else {
+		default:
 			out = append(out, slot{i, 0})
 			maxL = max(maxL, len(ts[i].Layers))
 		}
 	}
 	for k := 1; k < maxL; k++ {
 		for i := range ts {
-			if !ts[i].Passthrough && k < len(ts[i].Layers) {
+			if !ts[i].Passthrough && ts[i].DuplicateOf == "" && k < len(ts[i].Layers) {
 				out = append(out, slot{i, k})
 			}
 		}
@@ -128,10 +145,33 @@ func chunkOrder(ts []TensorEntry) []slot {
 }
 
 func (ix *Index) ref(s slot) *ChunkRef {
-	if s.layer < 0 {
+	switch {
+	case s.layer == fileLayer:
+		return &ix.Files[s.t].Chunk
+	case s.layer < 0:
 		return ix.Tensors[s.t].Raw
 	}
 	return &ix.Tensors[s.t].Layers[s.layer].Chunk
+}
+
+// describe names slot s in messages: `tensor "x" chunk "layer 1"` or
+// `file "config.json"`.
+func (ix *Index) describe(s slot) string {
+	if s.layer == fileLayer {
+		return fmt.Sprintf("file %q", ix.Files[s.t].Name)
+	}
+	return fmt.Sprintf("tensor %q chunk %q", ix.Tensors[s.t].Name, chunkName(s.layer))
+}
+
+// integrity is an *IntegrityError about slot s's chunk.
+func (ix *Index) integrity(path string, s slot, reason string) *IntegrityError {
+	e := &IntegrityError{Path: path, Chunk: chunkName(s.layer), Offset: ix.ref(s).Offset, Reason: reason}
+	if s.layer == fileLayer {
+		e.File = ix.Files[s.t].Name
+	} else {
+		e.Tensor = ix.Tensors[s.t].Name
+	}
+	return e
 }
 
 // marshalIndex is the canonical index encoding: encoding/json of Index, no
@@ -175,12 +215,14 @@ const (
 // it encodes anything, and any writer (compress, merge, stream) that lays
 // out the same index gets the same bytes.
 func indexReserve(ix *Index) (int64, error) {
-	sk := &Index{Header: ix.Header, Tensors: make([]TensorEntry, len(ix.Tensors))}
+	sk := &Index{Header: ix.Header, Tensors: make([]TensorEntry, len(ix.Tensors)), Files: ix.Files}
 	zero := strings.Repeat("0", 2*sha256.Size)
 	var floats, biases int64
 	for i := range ix.Tensors {
 		t := ix.Tensors[i]
-		if t.Passthrough {
+		if t.DuplicateOf != "" {
+			// No chunks; norm2 is always 0.
+		} else if t.Passthrough {
 			if t.Raw != nil {
 				r := *t.Raw
 				r.SHA256 = zero
@@ -224,7 +266,7 @@ func planLayout(ix *Index) (reserve, fileLen int64, err error) {
 // which never shortens it (more digits at most), so the sequence rises to a
 // fixed point in a few steps.
 func fixLayout(ix *Index, regionLen func(*Index) (int64, error)) (n, fileLen int64, err error) {
-	order := chunkOrder(ix.Tensors)
+	order := ix.chunkOrder()
 	for iter := 0; iter < 64; iter++ {
 		off := HeaderSize + n
 		for _, s := range order {
@@ -338,6 +380,13 @@ func checkEntry(t *TensorEntry) error {
 	if t.OmittedLayers < 0 || t.OmittedLayers > MaxLayers {
 		return fmt.Errorf("omitted_layers %d out of range [0, %d]", t.OmittedLayers, MaxLayers)
 	}
+	if t.DuplicateOf != "" {
+		// Its bytes are another tensor's (checkIndex checks which).
+		if t.Raw != nil || len(t.Layers) != 0 || t.OmittedLayers != 0 || t.Norm2 != 0 {
+			return fmt.Errorf("a duplicate (of %q) must have no raw chunk, no layers, no omitted layers and norm2 0", t.DuplicateOf)
+		}
+		return nil
+	}
 	if t.Passthrough {
 		if t.Raw == nil || len(t.Layers) != 0 || t.OmittedLayers != 0 {
 			return fmt.Errorf("passthrough tensor must have a raw chunk and no layers")
@@ -441,6 +490,24 @@ func decodeIndex(r io.Reader) (*Index, error) {
 			if err := delim(']'); err != nil {
 				return nil, err
 			}
+		case "files":
+			if err := delim('['); err != nil {
+				return nil, fmt.Errorf("files: %w", err)
+			}
+			ix.Files = []FileEntry{}
+			for dec.More() {
+				if len(ix.Files) >= MaxFiles {
+					return nil, fmt.Errorf("more than %d files", MaxFiles)
+				}
+				var f FileEntry
+				if err := dec.Decode(&f); err != nil {
+					return nil, fmt.Errorf("file %d: %w", len(ix.Files), err)
+				}
+				ix.Files = append(ix.Files, f)
+			}
+			if err := delim(']'); err != nil {
+				return nil, err
+			}
 		default:
 			return nil, fmt.Errorf("unknown field %q", key)
 		}
@@ -471,15 +538,13 @@ func parseIndex(path string, r io.Reader, indexLen, fileLen int64, version uint1
 		return nil, bad("%v", err)
 	}
 	off := HeaderSize + indexLen
-	for _, s := range chunkOrder(ix.Tensors) {
+	for _, s := range ix.chunkOrder() {
 		r := ix.ref(s)
 		if r.Offset != off {
-			return nil, bad("tensor %q chunk %q starts at %d, the layout puts it at %d",
-				ix.Tensors[s.t].Name, chunkName(s.layer), r.Offset, off)
+			return nil, bad("%s starts at %d, the layout puts it at %d", ix.describe(s), r.Offset, off)
 		}
 		if r.Length > fileLen-off {
-			return nil, bad("tensor %q chunk %q (%d bytes at %d) runs past the end of the file (%d bytes)",
-				ix.Tensors[s.t].Name, chunkName(s.layer), r.Length, off, fileLen)
+			return nil, bad("%s (%d bytes at %d) runs past the end of the file (%d bytes)", ix.describe(s), r.Length, off, fileLen)
 		}
 		off += r.Length
 	}

@@ -82,13 +82,18 @@ func Merge(ctx context.Context, out string, paths []string, opt CreateOptions) (
 	// at remembers the chunk being copied, so a copy error can be traced to
 	// the part and chunk at fault.
 	var at struct {
-		pf *partFile
-		e  *TensorEntry
-		l  int
+		pf   *partFile
+		e    *TensorEntry
+		l    int
+		file string // a sidecar file's chunk, from parts[0]
 	}
 	srcAt := func(s slot) (io.ReaderAt, int64) {
+		if s.layer == fileLayer { // every part holds the same files
+			at.pf, at.file = nil, parts[0].a.idx.Files[s.t].Name
+			return parts[0].a.f, parts[0].a.idx.Files[s.t].Chunk.Offset
+		}
 		pf, e := src[s.t].pf, src[s.t].e
-		at.pf, at.e, at.l = pf, e, s.layer
+		at.pf, at.e, at.l, at.file = pf, e, s.layer, ""
 		r := e.Raw
 		if s.layer >= 0 {
 			r = &e.Layers[s.layer].Chunk
@@ -96,6 +101,11 @@ func Merge(ctx context.Context, out string, paths []string, opt CreateOptions) (
 		return pf.a.f, r.Offset
 	}
 	if err := assemble(out, ix, opt, srcAt, ctx.Err); err != nil {
+		if ctx.Err() == nil && at.pf == nil && at.file != "" {
+			if _, cerr := parts[0].a.ReadFile(at.file); cerr != nil {
+				return nil, cerr
+			}
+		}
 		if ctx.Err() == nil && at.pf != nil {
 			r := at.e.Raw
 			if at.l >= 0 {
@@ -150,6 +160,11 @@ func mergedIndex(parts []*partFile) (*Index, []source, error) {
 				Reason: fmt.Sprintf("%s and %s record a different source or settings", first.path, pf.path),
 				Advice: "compress every part from the same input files"}
 		}
+		if d := diffFiles(first.a.idx.Files, pf.a.idx.Files); d != "" {
+			return nil, nil, &MergeError{
+				Reason: fmt.Sprintf("%s and %s hold different sidecar files: %s", first.path, pf.path, d),
+				Advice: "compress every part from the same model folder"}
+		}
 		if prev, dup := byIndex[p.Index]; dup {
 			return nil, nil, &MergeError{Reason: fmt.Sprintf("part %d of %d is given twice: %s and %s", p.Index, p.Count, prev.path, pf.path),
 				Advice: "name each part once"}
@@ -179,7 +194,7 @@ func mergedIndex(parts []*partFile) (*Index, []source, error) {
 			src[pos] = source{pf, &pf.a.idx.Tensors[j]}
 		}
 	}
-	ix := &Index{Header: cloneHeader(first.a.idx.Header), Tensors: make([]TensorEntry, len(src))}
+	ix := &Index{Header: cloneHeader(first.a.idx.Header), Tensors: make([]TensorEntry, len(src)), Files: append([]FileEntry(nil), first.a.idx.Files...)}
 	ix.Header.Part = nil
 	names := make(map[string]bool, len(src))
 	for i, s := range src {
@@ -194,6 +209,22 @@ func mergedIndex(parts []*partFile) (*Index, []source, error) {
 		ix.Tensors[i] = cloneEntry(s.e)
 	}
 	return ix, src, nil
+}
+
+// diffFiles says how two parts' sidecar files differ ("" if they agree
+// in names, lengths and hashes).
+func diffFiles(a, b []FileEntry) string {
+	if len(a) != len(b) {
+		return fmt.Sprintf("%d and %d files", len(a), len(b))
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if x.Name != y.Name || x.Chunk.Length != y.Chunk.Length || x.Chunk.SHA256 != y.Chunk.SHA256 {
+			return fmt.Sprintf("file %d is %q (%d bytes, SHA-256 %.12s…) and %q (%d bytes, SHA-256 %.12s…)",
+				i, x.Name, x.Chunk.Length, x.Chunk.SHA256, y.Name, y.Chunk.Length, y.Chunk.SHA256)
+		}
+	}
+	return ""
 }
 
 // headerSansPart is the canonical encoding of h without its part record:

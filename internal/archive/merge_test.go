@@ -191,7 +191,7 @@ func rewriteVersion1(t *testing.T, path, out string) {
 		ix.Header.SourceIndex = ""
 	}
 	old := make([]int64, 0)
-	for _, s := range chunkOrder(ix.Tensors) {
+	for _, s := range ix.chunkOrder() {
 		old = append(old, ix.ref(s).Offset)
 	}
 	ib, fileLen, err := layoutV1(&ix)
@@ -203,7 +203,7 @@ func rewriteVersion1(t *testing.T, path, out string) {
 	h := fixedHeader{version: 1, indexLen: uint64(len(ib)), fileLen: uint64(fileLen), indexHash: sha256.Sum256(ib)}
 	buf.Write(h.marshal())
 	buf.Write(ib)
-	for k, s := range chunkOrder(ix.Tensors) {
+	for k, s := range ix.chunkOrder() {
 		r := ix.ref(s)
 		buf.Write(data[old[k] : old[k]+r.Length])
 	}

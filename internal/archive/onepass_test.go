@@ -152,7 +152,7 @@ func TestIndexReserve(t *testing.T) {
 		e.Raw, e.Norm2 = nil, 0
 		plan = append(plan, e)
 	}
-	if est, got := EstimateOverheadBytes(a.Index().Header, plan), a.Totals().OverheadBytes; est != got {
+	if est, got := EstimateOverheadBytes(a.Index().Header, plan, nil), a.Totals().OverheadBytes; est != got {
 		t.Errorf("estimated %d bytes of header and index, the archive has %d", est, got)
 	}
 	ix := *a.Index()

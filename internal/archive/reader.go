@@ -116,22 +116,31 @@ func OpenReader(f io.ReaderAt, size int64, name string, opt OpenOptions) (*Archi
 	}
 	// Chunks are in layout order, so the complete ones are a prefix of it:
 	// a tensor's complete layers are always its leading ones.
-	for _, s := range chunkOrder(idx.Tensors) {
+	for _, s := range idx.chunkOrder() {
 		r := idx.ref(s)
 		if r.Offset+r.Length <= size {
-			a.avail[s.t]++
+			if s.layer != fileLayer {
+				a.avail[s.t]++
+			}
 			continue
 		}
-		t := &idx.Tensors[s.t]
+		e := idx.integrity(path, s, "")
+		e.Advice, e.Err = hintTruncated, ErrTruncated
 		if !opt.AllowPartial {
-			return nil, &IntegrityError{Path: path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Advice: hintTruncated, Err: ErrTruncated,
-				Reason: fmt.Sprintf("truncated: the file is %d bytes, the archive %d; this is the first incomplete chunk (%d of its %d bytes present)", size, fileLen, max(0, size-r.Offset), r.Length)}
+			e.Reason = fmt.Sprintf("truncated: the file is %d bytes, the archive %d; this is the first incomplete chunk (%d of its %d bytes present)", size, fileLen, max(0, size-r.Offset), r.Length)
+			return nil, e
 		}
 		if s.layer <= 0 {
-			return nil, &IntegrityError{Path: path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Advice: hintTruncated, Err: ErrTruncated,
-				Reason: fmt.Sprintf("partial file is %d bytes; the base layers end at byte %d, so at least %d bytes are needed to decode", size, a.BaseBytes(), a.BaseBytes())}
+			e.Reason = fmt.Sprintf("partial file is %d bytes; the base layers end at byte %d, so at least %d bytes are needed to decode", size, a.BaseBytes(), a.BaseBytes())
+			return nil, e
 		}
-		a.missing = append(a.missing, ChunkID{Tensor: t.Name, Layer: s.layer, Offset: r.Offset, Length: r.Length, Have: max(0, size-r.Offset)})
+		a.missing = append(a.missing, ChunkID{Tensor: idx.Tensors[s.t].Name, Layer: s.layer, Offset: r.Offset, Length: r.Length, Have: max(0, size-r.Offset)})
+	}
+	// A duplicate has what its original has.
+	for i := range idx.Tensors {
+		if o := idx.Tensors[i].DuplicateOf; o != "" {
+			a.avail[i] = a.avail[a.byName[o]]
+		}
 	}
 	if size < fileLen && len(a.missing) == 0 {
 		// Unreachable: the chunks tile the file up to fileLen.
@@ -196,13 +205,12 @@ func (a *Archive) IndexBytes() int64 { return int64(a.hdr.indexLen) }
 // and every base chunk (passthrough and layer 0).
 func (a *Archive) BaseBytes() int64 {
 	end := HeaderSize + a.IndexBytes()
-	for i := range a.idx.Tensors {
-		t := &a.idx.Tensors[i]
-		if t.Passthrough {
-			end = max(end, t.Raw.Offset+t.Raw.Length)
-		} else {
-			end = max(end, t.Layers[0].Chunk.Offset+t.Layers[0].Chunk.Length)
+	for _, s := range a.idx.chunkOrder() {
+		if s.layer > 0 {
+			break // the enhancement phases follow the base phase
 		}
+		r := a.idx.ref(s)
+		end = max(end, r.Offset+r.Length)
 	}
 	return end
 }
@@ -210,13 +218,24 @@ func (a *Archive) BaseBytes() int64 {
 // Index is the archive's table of contents. Callers must not modify it.
 func (a *Archive) Index() *Index { return a.idx }
 
-// Entry returns a tensor's index entry.
+// Entry returns a tensor's index entry (for a duplicate, its own entry,
+// which names the original in DuplicateOf).
 func (a *Archive) Entry(name string) (*TensorEntry, bool) {
 	i, ok := a.byName[name]
 	if !ok {
 		return nil, false
 	}
 	return &a.idx.Tensors[i], true
+}
+
+// stored returns the entry holding a tensor's chunks: its own, or for a
+// duplicate the original's.
+func (a *Archive) stored(name string) (*TensorEntry, bool) {
+	t, ok := a.Entry(name)
+	if ok && t.DuplicateOf != "" {
+		return a.Entry(t.DuplicateOf)
+	}
+	return t, ok
 }
 
 // Missing lists the chunks a partial file lacks or holds only in part, in
@@ -252,7 +271,7 @@ func (a *Archive) readChunk(t *TensorEntry, layer int, r *ChunkRef) ([]byte, err
 // ReadPassthrough returns a passthrough tensor's bytes, byte-exact, after
 // checking their hash.
 func (a *Archive) ReadPassthrough(name string) ([]byte, error) {
-	t, ok := a.Entry(name)
+	t, ok := a.stored(name)
 	if !ok {
 		return nil, fmt.Errorf("archive: no tensor %q in %s", name, a.path)
 	}
@@ -292,7 +311,7 @@ func (a *Archive) Verify(ctx context.Context) error {
 			Reason: fmt.Sprintf("file grew past %d bytes since it was opened", a.size)}
 	}
 	buf := make([]byte, 64<<10)
-	for _, s := range chunkOrder(a.idx.Tensors) {
+	for _, s := range a.idx.chunkOrder() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -309,7 +328,6 @@ func (a *Archive) Verify(ctx context.Context) error {
 // verifyChunk hashes one complete chunk and compares.
 func (a *Archive) verifyChunk(s slot, buf []byte) error {
 	r := a.idx.ref(s)
-	t := &a.idx.Tensors[s.t]
 	sum := sha256.New()
 	sr := io.NewSectionReader(a.f, r.Offset, r.Length)
 	n, err := io.CopyBuffer(sum, sr, buf)
@@ -318,12 +336,43 @@ func (a *Archive) verifyChunk(s slot, buf []byte) error {
 	}
 	if err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Advice: hintTruncated, Err: ErrTruncated, Reason: "file ends inside the chunk"}
+			e := a.idx.integrity(a.path, s, "file ends inside the chunk")
+			e.Advice, e.Err = hintTruncated, ErrTruncated
+			return e
 		}
-		return fmt.Errorf("archive: read tensor %q chunk %q: %w", t.Name, chunkName(s.layer), err)
+		return fmt.Errorf("archive: read %s: %w", a.idx.describe(s), err)
 	}
 	if hex.EncodeToString(sum.Sum(nil)) != r.SHA256 {
-		return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(s.layer), Offset: r.Offset, Reason: "SHA-256 mismatch"}
+		return a.idx.integrity(a.path, s, "SHA-256 mismatch")
 	}
 	return nil
+}
+
+// Files lists the sidecar files the archive holds (a model folder's
+// config.json, tokenizer files, ...), in name order.
+func (a *Archive) Files() []FileEntry { return a.idx.Files }
+
+// ReadFile returns a sidecar file's bytes after checking their hash.
+func (a *Archive) ReadFile(name string) ([]byte, error) {
+	for i := range a.idx.Files {
+		f := &a.idx.Files[i]
+		if f.Name != name {
+			continue
+		}
+		b := make([]byte, f.Chunk.Length)
+		s := slot{i, fileLayer}
+		if err := readFull(a.f, b, f.Chunk.Offset); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				e := a.idx.integrity(a.path, s, "file ends inside the chunk (it shrank after it was opened?)")
+				e.Advice, e.Err = hintTruncated, ErrTruncated
+				return nil, e
+			}
+			return nil, fmt.Errorf("archive: read %s: %w", a.idx.describe(s), err)
+		}
+		if hexSum(b) != f.Chunk.SHA256 {
+			return nil, a.idx.integrity(a.path, s, "SHA-256 mismatch")
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("archive: no file %q in %s", name, a.path)
 }

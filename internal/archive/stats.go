@@ -45,7 +45,7 @@ func (t *TensorEntry) NumElements() int64 {
 }
 
 // Bytes is the size of the tensor's chunks in this file: its raw bytes, or
-// every stored layer's payload. Header and index are not apportioned to
+// every stored layer's payload (0 for a duplicate). Header and index are not apportioned to
 // tensors; Totals reports them separately as OverheadBytes.
 func (t *TensorEntry) Bytes() int64 { return t.BytesUpTo(len(t.Layers) - 1) }
 
@@ -77,7 +77,10 @@ func (t *TensorEntry) BitsPerWeight() float64 {
 
 // Totals are archive-wide figures.
 type Totals struct {
-	Tensors, Coded, Passthrough int
+	// Duplicates are tensors stored once under another name (tied
+	// weights): counted in Tensors and Weights, not in Coded or
+	// Passthrough, and they take no bytes.
+	Tensors, Coded, Passthrough, Duplicates int
 	// Weights counts every tensor's elements; CodedWeights only the coded
 	// tensors'.
 	Weights, CodedWeights int64
@@ -123,6 +126,10 @@ func totals(ts []TensorEntry, layers func(i int) int) Totals {
 		n := t.NumElements()
 		s.Tensors++
 		s.Weights += n
+		if t.DuplicateOf != "" {
+			s.Duplicates++
+			continue
+		}
 		if t.Passthrough {
 			s.Passthrough++
 			s.RawBytes += t.Bytes()
@@ -202,6 +209,26 @@ func (t *sumTree) sum() float64 {
 	}
 	return t.node[0]
 }
+
+// SNRdB is 10·log10(‖w‖²/‖w−ŵ‖²), nil when the error is 0 (exact): the one
+// definition every command prints.
+func SNRdB(norm2, sqErr float64) *float64 {
+	if sqErr <= 0 || norm2 <= 0 {
+		return nil
+	}
+	v := 10 * math.Log10(norm2/sqErr)
+	return &v
+}
+
+// SNRdB is the archive-wide signal-to-noise ratio of the coded tensors,
+// from the same sums as RelErr (nil when exact).
+func (t Totals) SNRdB() *float64 { return SNRdB(t.Norm2, t.SqErr) }
+
+// TotalsWith sums over the tensors with layers(i) layers of tensor i (at
+// least 1 for a coded tensor): the figures after a given number of layers
+// (inspect's per-layer rows, a partial file's complete layers). Totals is
+// TotalsWith every layer.
+func (ix *Index) TotalsWith(layers func(i int) int) Totals { return totals(ix.Tensors, layers) }
 
 // Totals sums over every tensor with all its listed layers.
 func (ix *Index) Totals() Totals {

@@ -25,6 +25,9 @@ type StreamTensor struct {
 	Layers, SourceLayers int
 	// Bytes is the tensor's chunk bytes in the output.
 	Bytes int64
+	// DuplicateOf names the tensor whose bytes a duplicate shares (it
+	// has what that tensor has).
+	DuplicateOf string
 }
 
 // StreamReport describes what Stream wrote.
@@ -117,8 +120,8 @@ func StreamWith(ctx context.Context, src, dst string, maxBytes int64, opt Stream
 	// source does not pass unnoticed just because the budget skipped the
 	// bad part.
 	buf := make([]byte, 64<<10)
-	for _, s := range chunkOrder(ts) {
-		if s.layer < len(ix.Tensors[s.t].Layers) || s.layer >= avail[s.t] {
+	for _, s := range a.idx.chunkOrder() {
+		if s.layer == fileLayer || s.layer < len(ix.Tensors[s.t].Layers) || s.layer >= avail[s.t] {
 			continue // copied (and checked), or not in a partial source
 		}
 		if err := ctx.Err(); err != nil {
@@ -135,8 +138,8 @@ func StreamWith(ctx context.Context, src, dst string, maxBytes int64, opt Stream
 	for i := range ts {
 		t := &ts[i]
 		o := &ix.Tensors[i]
-		rep.Tensors = append(rep.Tensors, StreamTensor{Name: t.Name, Layers: max(1, len(o.Layers)), SourceLayers: avail[i], Bytes: o.Bytes()})
-		if !t.Passthrough {
+		rep.Tensors = append(rep.Tensors, StreamTensor{Name: t.Name, Layers: max(1, len(o.Layers)), SourceLayers: avail[i], Bytes: o.Bytes(), DuplicateOf: t.DuplicateOf})
+		if !t.Passthrough && t.DuplicateOf == "" {
 			rep.LayersIncluded += len(o.Layers)
 			rep.LayersAvailable += avail[i]
 		}
@@ -170,7 +173,7 @@ func planStream(a *Archive, maxBytes int64) (*streamPlan, error) {
 	// rule and the reported errors agree to the last bit.
 	errs := make([]float64, len(ts))
 	for i := range ts {
-		if !ts[i].Passthrough {
+		if !ts[i].Passthrough && ts[i].DuplicateOf == "" {
 			errs[i] = ts[i].Layers[0].SqErr
 		}
 	}
@@ -229,14 +232,16 @@ func planStream(a *Archive, maxBytes int64) (*streamPlan, error) {
 
 // streamIndex copies src keeping inc[i] layers of each coded tensor.
 func streamIndex(src *Index, inc []int) *Index {
-	ix := &Index{Header: cloneHeader(src.Header), Tensors: make([]TensorEntry, len(src.Tensors))}
+	ix := &Index{Header: cloneHeader(src.Header), Tensors: make([]TensorEntry, len(src.Tensors)), Files: append([]FileEntry(nil), src.Files...)}
 	for i := range src.Tensors {
 		t := src.Tensors[i]
 		t.Shape = append([]int64{}, t.Shape...)
-		if t.Passthrough {
+		switch {
+		case t.DuplicateOf != "":
+		case t.Passthrough:
 			r := *t.Raw
 			t.Raw = &r
-		} else {
+		default:
 			t.OmittedLayers += len(t.Layers) - inc[i]
 			t.Layers = append([]LayerEntry(nil), t.Layers[:inc[i]]...)
 		}
@@ -289,7 +294,7 @@ func bestRun(t *TensorEntry, ti, from, avail int) (run, bool) {
 func streamOrder(ts []TensorEntry, avail []int) []step {
 	h := &runHeap{}
 	for i := range ts {
-		if ts[i].Passthrough {
+		if ts[i].Passthrough || ts[i].DuplicateOf != "" {
 			continue
 		}
 		if r, ok := bestRun(&ts[i], i, 1, avail[i]); ok {

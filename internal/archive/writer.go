@@ -2,6 +2,7 @@ package archive
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -39,6 +40,16 @@ type CreateOptions struct {
 	// in add order and Commit copies them into the final file, which needs
 	// twice the space.
 	Plan []PlannedTensor
+	// Files are sidecar files stored byte for byte (Index.Files, in name
+	// order whatever the order here); only for a header with
+	// SourceFolder.
+	Files []FileData
+}
+
+// FileData is a sidecar file to store: a plain file name and its bytes.
+type FileData struct {
+	Name string
+	Data []byte
 }
 
 // PlannedTensor declares one tensor of a planned archive.
@@ -48,6 +59,9 @@ type PlannedTensor struct {
 	// Layers is a coded tensor's codec, base layer first; empty for a
 	// tensor stored exactly (passthrough).
 	Layers []encoder.Params
+	// DuplicateOf names an earlier planned tensor whose bytes this one
+	// shares (added with AddDuplicate); Layers is then ignored.
+	DuplicateOf string
 }
 
 // Writer assembles an archive; nothing appears at the output path before
@@ -76,6 +90,7 @@ type Writer struct {
 	temps []*tempfile.File // every temp file created, removed by cleanup
 	err   error            // sticky
 	done  bool
+	files []FileData // sidecar files, in name order (idx.Files)
 
 	spill     *tempfile.File
 	spillW    *bufio.Writer
@@ -109,6 +124,11 @@ func CreateWith(out string, h Header, opt CreateOptions) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{out: out, opt: opt, idx: Index{Header: cloneHeader(h)}, names: map[string]bool{}}
+	w.files = append([]FileData(nil), opt.Files...)
+	slices.SortFunc(w.files, func(a, b FileData) int { return strings.Compare(a.Name, b.Name) })
+	for _, f := range w.files {
+		w.idx.Files = append(w.idx.Files, FileEntry{Name: f.Name, Chunk: ChunkRef{Length: int64(len(f.Data)), SHA256: hexSum(f.Data)}})
+	}
 	if opt.Plan != nil {
 		if err := w.startPlanned(); err != nil {
 			w.cleanup()
@@ -130,7 +150,12 @@ func (w *Writer) startPlanned() error {
 		if err != nil {
 			return err
 		}
-		if len(p.Layers) == 0 {
+		if p.DuplicateOf != "" {
+			t.DuplicateOf = p.DuplicateOf
+			if j, ok := w.pos[p.DuplicateOf]; ok {
+				t.Passthrough = w.idx.Tensors[j].Passthrough
+			}
+		} else if len(p.Layers) == 0 {
 			size, err := dtype.ByteLen(t.DType, t.Shape)
 			if err != nil {
 				return fmt.Errorf("archive: tensor %q: %w", t.Name, err)
@@ -161,8 +186,15 @@ func (w *Writer) startPlanned() error {
 	if err := checkFreeSpace(w.out, w.fileLen); err != nil {
 		return err
 	}
-	w.final, err = w.temp()
-	return err
+	if w.final, err = w.temp(); err != nil {
+		return err
+	}
+	for i, f := range w.files {
+		if _, err := w.final.WriteAt(f.Data, w.idx.Files[i].Chunk.Offset); err != nil {
+			return errorf("check free disk space", "archive: write %s: %w", w.final.Name(), err)
+		}
+	}
+	return nil
 }
 
 // checkFreeSpace refuses to start writing need bytes beside out when the
@@ -380,6 +412,50 @@ func (w *Writer) AddCoded(info Info, rule string, res *encoder.Result) error {
 	return w.add(&t, payloads)
 }
 
+// AddDuplicate records a tensor whose bytes are those of the earlier
+// tensor `of` (tied weights): stored once, decoded under both names. rule
+// is the plan's rule for it.
+func (w *Writer) AddDuplicate(info Info, rule, of string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return err
+	}
+	t, _, err := w.entryFor(info, rule)
+	if err != nil {
+		return w.fail(err)
+	}
+	j := -1
+	for i := range w.idx.Tensors {
+		if w.idx.Tensors[i].Name == of {
+			j = i
+			break
+		}
+	}
+	if j < 0 || (w.planned && !w.added[j]) {
+		return w.fail(fmt.Errorf("archive: tensor %q is a duplicate of %q, which was not added before it", info.Name, of))
+	}
+	t.DuplicateOf = of
+	t.Passthrough = w.idx.Tensors[j].Passthrough
+	return w.add(&t, nil)
+}
+
+// syncDuplicates gives every duplicate its original's Passthrough (an
+// original the run stored exactly after all changes it).
+func (w *Writer) syncDuplicates() {
+	pos := map[string]int{}
+	for i := range w.idx.Tensors {
+		t := &w.idx.Tensors[i]
+		if t.DuplicateOf != "" {
+			if j, ok := pos[t.DuplicateOf]; ok && t.Passthrough != w.idx.Tensors[j].Passthrough {
+				t.Passthrough = w.idx.Tensors[j].Passthrough
+				w.deviated = true
+			}
+		}
+		pos[t.Name] = i
+	}
+}
+
 // entryFor starts the entry of a tensor being added: a new one, or (with a
 // plan) one that must have the planned name, dtype, shape and shard.
 func (w *Writer) entryFor(info Info, rule string) (TensorEntry, int64, error) {
@@ -409,7 +485,9 @@ func (w *Writer) add(t *TensorEntry, payloads [][]byte) error {
 		return w.fail(fmt.Errorf("archive: tensor %q: %w", t.Name, err))
 	}
 	refs := []*ChunkRef{t.Raw}
-	if !t.Passthrough {
+	if t.DuplicateOf != "" {
+		refs = nil
+	} else if !t.Passthrough {
 		refs = refs[:0]
 		for k := range t.Layers {
 			refs = append(refs, &t.Layers[k].Chunk)
@@ -458,8 +536,11 @@ func (w *Writer) add(t *TensorEntry, payloads [][]byte) error {
 // and chunk lengths its plan reserved (values the reserve allows for, such
 // as errors and hashes, may differ).
 func sameLayout(t, p *TensorEntry) bool {
-	if t.Passthrough != p.Passthrough || t.Rule != p.Rule || len(t.Layers) != len(p.Layers) {
+	if t.Passthrough != p.Passthrough || t.Rule != p.Rule || len(t.Layers) != len(p.Layers) || t.DuplicateOf != p.DuplicateOf {
 		return false
+	}
+	if t.DuplicateOf != "" {
+		return true
 	}
 	if t.Passthrough {
 		return t.Raw.Length == p.Raw.Length
@@ -481,6 +562,7 @@ func (w *Writer) Commit() error {
 		return err
 	}
 	var err error
+	w.syncDuplicates()
 	if w.planned && !w.deviated {
 		err = w.commitPlanned()
 	} else {
@@ -546,6 +628,9 @@ func (w *Writer) commitCopy() error {
 		}
 	}
 	src := func(s slot) (io.ReaderAt, int64) {
+		if s.layer == fileLayer {
+			return bytes.NewReader(w.files[s.t].Data), 0
+		}
 		l := w.locs[s.t][max(s.layer, 0)]
 		return l.f, l.off
 	}
@@ -593,7 +678,7 @@ func assemble(out string, idx *Index, opt CreateOptions, src func(slot) (io.Read
 	bw.Write(h.marshal())
 	bw.Write(ib)
 	buf := make([]byte, 1<<20)
-	for _, s := range chunkOrder(idx.Tensors) {
+	for _, s := range idx.chunkOrder() {
 		if check != nil {
 			if err := check(); err != nil {
 				return err
@@ -608,10 +693,10 @@ func assemble(out string, idx *Index, opt CreateOptions, src func(slot) (io.Read
 			err = io.ErrUnexpectedEOF
 		}
 		if err != nil {
-			return fmt.Errorf("archive: copy tensor %q chunk %q: %w", idx.Tensors[s.t].Name, chunkName(s.layer), err)
+			return fmt.Errorf("archive: copy %s: %w", idx.describe(s), err)
 		}
 		if got := hex.EncodeToString(sum.Sum(nil)); got != r.SHA256 {
-			return errorf("check the disk and retry", "archive: tensor %q chunk %q changed while being copied (SHA-256 %s, want %s)", idx.Tensors[s.t].Name, chunkName(s.layer), got, r.SHA256)
+			return errorf("check the disk and retry", "archive: %s changed while being copied (SHA-256 %s, want %s)", idx.describe(s), got, r.SHA256)
 		}
 	}
 	if err := bw.Flush(); err != nil {

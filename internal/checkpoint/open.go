@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/seedlm/seedlm/internal/safetensors"
@@ -13,9 +14,9 @@ import (
 
 // Open opens a checkpoint:
 //   - a .safetensors file;
-//   - a *.index.json file, or a folder holding exactly one
-//     *.safetensors.index.json (sharded safetensors) or else exactly one
-//     .safetensors file;
+//   - a *.safetensors.index.json file (sharded safetensors) or a
+//     *.bin.index.json file (sharded PyTorch, pytorch_model-*.bin);
+//   - a model folder (see openDir);
 //   - a torch.save file: .bin, .pt or .pth (zip format, or the legacy
 //     pre-1.6 format).
 //
@@ -34,33 +35,61 @@ func Open(path string) (Source, error) {
 	case strings.HasSuffix(name, ".safetensors"):
 		return openSingle(path)
 	case strings.HasSuffix(name, ".index.json"):
-		if !strings.HasSuffix(name, safetensors.IndexSuffix) {
-			return nil, &safetensors.Error{File: path, Msg: "only sharded safetensors indexes (*" + safetensors.IndexSuffix + ") are supported",
-				Advice: "convert sharded .bin checkpoints to safetensors, or pass each .bin file"}
+		switch {
+		case strings.HasSuffix(name, safetensors.IndexSuffix):
+			return openSharded(path)
+		case strings.HasSuffix(name, TorchIndexSuffix):
+			return openTorchSharded(path, "")
 		}
-		return openSharded(path)
+		return nil, &safetensors.Error{File: path, Msg: "only sharded safetensors (*" + safetensors.IndexSuffix + ") and PyTorch (*" + TorchIndexSuffix + ") indexes are supported",
+			Advice: "name the model's folder, its index, or one weights file"}
 	case strings.HasSuffix(name, ".bin"), strings.HasSuffix(name, ".pt"), strings.HasSuffix(name, ".pth"):
 		return openTorch(path)
 	}
 	return sniff(path)
 }
 
+// TorchIndexSuffix ends the name of a sharded PyTorch model's index file
+// (pytorch_model.bin.index.json).
+const TorchIndexSuffix = ".bin.index.json"
+
+// trainingFiles are torch.save files a training checkpoint folder holds
+// beside the model's weights; they are never the model.
+var trainingFiles = map[string]bool{"training_args.bin": true, "optimizer.pt": true, "scheduler.pt": true, "scaler.pt": true}
+
+// openDir opens a model folder (a Hugging Face model's, typically), looking
+// for the weights in this order: one *.safetensors.index.json (sharded
+// safetensors); else one .safetensors file; else one *.bin.index.json
+// (sharded PyTorch); else pytorch_model.bin, or the one .bin/.pt/.pth that
+// is not a training file (optimizer.pt, training_args.bin, rng_state*.pth,
+// ...). The other files (configs, tokenizers) are the caller's business.
 func openDir(dir string) (Source, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, &safetensors.Error{File: dir, Msg: "cannot list folder", Err: err}
 	}
-	var idx, single []string
+	var idx, single, tidx, torch []string
 	for _, e := range ents {
 		if e.IsDir() {
 			continue
 		}
-		switch n := e.Name(); {
+		n := e.Name()
+		low := strings.ToLower(n)
+		switch {
 		case strings.HasSuffix(n, safetensors.IndexSuffix):
 			idx = append(idx, n)
 		case strings.HasSuffix(n, ".safetensors"):
 			single = append(single, n)
+		case strings.HasSuffix(low, TorchIndexSuffix):
+			tidx = append(tidx, n)
+		case strings.HasSuffix(low, ".bin") || strings.HasSuffix(low, ".pt") || strings.HasSuffix(low, ".pth"):
+			if !trainingFiles[low] && !strings.HasPrefix(low, "rng_state") {
+				torch = append(torch, n)
+			}
 		}
+	}
+	many := func(what string, names []string, advice string) error {
+		return &safetensors.Error{File: dir, Msg: fmt.Sprintf("folder holds %d %s %v", len(names), what, names), Advice: advice}
 	}
 	switch {
 	case len(idx) == 1:
@@ -70,15 +99,32 @@ func openDir(dir string) (Source, error) {
 		}
 		return s, err
 	case len(idx) > 1:
-		return nil, &safetensors.Error{File: dir, Msg: fmt.Sprintf("folder holds %d index files %v", len(idx), idx),
-			Advice: "name the index file you mean"}
+		return nil, many("index files", idx, "name the index file you mean")
 	case len(single) == 1:
-		return openSingle(filepath.Join(dir, single[0]))
+		s, err := openSingle(filepath.Join(dir, single[0]))
+		if err == nil {
+			s.(*stSource).dir = dir
+		}
+		return s, err
 	case len(single) > 1:
-		return nil, &safetensors.Error{File: dir, Msg: fmt.Sprintf("folder holds %d .safetensors files but no index", len(single)),
-			Advice: "name one file, or add the model's *.safetensors.index.json"}
+		return nil, many(".safetensors files but no index", single, "name one file, or add the model's *.safetensors.index.json")
+	case len(tidx) == 1:
+		return openTorchSharded(filepath.Join(dir, tidx[0]), dir)
+	case len(tidx) > 1:
+		return nil, many("PyTorch index files", tidx, "name the index file you mean")
+	case slices.Contains(torch, "pytorch_model.bin"):
+		torch = []string{"pytorch_model.bin"}
+		fallthrough
+	case len(torch) == 1:
+		s, err := openTorch(filepath.Join(dir, torch[0]))
+		if err == nil {
+			s.(*torchSource).dir = dir
+		}
+		return s, err
+	case len(torch) > 1:
+		return nil, many("PyTorch files but no pytorch_model.bin or index", torch, "name the weights file you mean")
 	}
-	return nil, &safetensors.Error{File: dir, Msg: "folder holds no .safetensors file or *.safetensors.index.json",
+	return nil, &safetensors.Error{File: dir, Msg: "folder holds no weights: no .safetensors, *.safetensors.index.json, pytorch_model.bin or *.bin.index.json",
 		Advice: "name a .safetensors, .bin, .pt or .pth file directly"}
 }
 
@@ -141,6 +187,7 @@ func openTorch(path string) (Source, error) {
 type stSource struct {
 	f     *safetensors.File
 	infos []TensorInfo
+	dir   string // the model folder it was found in ("" if named directly)
 }
 
 func (s *stSource) Path() string                            { return s.f.Path() }
@@ -152,7 +199,11 @@ func (s *stSource) ReadFloat32(n string) ([]float32, error) { return s.f.ReadFlo
 func (s *stSource) ReadFloat32Into(n string, dst []float32) ([]float32, error) {
 	return s.f.ReadFloat32Into(n, dst)
 }
-func (s *stSource) Close() error { return s.f.Close() }
+func (s *stSource) Close() error   { return s.f.Close() }
+func (s *stSource) Folder() string { return s.dir }
+func (s *stSource) ReadRawAt(name string, b []byte, off int64) error {
+	return s.f.ReadRawAt(name, b, off)
+}
 
 type shardedSource struct {
 	sh    *safetensors.Sharded
@@ -171,11 +222,22 @@ func (s *shardedSource) ReadFloat32(n string) ([]float32, error) {
 func (s *shardedSource) ReadFloat32Into(n string, dst []float32) ([]float32, error) {
 	return s.sh.ReadFloat32Into(n, dst)
 }
-func (s *shardedSource) Close() error { return s.sh.Close() }
+func (s *shardedSource) Close() error      { return s.sh.Close() }
+func (s *shardedSource) IndexPath() string { return s.sh.IndexPath() }
+func (s *shardedSource) ReadRawAt(name string, b []byte, off int64) error {
+	return s.sh.ReadRawAt(name, b, off)
+}
+func (s *shardedSource) Folder() string {
+	if st, err := os.Stat(s.path); err == nil && st.IsDir() {
+		return s.path
+	}
+	return ""
+}
 
 type torchSource struct {
 	f     *torchload.File
 	infos []TensorInfo
+	dir   string // the model folder it was found in ("" if named directly)
 }
 
 func (s *torchSource) Path() string                            { return s.f.Path() }
@@ -187,7 +249,13 @@ func (s *torchSource) ReadFloat32(n string) ([]float32, error) { return s.f.Read
 func (s *torchSource) ReadFloat32Into(n string, dst []float32) ([]float32, error) {
 	return s.f.ReadFloat32Into(n, dst)
 }
-func (s *torchSource) Close() error { return s.f.Close() }
+func (s *torchSource) Close() error   { return s.f.Close() }
+func (s *torchSource) Folder() string { return s.dir }
+func (s *torchSource) ReadRawAt(name string, b []byte, off int64) error {
+	return s.f.ReadRawAt(name, b, off)
+}
+func (s *torchSource) SameAs(name string) string { return s.f.SameAs(name) }
+func (s *torchSource) NonTensorKeys() []string   { return s.f.NonTensorKeys() }
 
 // ReadFloat32Into is src.ReadFloat32 reusing dst's storage when it is large
 // enough, so a loop over tensors keeps one buffer instead of allocating one

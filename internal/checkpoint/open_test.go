@@ -145,8 +145,8 @@ func TestOpenErrors(t *testing.T) {
 	cases := map[string]string{
 		filepath.Join(dir, "missing.safetensors"): "cannot open",
 		two:    "2 .safetensors files but no index",
-		empty:  "no .safetensors file",
-		binIdx: "only sharded safetensors indexes",
+		empty:  "folder holds no weights",
+		binIdx: "no weight_map",
 		junk:   "unrecognised checkpoint format",
 		badST:  "runs past the end",
 		filepath.Join(torchFixtures, "evil_global.pt"): "posix.system",
@@ -169,7 +169,7 @@ func TestRealTorchMatchesSafetensors(t *testing.T) {
 	pt := filepath.Join(shared, "stories260K/stories260K.pt")
 	sf := filepath.Join(shared, "stories260K/stories260K.f32.safetensors")
 	if _, err := os.Stat(pt); err != nil {
-		t.Skipf("real weights not present (%v)", err)
+		t.Skipf("needs the real models in ../shared/data beside the repository (on the development machine only), absent here: %v", err)
 	}
 	a, err := Open(pt)
 	if err != nil {

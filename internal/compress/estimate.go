@@ -8,6 +8,7 @@ import (
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/encoder"
+	"github.com/seedlm/seedlm/internal/presets"
 )
 
 // Estimate is what a run of a plan would write and how long it would take,
@@ -35,6 +36,7 @@ type EstimateRow struct {
 	Weights     int64   `json:"weights"`
 	Rule        string  `json:"rule"`
 	Passthrough bool    `json:"passthrough"`
+	DuplicateOf string  `json:"duplicate_of,omitempty"`
 	Codec       string  `json:"codec,omitempty"`
 	// BitsPerWeight is the nominal rate of the codec (or the dtype's
 	// width), ExpectedBytes the exact payload size.
@@ -48,7 +50,7 @@ type EstimateRow struct {
 // (MeasureRate, on random weights: real weights often encode faster).
 func EstimateRun(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, workers int) (*Estimate, error) {
 	workers = workersOr(workers)
-	e := &Estimate{Input: src.Path(), DryRun: true, Workers: workers, Kernel: encoder.KernelName(), Settings: plan.Settings}
+	e := &Estimate{Input: src.Path(), DryRun: true, Workers: workers, Kernel: encoder.KernelName(), Settings: nonNil(plan.Settings)}
 	if !part.Whole() {
 		e.Part = &PartReport{Index: part.Index, Count: part.Count, Of: len(plan.Tensors)}
 	}
@@ -56,8 +58,10 @@ func EstimateRun(ctx context.Context, src checkpoint.Source, plan *Plan, part Pa
 	for _, i := range plan.positions(part) {
 		p := &plan.Tensors[i]
 		n := p.info().NumElements()
-		r := EstimateRow{Name: p.Name, DType: p.DType, Shape: p.Shape, Weights: n, Rule: p.Rule, Passthrough: p.Passthrough}
-		if p.Passthrough {
+		r := EstimateRow{Name: p.Name, DType: p.DType, Shape: p.Shape, Weights: n, Rule: p.Rule, Passthrough: p.Passthrough, DuplicateOf: p.DuplicateOf}
+		if p.DuplicateOf != "" {
+			// Stored once, as its original: no bytes, no time.
+		} else if p.Passthrough {
 			if sz, ok := dtype.Size(p.DType); ok {
 				r.ExpectedBytes = n * int64(sz)
 			} else if raw, err := src.ReadRaw(p.Name); err == nil {
@@ -121,4 +125,50 @@ func MeasureRate(ctx context.Context, p encoder.Params, workers int) (float64, e
 		}
 		blocks *= 4
 	}
+}
+
+// SlowSecondsPerMillion is the encode time per million weights above which
+// compress warns before starting (the paper's C8 P3 K16 takes a few seconds
+// per million weights on a 2-core machine).
+const SlowSecondsPerMillion = 180
+
+// SlowEstimate says whether encoding part of the plan would be slow: when
+// some codec is off the cost model's known-fast range (presets.LayerCost
+// above 4× the paper's, or a block smaller than 8), it times the encoder
+// as --dry-run does (EstimateRun) and returns the estimate, and slow when
+// it exceeds SlowSecondsPerMillion per million coded weights. Plans of
+// known-fast codecs return at once (nil), costing nothing.
+func SlowEstimate(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, workers int) (*Estimate, bool, error) {
+	suspect := false
+	for _, i := range plan.positions(part) {
+		t := &plan.Tensors[i]
+		if t.Passthrough || t.DuplicateOf != "" {
+			continue
+		}
+		for _, l := range t.Layers {
+			if presets.LayerCost(l) > 4 || l.BlockSize < 8 {
+				suspect = true
+			}
+		}
+	}
+	if !suspect {
+		return nil, false, nil
+	}
+	e, err := EstimateRun(ctx, src, plan, part, workers)
+	if err != nil {
+		return nil, false, err
+	}
+	coded := e.CodedWeights()
+	return e, coded > 0 && e.EstimatedSeconds/(float64(coded)/1e6) > SlowSecondsPerMillion, nil
+}
+
+// CodedWeights is the weights the estimate's coded tensors hold.
+func (e *Estimate) CodedWeights() int64 {
+	var n int64
+	for _, r := range e.Tensors {
+		if !r.Passthrough && r.DuplicateOf == "" {
+			n += r.Weights
+		}
+	}
+	return n
 }

@@ -105,6 +105,9 @@ func PartFromEnv(getenv func(string) string) (Part, string, error) {
 func (t *TensorPlan) Cost() float64 {
 	n := float64(t.info().NumElements())
 	c := 256.0
+	if t.DuplicateOf != "" {
+		return c // nothing to read or encode
+	}
 	if t.Passthrough {
 		return c + n/100
 	}
@@ -116,19 +119,25 @@ func (t *TensorPlan) Cost() float64 {
 
 // Assign splits the plan's tensors into count parts of about equal
 // estimated cost: largest first, each to the part with the least cost so
-// far (ties: the lower part). Deterministic; each part lists tensor
-// positions in increasing order. A part may be empty when there are more
-// parts than tensors.
+// far (ties: the lower part). A duplicate goes to its original's part, so
+// every part archive holds what its references point to. Deterministic;
+// each part lists tensor positions in increasing order. A part may be
+// empty when there are more parts than tensors.
 func (p *Plan) Assign(count int) [][]int {
-	order := make([]int, len(p.Tensors))
+	order := make([]int, 0, len(p.Tensors))
 	costs := make([]float64, len(p.Tensors))
-	for i := range order {
-		order[i] = i
+	pos := make(map[string]int, len(p.Tensors))
+	for i := range p.Tensors {
+		pos[p.Tensors[i].Name] = i
 		costs[i] = p.Tensors[i].Cost()
+		if p.Tensors[i].DuplicateOf == "" {
+			order = append(order, i)
+		}
 	}
 	sort.SliceStable(order, func(a, b int) bool { return costs[order[a]] > costs[order[b]] })
 	parts := make([][]int, count)
 	load := make([]float64, count)
+	partOf := make([]int, len(p.Tensors))
 	for _, i := range order {
 		best := 0
 		for k := 1; k < count; k++ {
@@ -137,7 +146,14 @@ func (p *Plan) Assign(count int) [][]int {
 			}
 		}
 		parts[best] = append(parts[best], i)
+		partOf[i] = best
 		load[best] += costs[i]
+	}
+	for i := range p.Tensors {
+		if o := p.Tensors[i].DuplicateOf; o != "" {
+			k := partOf[pos[o]]
+			parts[k] = append(parts[k], i)
+		}
 	}
 	for _, ps := range parts {
 		sort.Ints(ps)

@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -35,7 +37,12 @@ type Plan struct {
 	Source        Source            `json:"source"`
 	Settings      map[string]string `json:"settings,omitempty"` // Settings.Record
 	Tensors       []TensorPlan      `json:"tensors"`
-	Warnings      []string          `json:"warnings,omitempty"`
+	// Sidecars are the model folder's small files stored byte for byte
+	// (config.json, tokenizer files, ...); SkippedFiles the folder's other
+	// entries, "name: reason" (the input was a folder; else both empty).
+	Sidecars     []Sidecar `json:"sidecars,omitempty"`
+	SkippedFiles []string  `json:"skipped_files,omitempty"`
+	Warnings     []string  `json:"warnings,omitempty"`
 	// SHA256 is the SHA-256 of the plan's compact JSON encoding with this
 	// field empty (lowercase hex).
 	SHA256 string `json:"sha256"`
@@ -51,6 +58,11 @@ type TensorPlan struct {
 	Rule        string           `json:"rule"`
 	Passthrough bool             `json:"passthrough"`
 	Layers      []encoder.Params `json:"layers,omitempty"`
+	// DuplicateOf names an earlier tensor with byte-identical contents
+	// (tied weights), found before allocation: the archive stores that
+	// tensor once and this one as a reference to it. Passthrough and
+	// Layers mirror that tensor's; PlannedBits is 0.
+	DuplicateOf string `json:"duplicate_of,omitempty"`
 	// PlannedBits is the planned payload in bits (index excluded).
 	PlannedBits int64 `json:"planned_bits"`
 	// The target allocation's measurements (Measured): ‖w‖² and the
@@ -101,18 +113,32 @@ func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOp
 		return nil, err
 	}
 	p := &Plan{Format: PlanFormat, SeedlmVersion: Version(), Source: id, Settings: s.Record()}
-	hdr, err := header(src, p.Settings)
+	if dir := checkpoint.Folder(src); dir != "" {
+		if p.Sidecars, p.SkippedFiles, err = scanSidecars(dir, sourceFileNames(src)); err != nil {
+			return nil, err
+		}
+	}
+	if keys := checkpoint.NonTensorKeys(src); len(keys) > 0 {
+		p.Warnings = append(p.Warnings, nonTensorWarning(src.Path(), keys))
+	}
+	dups, _, err := findDuplicates(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	hdr, err := p.header(src)
 	if err != nil {
 		return nil, err
 	}
 	overhead := func(infos []checkpoint.TensorInfo, plans []presets.TensorPlan) int64 {
-		return overheadBytes(hdr, infos, plans)
+		return overheadBytes(hdr, infos, plans, p.Sidecars)
 	}
 	plans, warnings, err := presets.Plan(ctx, s.File, src, presets.Options{
 		Flags:         s.Flags,
+		FlagOrigins:   s.FlagOrigins,
 		Encoder:       encoder.Options{Workers: opt.Workers},
 		Progress:      opt.Progress,
 		OverheadBytes: overhead,
+		DuplicateOf:   dups,
 	})
 	if err != nil {
 		var ue *presets.UnreachableError
@@ -121,12 +147,12 @@ func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOp
 		}
 		return nil, err
 	}
-	p.Warnings = warnings
+	p.Warnings = append(p.Warnings, warnings...)
 	for i, t := range src.Tensors() {
 		tp := plans[i]
 		p.Tensors = append(p.Tensors, TensorPlan{
 			Name: t.Name, DType: t.DType, Shape: t.Shape, Shard: t.Shard,
-			Rule: tp.Rule, Passthrough: tp.Passthrough, Layers: tp.Layers, PlannedBits: tp.Bits,
+			Rule: tp.Rule, Passthrough: tp.Passthrough, Layers: tp.Layers, DuplicateOf: tp.DuplicateOf, PlannedBits: tp.Bits,
 			Norm2: tp.Norm2, EstSqErr: tp.EstSqErr, Measured: tp.Measured,
 		})
 	}
@@ -142,13 +168,28 @@ func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOp
 	return p, nil
 }
 
-// overheadBytes estimates the archive's header and index for these plans
-// (tensors not yet decided counted with one layer).
-func overheadBytes(h archive.Header, infos []checkpoint.TensorInfo, plans []presets.TensorPlan) int64 {
+// nonTensorWarning lists a checkpoint's non-tensor entries, which the
+// archive does not keep.
+func nonTensorWarning(path string, keys []string) string {
+	const show = 10
+	list := strings.Join(keys[:min(show, len(keys))], ", ")
+	if len(keys) > show {
+		list += fmt.Sprintf(", and %d more", len(keys)-show)
+	}
+	return fmt.Sprintf("%s holds %d entr%s that %s not tensors, which the archive does not keep: %s", path, len(keys),
+		map[bool]string{true: "y", false: "ies"}[len(keys) == 1], map[bool]string{true: "is", false: "are"}[len(keys) == 1], list)
+}
+
+// overheadBytes estimates the archive's header, index and sidecar files
+// for these plans (tensors not yet decided counted with one layer).
+func overheadBytes(h archive.Header, infos []checkpoint.TensorInfo, plans []presets.TensorPlan, sidecars []Sidecar) int64 {
 	ts := make([]archive.TensorEntry, len(infos))
 	for i, t := range infos {
 		p := plans[i]
-		e := archive.TensorEntry{Name: t.Name, DType: t.DType, Shape: t.Shape, Shard: t.Shard, Rule: p.Rule, Passthrough: p.Passthrough}
+		e := archive.TensorEntry{Name: t.Name, DType: t.DType, Shape: t.Shape, Shard: archiveShard(h.SourceFormat, t.Shard), Rule: p.Rule, Passthrough: p.Passthrough, DuplicateOf: p.DuplicateOf}
+		if e.DuplicateOf != "" {
+			e.Rule = fmt.Sprintf("duplicate of %q", e.DuplicateOf)
+		}
 		if e.Rule == "" {
 			e.Rule = "flags: target 1.000 bits/weight, measured allocation"
 		}
@@ -161,7 +202,11 @@ func overheadBytes(h archive.Header, infos []checkpoint.TensorInfo, plans []pres
 		}
 		ts[i] = e
 	}
-	return archive.EstimateOverheadBytes(h, ts)
+	files := make([]archive.FileEntry, len(sidecars))
+	for i, s := range sidecars {
+		files[i] = archive.FileEntry{Name: s.Name, Chunk: archive.ChunkRef{Length: s.Size}}
+	}
+	return archive.EstimateOverheadBytes(h, ts, files)
 }
 
 // hashTensors records every tensor's SHA-256, workers tensors at a time.
@@ -214,13 +259,23 @@ func (p *Plan) check() error {
 	if len(p.Tensors) > archive.MaxTensors {
 		return fmt.Errorf("%d tensors, more than %d", len(p.Tensors), archive.MaxTensors)
 	}
-	names := make(map[string]bool, len(p.Tensors))
+	names := make(map[string]int, len(p.Tensors))
 	for i := range p.Tensors {
 		t := &p.Tensors[i]
-		if t.Name == "" || names[t.Name] {
+		if _, dup := names[t.Name]; t.Name == "" || dup {
 			return fmt.Errorf("tensor %d: name %q is empty or repeated", i, t.Name)
 		}
-		names[t.Name] = true
+		names[t.Name] = i
+		if t.DuplicateOf != "" {
+			j, ok := names[t.DuplicateOf]
+			if !ok {
+				return fmt.Errorf("tensor %q: duplicate of %q, which is not an earlier tensor", t.Name, t.DuplicateOf)
+			}
+			o := &p.Tensors[j]
+			if o.DuplicateOf != "" || o.DType != t.DType || !slices.Equal(o.Shape, t.Shape) || o.Passthrough != t.Passthrough || !slices.Equal(o.Layers, t.Layers) {
+				return fmt.Errorf("tensor %q: duplicate of %q, which is a duplicate itself or has another dtype, shape or plan", t.Name, t.DuplicateOf)
+			}
+		}
 		switch {
 		case t.Passthrough && len(t.Layers) != 0:
 			return fmt.Errorf("tensor %q: stored exactly, yet it lists layers", t.Name)
@@ -332,11 +387,12 @@ func short(h string) string {
 
 // Summary totals a plan: tensors, weights, planned payload bytes and the
 // estimated encode cost in C8 P3 K16 weight-equivalents (see Cost).
+// Duplicates are counted apart from Coded and Passthrough.
 type Summary struct {
-	Tensors, Coded, Passthrough int
-	Weights                     int64
-	PlannedBytes                int64
-	Cost                        float64
+	Tensors, Coded, Passthrough, Duplicates int
+	Weights                                 int64
+	PlannedBytes                            int64
+	Cost                                    float64
 }
 
 // Summarize totals the plan.
@@ -348,7 +404,9 @@ func (p *Plan) Summarize() Summary {
 		s.Weights += t.info().NumElements()
 		s.PlannedBytes += (t.PlannedBits + 7) / 8
 		s.Cost += t.Cost()
-		if t.Passthrough {
+		if t.DuplicateOf != "" {
+			s.Duplicates++
+		} else if t.Passthrough {
 			s.Passthrough++
 		} else {
 			s.Coded++

@@ -1,29 +1,46 @@
 package compress
 
-import "math"
+import "github.com/seedlm/seedlm/internal/archive"
 
 // Report is what a run did, measured from what it wrote: the one schema
 // `seedlm compress --json` prints and scripts read.
 type Report struct {
-	Input              string  `json:"input"`
-	Output             string  `json:"output"`
-	SourceFormat       string  `json:"source_format"`
-	Tensors            int     `json:"tensors"`
-	CodedTensors       int     `json:"coded_tensors"`
-	PassthroughTensors int     `json:"passthrough_tensors"`
-	Weights            int64   `json:"weights"`
-	CodedWeights       int64   `json:"coded_weights"`
-	InputBytes         int64   `json:"input_bytes"`
-	OutputBytes        int64   `json:"output_bytes"`
-	RatioVsInput       float64 `json:"ratio_vs_input"`
-	RatioVsFP32        float64 `json:"ratio_vs_fp32"`
+	Input              string `json:"input"`
+	Output             string `json:"output"`
+	SourceFormat       string `json:"source_format"`
+	Tensors            int    `json:"tensors"`
+	CodedTensors       int    `json:"coded_tensors"`
+	PassthroughTensors int    `json:"passthrough_tensors"`
+	// DuplicateTensors are stored as references to an earlier tensor with
+	// the same bytes (tied weights); DuplicateWeights their weights, and
+	// DuplicateBytesSaved the bytes their originals take (what storing
+	// them again would have cost).
+	DuplicateTensors    int   `json:"duplicate_tensors"`
+	DuplicateWeights    int64 `json:"duplicate_weights"`
+	DuplicateBytesSaved int64 `json:"duplicate_bytes_saved"`
+	// Files are the model folder's sidecar files stored byte for byte
+	// (FileBytes in all); SkippedFiles the folder's other entries, with
+	// the reason ("name: reason").
+	Files        []FileStat `json:"files,omitempty"`
+	FileBytes    int64      `json:"file_bytes,omitempty"`
+	SkippedFiles []string   `json:"skipped_files,omitempty"`
+	Weights      int64      `json:"weights"`
+	CodedWeights int64      `json:"coded_weights"`
+	InputBytes   int64      `json:"input_bytes"`
+	OutputBytes  int64      `json:"output_bytes"`
+	RatioVsInput float64    `json:"ratio_vs_input"`
+	RatioVsFP32  float64    `json:"ratio_vs_fp32"`
 	// BitsPerWeight is the file's bits over all weights; CodedBitsPerWeight
 	// the coded tensors' chunk bits over their weights.
 	BitsPerWeight      float64 `json:"bits_per_weight"`
 	CodedBitsPerWeight float64 `json:"coded_bits_per_weight"`
 	// RelErr is √(Σ‖w−ŵ‖²/Σ‖w‖²) over the coded tensors (weight error, not
 	// output quality); SNR in dB per tensor, nil when exact.
-	RelErr         float64  `json:"rel_err"`
+	RelErr float64 `json:"rel_err"`
+	// SNRdB is the archive-wide SNR of the coded tensors (from the same
+	// sums as RelErr: what inspect prints); SNRMeanDB the mean of the
+	// tensors' SNRs.
+	SNRdB          *float64 `json:"snr_db"`
 	SNRMeanDB      *float64 `json:"snr_mean_db"`
 	SNRWorstDB     *float64 `json:"snr_worst_db"`
 	SNRWorstTensor string   `json:"snr_worst_tensor,omitempty"`
@@ -46,6 +63,12 @@ type Report struct {
 	PerTensor  []TensorStat `json:"per_tensor"`
 }
 
+// FileStat is a sidecar file stored in the archive.
+type FileStat struct {
+	Name  string `json:"name"`
+	Bytes int64  `json:"bytes"`
+}
+
 // PartReport says which part a run wrote.
 type PartReport struct {
 	Index int `json:"index"`
@@ -61,6 +84,7 @@ type TensorStat struct {
 	Shape       []int64    `json:"shape"`
 	Rule        string     `json:"rule"`
 	Passthrough bool       `json:"passthrough"`
+	DuplicateOf string     `json:"duplicate_of,omitempty"`
 	Codec       string     `json:"codec,omitempty"`
 	Weights     int64      `json:"weights"`
 	StoredBytes int64      `json:"stored_bytes"`
@@ -68,18 +92,10 @@ type TensorStat struct {
 	SNRdB       []*float64 `json:"snr_db,omitempty"`  // null: exact
 	// Seconds is the tensor's read + encode time (tensors overlap).
 	Seconds float64 `json:"seconds"`
-	norm2   float64 // ‖w‖²
-	sqErr   float64 // ‖w−ŵ‖² with every layer
 }
 
 // SNRdB is 10·log10(‖w‖²/‖w−ŵ‖²); nil when the error is 0 (exact).
-func SNRdB(norm2, sqErr float64) *float64 {
-	if sqErr <= 0 || norm2 <= 0 {
-		return nil
-	}
-	v := 10 * math.Log10(norm2/sqErr)
-	return &v
-}
+func SNRdB(norm2, sqErr float64) *float64 { return archive.SNRdB(norm2, sqErr) }
 
 // finish computes the derived totals.
 func (r *Report) finish() {
@@ -90,15 +106,15 @@ func (r *Report) finish() {
 	if r.Weights > 0 {
 		r.BitsPerWeight = float64(r.OutputBytes) * 8 / float64(r.Weights)
 	}
-	var norm, se, sum float64
+	// RelErr and SNRdB come from the written index (fillStoredBytes), by
+	// the sums inspect uses.
+	var sum float64
 	var cnt int
 	for _, st := range r.PerTensor {
 		if st.Passthrough || len(st.RelErr) == 0 {
 			continue
 		}
 		last := len(st.RelErr) - 1
-		norm += st.norm2
-		se += st.sqErr
 		if s := st.SNRdB[last]; s != nil {
 			sum += *s
 			cnt++
@@ -109,11 +125,16 @@ func (r *Report) finish() {
 			}
 		}
 	}
-	if norm > 0 {
-		r.RelErr = math.Sqrt(se / norm)
-	}
 	if cnt > 0 {
 		m := sum / float64(cnt)
 		r.SNRMeanDB = &m
 	}
+}
+
+// nonNil is a settings record for JSON: {} rather than null when empty.
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
 }

@@ -54,7 +54,7 @@ func (p *Plan) Weights(part Part) int64 {
 	var w int64
 	for _, i := range p.positions(part) {
 		t := &p.Tensors[i]
-		if !t.Passthrough {
+		if !t.Passthrough && t.DuplicateOf == "" {
 			w += t.info().NumElements() * int64(len(t.Layers))
 		}
 	}
@@ -81,19 +81,31 @@ func Run(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, out 
 		}
 	}
 	pos := plan.positions(part)
-	hdr, err := header(src, plan.Settings)
+	hdr, err := plan.header(src)
 	if err != nil {
 		return nil, err
 	}
-	rep = &Report{Input: src.Path(), Output: out, SourceFormat: src.Format(), Tensors: len(pos),
-		InputBytes: hdr.SourceBytes, Kernel: encoder.KernelName(), Settings: hdr.Settings,
-		Warnings: append([]string(nil), plan.Warnings...), PlanSHA256: plan.SHA256}
+	files, err := plan.readSidecars(src, opt.PlanPath)
+	if err != nil {
+		return nil, err
+	}
+	input := src.Path()
+	if dir := checkpoint.Folder(src); dir != "" {
+		input = dir
+	}
+	rep = &Report{Input: input, Output: out, SourceFormat: src.Format(), Tensors: len(pos),
+		InputBytes: hdr.SourceBytes, Kernel: encoder.KernelName(), Settings: nonNil(hdr.Settings),
+		Warnings: append([]string(nil), plan.Warnings...), PlanSHA256: plan.SHA256, SkippedFiles: plan.SkippedFiles}
+	for _, f := range files {
+		rep.Files = append(rep.Files, FileStat{Name: f.Name, Bytes: int64(len(f.Data))})
+		rep.FileBytes += int64(len(f.Data))
+	}
 	if !part.Whole() {
 		hdr.Part = &archive.Part{Index: part.Index, Count: part.Count, PlanSHA256: plan.SHA256, Tensors: len(plan.Tensors), Positions: pos}
 		rep.Part = &PartReport{Index: part.Index, Count: part.Count, Of: len(plan.Tensors)}
-		rep.InputBytes = 0 // this part's share, summed below
+		rep.InputBytes = rep.FileBytes // this part's share, summed below
 	}
-	w, err := archive.CreateWith(out, hdr, archive.CreateOptions{Overwrite: opt.Overwrite, Inputs: InputFiles(src), Plan: plannedTensors(plan, pos)})
+	w, err := archive.CreateWith(out, hdr, archive.CreateOptions{Overwrite: opt.Overwrite, Inputs: InputFiles(src), Plan: plannedTensors(plan, pos), Files: files})
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +119,7 @@ func Run(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, out 
 	var codedWeightLayers int64
 	err = pipeline(ctx, src, plan, pos, rep.Workers, opt, func(k int, j *job) error {
 		t := &plan.Tensors[j.pos]
-		info := archive.Info(t.info())
+		info := plan.archiveInfo(t)
 		st := j.stat
 		rep.Weights += st.Weights
 		if !part.Whole() {
@@ -115,7 +127,13 @@ func Run(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, out 
 				rep.InputBytes += st.Weights * int64(sz)
 			}
 		}
-		if j.raw != nil || j.res == nil {
+		if t.DuplicateOf != "" {
+			if err := w.AddDuplicate(info, st.Rule, t.DuplicateOf); err != nil {
+				return err
+			}
+			rep.DuplicateTensors++
+			rep.DuplicateWeights += st.Weights
+		} else if j.raw != nil || j.res == nil {
 			if err := w.AddPassthroughRule(info, st.Rule, j.raw); err != nil {
 				return err
 			}
@@ -172,7 +190,7 @@ func plannedTensors(plan *Plan, pos []int) []archive.PlannedTensor {
 	out := make([]archive.PlannedTensor, len(pos))
 	for k, i := range pos {
 		t := &plan.Tensors[i]
-		out[k] = archive.PlannedTensor{Info: archive.Info(t.info()), Rule: t.Rule}
+		out[k] = archive.PlannedTensor{Info: plan.archiveInfo(t), Rule: t.Rule, DuplicateOf: t.DuplicateOf}
 		if !t.Passthrough {
 			out[k].Layers = t.Layers
 		}
@@ -299,10 +317,18 @@ func encodeOne(ctx context.Context, src checkpoint.Source, plan *Plan, j *job, w
 	t := &plan.Tensors[j.pos]
 	n := t.info().NumElements()
 	t0 := time.Now()
-	j.stat = TensorStat{Name: t.Name, DType: t.DType, Shape: t.Shape, Rule: t.Rule, Passthrough: t.Passthrough, Weights: n}
+	j.stat = TensorStat{Name: t.Name, DType: t.DType, Shape: t.Shape, Rule: t.Rule, Passthrough: t.Passthrough, Weights: n, DuplicateOf: t.DuplicateOf}
 	defer func() { j.stat.Seconds = time.Since(t0).Seconds() }()
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if t.DuplicateOf != "" {
+		// Stored as a reference; a plan file's hash still proves its bytes.
+		if t.SHA256 != "" {
+			_, err := readRaw(src, plan, t, opt.PlanPath)
+			return err
+		}
+		return nil
 	}
 	if t.Passthrough {
 		raw, err := readRaw(src, plan, t, opt.PlanPath)
@@ -355,7 +381,6 @@ func encodeOne(ctx context.Context, src checkpoint.Source, plan *Plan, j *job, w
 		j.stat.RelErr = append(j.stat.RelErr, res.RelErr(k))
 		j.stat.SNRdB = append(j.stat.SNRdB, SNRdB(res.Norm2, res.SqErr[k]))
 	}
-	j.stat.norm2, j.stat.sqErr = res.Norm2, res.SqErr[last]
 	return nil
 }
 
@@ -408,7 +433,11 @@ func fillStoredBytes(path string, rep *Report) error {
 		st := &rep.PerTensor[i]
 		if e, ok := a.Entry(st.Name); ok {
 			st.StoredBytes = e.Bytes()
-			if !e.Passthrough {
+			if e.DuplicateOf != "" {
+				if o, ok := a.Entry(e.DuplicateOf); ok {
+					rep.DuplicateBytesSaved += o.Bytes()
+				}
+			} else if !e.Passthrough {
 				codedBytes += st.StoredBytes
 			}
 		}
@@ -416,6 +445,8 @@ func fillStoredBytes(path string, rep *Report) error {
 	if rep.CodedWeights > 0 {
 		rep.CodedBitsPerWeight = float64(codedBytes) * 8 / float64(rep.CodedWeights)
 	}
+	tot := a.Totals()
+	rep.RelErr, rep.SNRdB = tot.RelErr, tot.SNRdB()
 	return nil
 }
 

@@ -29,6 +29,9 @@ import (
 type Settings struct {
 	Flags presets.Config // from flags and SEEDLM_* variables (highest precedence)
 	File  presets.Config // from the config file
+	// FlagOrigins says where each key of Flags came from ("flags" or
+	// "env"), for the plan's rules; not part of Record.
+	FlagOrigins map[string]string
 }
 
 // Validate checks every value and every combination, as planning would,

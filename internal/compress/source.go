@@ -9,11 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"strings"
 
 	"github.com/seedlm/seedlm/internal/archive"
 	"github.com/seedlm/seedlm/internal/checkpoint"
-	"github.com/seedlm/seedlm/internal/safetensors"
 )
 
 // Source is a checkpoint's identity as a plan records it: enough to refuse,
@@ -117,27 +115,37 @@ func shardNames(src checkpoint.Source) []string {
 // model, its index.
 func sourceFileNames(src checkpoint.Source) []string {
 	files := shardNames(src)
-	if idx := sourceIndexName(src); idx != "" {
-		files = append(files, idx)
+	if idx := checkpoint.IndexPath(src); idx != "" {
+		files = append(files, filepath.Base(idx))
 	}
 	return files
 }
 
-// sourceIndexName is the base name of a sharded model's index file, given
-// the index or its folder ("" for other sources or if it cannot be found).
+// sourceIndexName is the base name of a sharded safetensors model's index
+// file, which decompress writes back under that name ("" for other
+// sources: a sharded PyTorch model comes back with the default
+// model.safetensors.index.json).
 func sourceIndexName(src checkpoint.Source) string {
-	if src.Format() != "safetensors-sharded" {
+	if src.Format() != archive.FormatSafetensorsSharded {
 		return ""
 	}
-	path := src.Path()
-	if strings.HasSuffix(path, ".json") {
-		return filepath.Base(path)
+	return filepath.Base(checkpoint.IndexPath(src))
+}
+
+// archiveShard is the shard name a tensor gets in the archive: the file
+// decompress writes it to (a PyTorch shard's safetensors name).
+func archiveShard(format, shard string) string {
+	if format == archive.FormatTorchSharded && shard != "" {
+		return archive.SafetensorsShardName(shard)
 	}
-	p, err := safetensors.FindIndex(path)
-	if err != nil {
-		return ""
-	}
-	return filepath.Base(p)
+	return shard
+}
+
+// archiveInfo is a planned tensor as the archive records it.
+func (p *Plan) archiveInfo(t *TensorPlan) archive.Info {
+	info := archive.Info(t.info())
+	info.Shard = archiveShard(p.Source.Format, info.Shard)
+	return info
 }
 
 // InputFiles are the paths a run must never overwrite: the source and every
@@ -151,8 +159,10 @@ func InputFiles(src checkpoint.Source) []string {
 	return files
 }
 
-// header is the archive header a run on src writes (without a part record).
-func header(src checkpoint.Source, settings map[string]string) (archive.Header, error) {
+// header is the archive header a run of the plan on src writes (without
+// a part record). SourceBytes counts the weights files and the sidecars
+// stored, so the ratio compares like with like.
+func (p *Plan) header(src checkpoint.Source) (archive.Header, error) {
 	var total int64
 	dir := sourceDir(src)
 	for _, name := range sourceFileNames(src) {
@@ -162,13 +172,17 @@ func header(src checkpoint.Source, settings map[string]string) (archive.Header, 
 		}
 		total += st.Size()
 	}
+	for _, s := range p.Sidecars {
+		total += s.Size
+	}
 	return archive.Header{
 		SourceFormat: src.Format(),
 		SourceFiles:  shardNames(src),
 		SourceBytes:  total,
 		Metadata:     src.Metadata(),
-		Settings:     settings,
+		Settings:     p.Settings,
 		SourceIndex:  sourceIndexName(src),
+		SourceFolder: checkpoint.Folder(src) != "",
 	}, nil
 }
 

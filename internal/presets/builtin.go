@@ -139,3 +139,42 @@ func methodName(a *Adaptive) string {
 	}
 	return a.Method
 }
+
+// PresetSpec is a preset's settings as data (`seedlm presets --json`): a
+// fixed codec stack, or a size target with the allocation's candidates.
+type PresetSpec struct {
+	Name string `json:"name"`
+	// Target is the guide's promise, Summary what the preset does (prose).
+	Target  string `json:"target"`
+	Summary string `json:"summary"`
+	// Fixed settings: the layer stack and its bits per weight.
+	Layers        []encoder.Params `json:"layers,omitempty"`
+	BitsPerWeight float64          `json:"bits_per_weight,omitempty"`
+	// A size target: bits per weight over the whole archive, the
+	// allocation method and the candidate stacks it chooses from.
+	TargetBitsPerWeight float64         `json:"target_bits_per_weight,omitempty"`
+	Method              string          `json:"method,omitempty"`
+	Candidates          []CandidateSpec `json:"candidates,omitempty"`
+}
+
+// CandidateSpec is one candidate stack of a target preset.
+type CandidateSpec struct {
+	Layers        []encoder.Params `json:"layers"`
+	BitsPerWeight float64          `json:"bits_per_weight"`
+}
+
+// Spec is the preset's settings as data.
+func (p Preset) Spec() PresetSpec {
+	s := PresetSpec{Name: p.Name, Target: p.Target, Summary: p.Summary}
+	c := p.Config
+	if t := c.targetBPW(); t > 0 {
+		s.TargetBitsPerWeight, s.Method = t, methodName(c.Adaptive)
+		for _, st := range candidateStacks(c.Adaptive, []encoder.Params{encoder.Paper4Bit}, t) {
+			s.Candidates = append(s.Candidates, CandidateSpec{Layers: st, BitsPerWeight: StackBPW(st)})
+		}
+		return s
+	}
+	st, _ := baseStack(c)
+	s.Layers, s.BitsPerWeight = st, StackBPW(st)
+	return s
+}

@@ -68,6 +68,11 @@ type TensorPlan struct {
 	// Layers are the codec settings of the base layer and each enhancement
 	// layer (empty when Passthrough).
 	Layers []encoder.Params
+	// DuplicateOf names an earlier tensor with byte-identical contents
+	// (tied weights), set before allocation from Options.DuplicateOf: the
+	// archive stores that tensor once. Its plan mirrors that tensor's
+	// (Layers, Passthrough), with Bits 0.
+	DuplicateOf string `json:"duplicate_of,omitempty"`
 
 	// The fields below are filled by Plan (zero from Default).
 

@@ -753,3 +753,135 @@ func TestPresetTargetFallsBackOnTinyModels(t *testing.T) {
 		t.Errorf("tiny.weight not coded: %+v", plans[0])
 	}
 }
+
+// A duplicate (tied weights) gets its original's plan, takes no bits, is
+// not read by the measuring pass, and its weights still count in a
+// bits-per-weight target: the rest get the bits it saves.
+func TestPlanDuplicates(t *testing.T) {
+	rng := rand.New(rand.NewSource(4))
+	src := &memSource{}
+	src.add("embed.weight", "F32", []int64{256, 128}, 1, rng)
+	src.add("mlp.weight", "F32", []int64{256, 128}, 0.1, rng)
+	src.add("norm", "F32", []int64{64}, 1, rng)
+	src.add("lm_head.weight", "F32", []int64{256, 128}, 1, rng)
+	src.add("norm2", "F32", []int64{64}, 1, rng)
+	dups := []string{"", "", "", "embed.weight", "norm"}
+	cands := []Codec{
+		{BlockSize: 8, LatentDim: 3, SeedBits: 8, CoeffBits: 3, ExpBits: 3},
+		{BlockSize: 16, LatentDim: 2, SeedBits: 8, CoeffBits: 3, ExpBits: 3},
+		{BlockSize: 32, LatentDim: 2, SeedBits: 8, CoeffBits: 3, ExpBits: 3},
+	}
+	cfg := Config{TargetBPW: 1.5, Adaptive: &Adaptive{Candidates: cands}}
+	with, _, err := Plan(context.Background(), cfg, src, Options{DuplicateOf: dups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := src.reads
+	m := planMap(t, with)
+	head, embed := m["lm_head.weight"], m["embed.weight"]
+	if head.DuplicateOf != "embed.weight" || head.Bits != 0 || fmt.Sprint(head.Layers) != fmt.Sprint(embed.Layers) || head.Rule != `duplicate of "embed.weight"` {
+		t.Errorf("lm_head.weight: %+v (embed %+v)", head, embed)
+	}
+	if n2 := m["norm2"]; n2.DuplicateOf != "norm" || !n2.Passthrough || n2.Bits != 0 {
+		t.Errorf("norm2: %+v", n2)
+	}
+	if reads != 2 {
+		t.Errorf("the measuring pass read %d tensors, want 2 (no duplicates)", reads)
+	}
+	var bits, weights int64
+	for _, p := range with {
+		bits += p.Bits
+		weights += p.Elements
+	}
+	if bpw := float64(bits) / float64(weights); bpw > 1.5 {
+		t.Errorf("%.3f bits/weight over all weights for a 1.5 target", bpw)
+	}
+	// Without the duplicate the same target leaves the others fewer bits.
+	src.reads = 0
+	without, _, err := Plan(context.Background(), cfg, src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw := planMap(t, without)
+	if mw["mlp.weight"].Bits+mw["embed.weight"].Bits >= embed.Bits+m["mlp.weight"].Bits {
+		t.Errorf("storing lm_head once freed no bits for the rest: %d+%d vs %d+%d",
+			mw["mlp.weight"].Bits, mw["embed.weight"].Bits, m["mlp.weight"].Bits, embed.Bits)
+	}
+}
+
+// A rule whose tensors are all stored exactly anyway says it changes
+// nothing.
+func TestRuleOnExactTensorsWarns(t *testing.T) {
+	cfg, err := ParseConfig([]byte("layer_specific:\n  \"*layernorm*\": {seed_bits: 12}\n  \"*.mlp.*\": {seed_bits: 12}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, warnings, err := Plan(context.Background(), cfg, llamaLike(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], `"*layernorm*"`) || !strings.Contains(warnings[0], "only matches tensor(s) that are stored exactly") || !strings.Contains(warnings[0], "1-D tensor") {
+		t.Errorf("warnings %q", warnings)
+	}
+}
+
+// The commented layer_specific example in configs/compression.yaml does
+// what its comments say: attention gets more bits per weight than the MLP.
+func TestShippedRuleExample(t *testing.T) {
+	raw, err := os.ReadFile("../../configs/compression.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(raw), "\n")
+	var ex []string
+	for i, l := range lines {
+		if l == "# layer_specific:" {
+			for _, m := range lines[i:] {
+				if !strings.HasPrefix(m, "# ") && m != "#" {
+					break
+				}
+				ex = append(ex, strings.TrimPrefix(m, "# "))
+			}
+			break
+		}
+	}
+	if len(ex) == 0 {
+		t.Fatal("no commented layer_specific example in configs/compression.yaml")
+	}
+	cfg, err := ParseConfig([]byte(strings.Join(ex, "\n")))
+	if err != nil {
+		t.Fatalf("the example does not parse: %v\n%s", err, strings.Join(ex, "\n"))
+	}
+	rng := rand.New(rand.NewSource(2))
+	src := &memSource{}
+	src.add("model.layers.0.self_attn.q_proj.weight", "F32", []int64{64, 64}, 0.02, rng)
+	src.add("model.layers.0.mlp.up_proj.weight", "F32", []int64{172, 64}, 0.02, rng)
+	plans, _, err := Plan(context.Background(), cfg, src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := planMap(t, plans)
+	attn, mlp := m["model.layers.0.self_attn.q_proj.weight"], m["model.layers.0.mlp.up_proj.weight"]
+	if StackBPW(attn.Layers) <= StackBPW(mlp.Layers) {
+		t.Errorf("attention %s (%.3f bits/weight) gets no more bits than the MLP %s (%.3f)", FormatStack(attn.Layers), StackBPW(attn.Layers), FormatStack(mlp.Layers), StackBPW(mlp.Layers))
+	}
+}
+
+// A tensor with its original's bytes but a rule of its own is stored on
+// its own (the rule wins), with a warning.
+func TestDuplicateWithItsOwnRule(t *testing.T) {
+	src := llamaLike()
+	dups := make([]string, len(src.infos))
+	dups[3] = "model.layers.0.mlp.gate_proj.weight" // up_proj: say it were a copy
+	cfg, _ := ParseConfig([]byte("layer_specific:\n  \"*up_proj*\": {seed_bits: 10}\n"))
+	plans, warnings, err := Plan(context.Background(), cfg, src, Options{DuplicateOf: dups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := plans[3]; p.DuplicateOf != "" || p.Layers[0].SeedBits != 10 {
+		t.Errorf("up_proj: %+v", p)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "stored on its own") {
+		t.Errorf("warnings %q", warnings)
+	}
+}

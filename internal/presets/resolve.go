@@ -35,6 +35,16 @@ type Options struct {
 	// against its budget. Plans not yet decided have Layers nil and
 	// Passthrough false: count them as one layer.
 	OverheadBytes func(infos []checkpoint.TensorInfo, plans []TensorPlan) int64
+	// FlagOrigins says, per key of Flags, where its value came from
+	// ("flags" or "env", for a SEEDLM_* variable), so rules (--dry-run,
+	// inspect) name the real source; keys it lacks are "flags".
+	FlagOrigins map[string]string
+	// DuplicateOf, when set, has one entry per tensor of the source: the
+	// name of an earlier tensor with the same bytes ("" for none). Such a
+	// tensor is stored once: it takes no bits (its weights still count in
+	// a bits-per-weight target, as the decompressed model has them), is
+	// left out of the allocation, and gets its original's plan.
+	DuplicateOf []string
 }
 
 // global is the settings that apply to every tensor no rule claims, after
@@ -49,6 +59,7 @@ type global struct {
 	layers     int
 	minElem    int64
 	flagsCodec Codec
+	origin     func(key string) string // where a Flags key came from
 	rules      []Rule
 }
 
@@ -92,7 +103,14 @@ func withLayers(st []encoder.Params, n int) []encoder.Params {
 // quality stack replaces the stack (and cancels a target or adaptive set
 // lower down), a target replaces a level set lower down, codec keys
 // override fields of every layer.
-func resolve(file Config, flags Config) (global, error) {
+func resolve(file Config, flags Config, origins map[string]string) (global, error) {
+	const flagsLabel = "flags"
+	origin := func(key string) string {
+		if o := origins[key]; o != "" {
+			return o
+		}
+		return flagsLabel
+	}
 	if len(flags.LayerSpecific) > 0 {
 		return global{}, fmt.Errorf("layer_specific rules come from a config file, not flags")
 	}
@@ -102,7 +120,7 @@ func resolve(file Config, flags Config) (global, error) {
 	if err := file.Validate(); err != nil {
 		return global{}, err
 	}
-	g := global{stack: []encoder.Params{encoder.Paper4Bit}, stackFrom: "default", minElem: MinElements, rules: file.LayerSpecific}
+	g := global{stack: []encoder.Params{encoder.Paper4Bit}, stackFrom: "default", minElem: MinElements, rules: file.LayerSpecific, origin: origin}
 	type src struct {
 		label string
 		c     Config
@@ -119,7 +137,7 @@ func resolve(file Config, flags Config) (global, error) {
 		}
 		srcs = append(srcs, src{"preset " + preset, pc})
 	}
-	srcs = append(srcs, src{"config", file}, src{"flags", flags})
+	srcs = append(srcs, src{"config", file}, src{flagsLabel, flags})
 	for _, s := range srcs {
 		c := s.c
 		if c.CompressionLevel != 0 && c.targetBPW() != 0 {
@@ -137,16 +155,27 @@ func resolve(file Config, flags Config) (global, error) {
 			// choice from lower down (a preset's), not one set beside it.
 			g.stack, g.target, g.adaptive = st, 0, nil
 			if c.CompressionLevel != 0 {
-				g.stackFrom = fmt.Sprintf("%s: compression_level %g", s.label, c.CompressionLevel)
+				label := s.label
+				if label == flagsLabel {
+					label = origin("compression_level")
+				}
+				g.stackFrom = fmt.Sprintf("%s: compression_level %g", label, c.CompressionLevel)
 			} else {
 				g.stackFrom = fmt.Sprintf("%s: base_quality %g", s.label, c.BaseQuality)
 			}
 		}
 		if t := c.targetBPW(); t != 0 {
+			label := s.label
+			if label == flagsLabel {
+				label = origin("target_bpw")
+				if c.TargetBPW == 0 {
+					label = origin("target_ratio")
+				}
+			}
 			g.target = t
-			g.targetFrom = fmt.Sprintf("%s: target %.4g bits/weight", s.label, t)
+			g.targetFrom = fmt.Sprintf("%s: target %.4g bits/weight", label, t)
 		}
-		if !c.Codec.IsZero() && s.label != "flags" {
+		if !c.Codec.IsZero() && s.label != flagsLabel {
 			for i := range g.stack {
 				g.stack[i] = c.Codec.Apply(g.stack[i])
 			}
@@ -191,7 +220,23 @@ func (g *global) ruleSuffix() string {
 	if g.flagsCodec.IsZero() {
 		return ""
 	}
-	return " + flags: " + g.flagsCodec.String()
+	// " + flags: seed_bits=12", or per source: " + env: block_size=16 + flags: seed_bits=12".
+	var order []string
+	by := map[string][]string{}
+	for _, k := range CodecKeys() {
+		if v := g.flagsCodec.Get(k); v != 0 {
+			o := g.origin(k)
+			if by[o] == nil {
+				order = append(order, o)
+			}
+			by[o] = append(by[o], fmt.Sprintf("%s=%d", k, v))
+		}
+	}
+	var b strings.Builder
+	for _, o := range order {
+		fmt.Fprintf(&b, " + %s: %s", o, strings.Join(by[o], " "))
+	}
+	return b.String()
 }
 
 // lastMatch is the winning rule for a name: the LAST matching rule in file
@@ -233,7 +278,7 @@ func rawBits(t checkpoint.TensorInfo) int64 {
 //
 // Only modes 3b and 3c read tensor data (every global tensor once).
 func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPlan, []string, error) {
-	g, err := resolve(file, opt.Flags)
+	g, err := resolve(file, opt.Flags, opt.FlagOrigins)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -242,7 +287,10 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 	var warnings []string
 	matched := make([]int, len(g.rules))
 	won := make([]int, len(g.rules))
-	var open []int // tensors the global settings decide
+	inert := make([]int, len(g.rules))       // tensors the rule wins that are stored exactly whatever it says
+	inertWhy := make([]string, len(g.rules)) // the first one's reason
+	var open []int                           // tensors the global settings decide
+	ruleOf := map[string]int{}               // each tensor's winning rule (-1: none)
 	var fixedBits, totalElems int64
 	for i, t := range infos {
 		n := t.NumElements()
@@ -254,10 +302,35 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 			}
 		}
 		ri := lastMatch(g.rules, t.Name)
-		if ri >= 0 {
-			won[ri]++
+		ruleOf[t.Name] = ri
+		if opt.DuplicateOf != nil && opt.DuplicateOf[i] != "" {
+			o := opt.DuplicateOf[i]
+			if oi, ok := ruleOf[o]; !ok || oi == ri {
+				p.DuplicateOf = o
+				plans[i] = p // mirrors its original below
+				if ri >= 0 {
+					won[ri]++
+				}
+				continue
+			}
+			// A rule gives it other settings than its original: the user
+			// asked for that, so it is stored on its own.
+			why := "no rule"
+			if ri >= 0 {
+				why = g.rules[ri].Name()
+			}
+			warnings = append(warnings, fmt.Sprintf("tensor %q has the same bytes as %q, but %s decides it and not %q's: it is stored on its own, not once for both",
+				t.Name, o, why, o))
 		}
 		reason := PassthroughReason(t, g.minElem)
+		if ri >= 0 {
+			won[ri]++
+			if reason != "" {
+				if inert[ri]++; inert[ri] == 1 {
+					inertWhy[ri] = reason
+				}
+			}
+		}
 		switch {
 		case reason != "":
 			p.Rule, p.Passthrough = "passthrough: "+reason, true
@@ -301,6 +374,9 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 			warnings = append(warnings, fmt.Sprintf("%s matches no tensor", r.Name()))
 		case won[ri] == 0:
 			warnings = append(warnings, fmt.Sprintf("%s matches %d tensor(s) but a later rule wins for all of them", r.Name(), matched[ri]))
+		case inert[ri] == won[ri]:
+			warnings = append(warnings, fmt.Sprintf("%s only matches tensor(s) that are stored exactly whatever it says (%d, e.g. %s): it changes nothing",
+				r.Name(), won[ri], inertWhy[ri]))
 		}
 	}
 
@@ -329,6 +405,20 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 			plans[i].Rule = g.stackFrom + g.ruleSuffix()
 			plans[i].Layers = st
 			plans[i].Bits = StackBits(st, plans[i].Elements)
+		}
+	}
+	pos := make(map[string]int, len(infos))
+	for i := range plans {
+		pos[plans[i].Name] = i
+		if o := plans[i].DuplicateOf; o != "" {
+			j, ok := pos[o]
+			if !ok || plans[j].DuplicateOf != "" {
+				return nil, nil, fmt.Errorf("tensor %q: duplicate of %q, which is not an earlier original tensor", plans[i].Name, o)
+			}
+			plans[i].Rule = fmt.Sprintf("duplicate of %q", o)
+			plans[i].Passthrough = plans[j].Passthrough
+			plans[i].Layers = plans[j].Layers
+			plans[i].Bits = 0
 		}
 	}
 	return plans, warnings, nil
@@ -571,7 +661,7 @@ func allocate(ctx context.Context, g *global, src Source, infos []checkpoint.Ten
 // a model: bad values and settings that conflict only in combination (a
 // level and a target in one source, an unknown preset).
 func Check(file, flags Config) error {
-	_, err := resolve(file, flags)
+	_, err := resolve(file, flags, nil)
 	return err
 }
 

@@ -144,6 +144,19 @@ func (f *File) ReadRaw(name string) ([]byte, error) {
 	return buf, nil
 }
 
+// ReadRawAt reads len(b) bytes of the tensor's data starting off bytes
+// into it (a sample, e.g. to fingerprint a tensor without reading it all).
+func (f *File) ReadRawAt(name string, b []byte, off int64) error {
+	t, err := f.lookup(name)
+	if err != nil {
+		return err
+	}
+	if off < 0 || off+int64(len(b)) > t.End-t.Begin {
+		return &Error{File: f.path, Tensor: name, Msg: fmt.Sprintf("bytes [%d, %d) are outside the tensor's %d", off, off+int64(len(b)), t.End-t.Begin)}
+	}
+	return f.readAt(t, b, t.Begin+off)
+}
+
 // ReadFloat32 converts a floating-point tensor to float32.
 func (f *File) ReadFloat32(name string) ([]float32, error) {
 	return f.ReadFloat32Into(name, nil)

@@ -202,7 +202,7 @@ func TestRealWeights(t *testing.T) {
 	dir := "../../../shared/data"
 	f32p := filepath.Join(dir, "stories260K/stories260K.f32.safetensors")
 	if _, err := os.Stat(f32p); err != nil {
-		t.Skipf("real weights not present (%v)", err)
+		t.Skipf("needs the real models in ../shared/data beside the repository (on the development machine only), absent here: %v", err)
 	}
 	f32, err := Open(f32p)
 	if err != nil {

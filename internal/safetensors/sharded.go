@@ -297,6 +297,15 @@ func (s *Sharded) ReadRaw(name string) ([]byte, error) {
 	return f.ReadRaw(name)
 }
 
+// ReadRawAt reads part of a tensor's bytes from its shard (File.ReadRawAt).
+func (s *Sharded) ReadRawAt(name string, b []byte, off int64) error {
+	f, err := s.File(name)
+	if err != nil {
+		return err
+	}
+	return f.ReadRawAt(name, b, off)
+}
+
 // ReadFloat32Into reads a tensor as float32, reusing dst when large enough.
 func (s *Sharded) ReadFloat32Into(name string, dst []float32) ([]float32, error) {
 	f, err := s.File(name)

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -32,9 +33,15 @@ type ShardedOptions struct {
 	// IndexName is the index file's name ("" means IndexName).
 	IndexName string
 	// Overwrite lets Commit replace an existing output folder, provided it
-	// holds nothing but safetensors and index files (CheckReplaceable).
-	// Without it only a missing or empty folder is replaced.
+	// holds nothing but safetensors and index files and the Files
+	// (CheckReplaceable). Without it only a missing or empty folder is
+	// replaced.
 	Overwrite bool
+	// NoIndex writes no index file: a model folder with one weights file.
+	NoIndex bool
+	// Files names the other files the folder will hold (a model's
+	// config.json, tokenizer files), written with WriteFile.
+	Files []string
 }
 
 // ShardedWriter writes a sharded model folder: one Writer per shard plus
@@ -65,10 +72,11 @@ func (e *ReplaceError) Error() string { return e.Path + ": " + e.Reason }
 
 // CheckReplaceable says whether a sharded model may be written at out:
 // nothing there, an empty folder, or (with overwrite) a folder holding only
-// regular *.safetensors and *.index.json files, so a model folder with
-// configs and tokenizers is never deleted. A symbolic link is never
-// replaced. It returns nil or a *ReplaceError.
-func CheckReplaceable(out string, overwrite bool) error {
+// regular *.safetensors and *.index.json files and files named in keep (the
+// sidecar files the new folder will hold too), so a model folder with
+// other files is never deleted. A symbolic link is never replaced. It
+// returns nil or a *ReplaceError.
+func CheckReplaceable(out string, overwrite bool, keep ...string) error {
 	st, err := os.Lstat(out)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -89,8 +97,8 @@ func CheckReplaceable(out string, overwrite bool) error {
 	}
 	for _, e := range ents {
 		n := e.Name()
-		if !e.Type().IsRegular() || !(strings.HasSuffix(n, ".safetensors") || strings.HasSuffix(n, ".index.json")) {
-			return &ReplaceError{Path: out, Reason: fmt.Sprintf("the folder holds %s, which is not a safetensors shard or index; refusing to replace it", quote(n))}
+		if !e.Type().IsRegular() || !(strings.HasSuffix(n, ".safetensors") || strings.HasSuffix(n, ".index.json") || slices.Contains(keep, n)) {
+			return &ReplaceError{Path: out, Reason: fmt.Sprintf("the folder holds %s, which decompress would not write; refusing to replace it", quote(n))}
 		}
 	}
 	if len(ents) > 0 && !overwrite {
@@ -106,14 +114,27 @@ func NewShardedWriter(out string, shards []Shard, opt ShardedOptions) (*ShardedW
 	if opt.IndexName == "" {
 		opt.IndexName = IndexName
 	}
-	if err := CheckReplaceable(out, opt.Overwrite); err != nil {
+	if err := CheckReplaceable(out, opt.Overwrite, opt.Files...); err != nil {
 		return nil, err
 	}
 	s := &ShardedWriter{out: out, opt: opt, shards: shards, where: map[string]int{}}
 	if n := opt.IndexName; n != filepath.Base(n) || strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".json") {
 		return nil, &Error{File: filepath.Join(out, n), Msg: "index name must be a plain file name ending in .json"}
 	}
-	seenShard := map[string]bool{strings.ToLower(opt.IndexName): true}
+	if opt.NoIndex && len(shards) != 1 {
+		return nil, &Error{File: out, Msg: fmt.Sprintf("a folder without an index holds one weights file, not %d", len(shards))}
+	}
+	seenShard := map[string]bool{}
+	if !opt.NoIndex {
+		seenShard[strings.ToLower(opt.IndexName)] = true
+	}
+	for _, f := range opt.Files {
+		low := strings.ToLower(f)
+		if f == "" || f != filepath.Base(f) || strings.HasPrefix(f, ".") || seenShard[low] {
+			return nil, &Error{File: filepath.Join(out, f), Msg: "file name must be a unique plain file name, other than the index's " + quote(opt.IndexName)}
+		}
+		seenShard[low] = true
+	}
 	for i, sh := range shards {
 		low := strings.ToLower(sh.Name)
 		if sh.Name == "" || sh.Name != filepath.Base(sh.Name) || strings.HasPrefix(sh.Name, ".") || !strings.HasSuffix(sh.Name, ".safetensors") || seenShard[low] {
@@ -194,9 +215,13 @@ func (s *ShardedWriter) Commit() error {
 			return err
 		}
 	}
-	idx, err := s.indexJSON()
-	if err == nil {
-		err = writeFileAtomic(filepath.Join(s.tmp.Path, s.opt.IndexName), idx)
+	var err error
+	if !s.opt.NoIndex {
+		var idx []byte
+		idx, err = s.indexJSON()
+		if err == nil {
+			err = writeFileAtomic(filepath.Join(s.tmp.Path, s.opt.IndexName), idx)
+		}
 	}
 	if err == nil {
 		err = s.replace()
@@ -211,9 +236,36 @@ func (s *ShardedWriter) Commit() error {
 	return nil
 }
 
+// WriteFile writes one of the folder's other files (ShardedOptions.Files)
+// through fill.
+func (s *ShardedWriter) WriteFile(name string, fill func(io.Writer) error) error {
+	if s.done {
+		return &Error{File: s.out, Msg: "sharded writer is already committed or aborted"}
+	}
+	if !slices.Contains(s.opt.Files, name) {
+		return &Error{File: filepath.Join(s.out, name), Msg: "not declared in ShardedOptions.Files"}
+	}
+	p := filepath.Join(s.tmp.Path, name)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return &Error{File: p, Msg: "cannot create", Err: err}
+	}
+	err = fill(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return &Error{File: filepath.Join(s.out, name), Msg: "writing failed", Err: err}
+	}
+	return nil
+}
+
 // replace renames the temp folder to the output.
 func (s *ShardedWriter) replace() error {
-	if err := CheckReplaceable(s.out, s.opt.Overwrite); err != nil {
+	if err := CheckReplaceable(s.out, s.opt.Overwrite, s.opt.Files...); err != nil {
 		return err
 	}
 	if _, err := os.Lstat(s.out); err == nil {

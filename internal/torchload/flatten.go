@@ -94,6 +94,9 @@ func (f *File) collect(root any) error {
 				}
 			}
 		default:
+			if len(path) > 0 {
+				f.extra = append(f.extra, strings.Join(path, "."))
+			}
 			return f.checkInert(v, path, depth, map[any]bool{})
 		}
 		return nil
@@ -116,6 +119,7 @@ func (f *File) collect(root any) error {
 			}
 		}
 	}
+	views := map[string]int{}
 	for _, l := range leaves {
 		name := strings.Join(l.path, ".")
 		if _, dup := f.index[name]; dup {
@@ -125,10 +129,27 @@ func (f *File) collect(root any) error {
 			return err
 		}
 		f.index[name] = len(f.ts)
+		key := l.ref.viewKey()
+		if j, ok := views[key]; ok && l.ref.numel() > 0 {
+			f.same = append(f.same, j)
+		} else {
+			views[key] = len(f.ts)
+			f.same = append(f.same, len(f.ts))
+		}
 		f.ts = append(f.ts, Tensor{Name: name, DType: l.ref.st.typ.dtype, Shape: l.ref.shape})
 		f.refs = append(f.refs, l.ref)
 	}
 	return nil
+}
+
+// viewKey identifies the bytes a view reads: its root storage, element
+// offset in it, dtype, shape and strides.
+func (t *tensorRef) viewKey() string {
+	st, off := t.st, t.offset
+	if st.root != nil { // a legacy storage view
+		st, off = st.root, off+st.viewOff
+	}
+	return fmt.Sprintf("%q %s %d %v %v", st.key, st.typ.dtype, off, t.shape, t.stride)
 }
 
 // checkInert accepts plain values (numbers, strings, ...) that are not

@@ -51,6 +51,45 @@ func (f *File) ReadRaw(name string) (out []byte, err error) {
 	return out, nil
 }
 
+// ReadRawAt reads len(b) bytes of the tensor, as ReadRaw lays it out,
+// starting off bytes into it: straight from the storage for a contiguous
+// little-endian view, else from a full gather.
+func (f *File) ReadRawAt(name string, b []byte, off int64) (err error) {
+	defer f.recoverRead(name, &err)
+	t, err := f.lookup(name)
+	if err != nil {
+		return err
+	}
+	if off < 0 || off+int64(len(b)) > t.nbytes() {
+		return f.fail(name, fmt.Sprintf("bytes [%d, %d) are outside the tensor's %d", off, off+int64(len(b)), t.nbytes()), "", nil)
+	}
+	if t.contiguous() && !t.st.big {
+		return f.readAt(name, b, t.st.off+t.offset*t.st.typ.esize+off)
+	}
+	all, err := f.ReadRaw(name)
+	if err != nil {
+		return err
+	}
+	copy(b, all[off:])
+	return nil
+}
+
+// SameAs names the first tensor before name that is the same view of the
+// same storage (tied weights, saved once): it has the same bytes. Finding
+// it reads nothing. "" when there is none.
+func (f *File) SameAs(name string) string {
+	i, ok := f.index[name]
+	if !ok || f.same[i] == i {
+		return ""
+	}
+	return f.ts[f.same[i]].Name
+}
+
+// NonTensorKeys are the dotted paths of the checkpoint's entries that are
+// not tensors (an epoch number, optimizer settings, None): seedlm does not
+// store them.
+func (f *File) NonTensorKeys() []string { return f.extra }
+
 // recoverRead turns a panic while reading (a bug, given the checks at open)
 // into an error naming the tensor rather than a crash.
 func (f *File) recoverRead(name string, err *error) {

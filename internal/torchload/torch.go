@@ -82,6 +82,11 @@ type File struct {
 	ts     []Tensor
 	refs   []*tensorRef
 	index  map[string]int
+	// same[i] is the first tensor that is the same view of the same
+	// storage as tensor i (i itself if none came before).
+	same []int
+	// extra: dotted paths of entries that are not tensors.
+	extra []string
 }
 
 // Open opens a torch.save file (zip format, or the legacy pre-1.6 format).

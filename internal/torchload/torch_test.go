@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -210,7 +211,7 @@ func TestReadFloat32IntoReusesBuffer(t *testing.T) {
 func TestRealStories260K(t *testing.T) {
 	path := "../../../shared/data/stories260K/stories260K.pt"
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("real weights not present (%v)", err)
+		t.Skipf("needs the real models in ../shared/data beside the repository (on the development machine only), absent here: %v", err)
 	}
 	f, err := Open(path)
 	if err != nil {
@@ -234,5 +235,45 @@ func TestRealStories260K(t *testing.T) {
 	}
 	if params != 292800 {
 		t.Errorf("%d parameters, want 292800", params)
+	}
+}
+
+// Tied weights saved once are found without reading anything; a view of a
+// different part of the storage, or a copy, is not the same.
+func TestSameAsAndNonTensorKeys(t *testing.T) {
+	f, err := Open(filepath.Join(fixtures, "tied.pt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for name, want := range map[string]string{"embed.weight": "", "lm_head.weight": "embed.weight", "tail": "", "other": ""} {
+		if got := f.SameAs(name); got != want {
+			t.Errorf("SameAs(%q) = %q, want %q", name, got, want)
+		}
+	}
+	raw, _ := f.ReadRaw("lm_head.weight")
+	b := make([]byte, 8)
+	if err := f.ReadRawAt("lm_head.weight", b, 16); err != nil || !bytes.Equal(b, raw[16:24]) {
+		t.Errorf("ReadRawAt: %v", err)
+	}
+	tail, _ := f.ReadRaw("tail")
+	if err := f.ReadRawAt("tail", b, 4); err != nil || !bytes.Equal(b, tail[4:12]) {
+		t.Errorf("ReadRawAt of a view: %v", err)
+	}
+	if err := f.ReadRawAt("tail", b, int64(len(tail))-4); err == nil {
+		t.Error("ReadRawAt past the end succeeded")
+	}
+	if len(f.NonTensorKeys()) != 0 {
+		t.Errorf("tied.pt: non-tensor keys %v", f.NonTensorKeys())
+	}
+	w, err := Open(filepath.Join(fixtures, "nested_wrapped.pt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	keys := w.NonTensorKeys()
+	slices.Sort(keys)
+	if strings.Join(keys, ",") != "epoch,lr,name" {
+		t.Errorf("nested_wrapped.pt: non-tensor keys %v, want epoch, lr, name", keys)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -201,13 +202,13 @@ func writeReport(out, bin string, quick bool, extra []string, rs []result) error
 		fmt.Fprintf(&b, "- **quick smoke run** (-quick): tiny inputs, timings not meaningful\n")
 	}
 	fmt.Fprintf(&b, "\nSizes are bytes on disk. Bits/weight = archive bits / all weights (norms and other exactly stored tensors included); coded bpw counts only the coded tensors' payload. Relative error ‖w−ŵ‖/‖w‖ and SNR are over the coded tensors, measured by compress against the original weights. Encode rate = coded weights / time spent in the encoder. Decode MB/s = float32 bytes decoded per second. Peak RSS = the process's maximum resident set (wait4 rusage).\n\n")
-	fmt.Fprintf(&b, "| input | weights | input bytes | archive bytes | bits/weight | coded bpw | ratio vs input | ratio vs fp32 | rel. error | SNR mean / worst dB | compress wall s | encode weights/s | compress peak RSS MiB | decompress wall s | decode MB/s | decompress peak RSS MiB |\n")
+	fmt.Fprintf(&b, "| input | weights | input bytes | archive bytes | bits/weight | coded bpw | ratio vs input | ratio vs fp32 | rel. error | SNR / worst tensor dB | compress wall s | encode weights/s | compress peak RSS MiB | decompress wall s | decode MB/s | decompress peak RSS MiB |\n")
 	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
 		c, d := r.c, r.d
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %.3f | %.3f | %.2f | %.2f | %.4f | %s / %s | %.2f | %.0f | %.1f | %.2f | %.1f | %.1f |\n",
-			r.in.name, c.Weights, c.InputBytes, c.OutputBytes, c.BitsPerWeight, c.CodedBitsPerWeight, c.RatioVsInput, c.RatioVsFP32,
-			c.RelErr, db(c.SNRMeanDB), db(c.SNRWorstDB), c.WallSeconds, c.WeightsPerSecond, float64(r.cRSS)/1024,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %.3f | %.3f | %.2f | %.2f | %.4f | %s / %s | %.2f | %s | %.1f | %.2f | %.1f | %.1f |\n",
+			r.in.name, commas(c.Weights), commas(c.InputBytes), commas(c.OutputBytes), c.BitsPerWeight, c.CodedBitsPerWeight, c.RatioVsInput, c.RatioVsFP32,
+			c.RelErr, db(c.SNRdB), db(c.SNRWorstDB), c.WallSeconds, commas(int64(c.WeightsPerSecond+0.5)), float64(r.cRSS)/1024,
 			d.WallSeconds, d.DecodeMBps, float64(r.dRSS)/1024)
 	}
 	fmt.Fprintf(&b, "\nInputs:\n\n")
@@ -278,11 +279,11 @@ func runPresets(bin, data, work, out string, quick bool, presets []string, readm
 		}
 	}
 	var t strings.Builder
-	fmt.Fprintf(&t, "| model | preset | archive bytes | bits/weight (whole file) | ratio vs fp32 | rel. error | SNR dB (mean) | encode weights/s |\n")
+	fmt.Fprintf(&t, "| model | preset | archive bytes | bits/weight (whole file) | ratio vs fp32 | rel. error | SNR dB | encode weights/s |\n")
 	fmt.Fprintf(&t, "|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&t, "| %s | %s | %d | %.3f | %.2f× | %.4f | %s | %.0f |\n", r.model, r.preset, r.c.OutputBytes,
-			r.c.BitsPerWeight, r.c.RatioVsFP32, r.c.RelErr, db(r.c.SNRMeanDB), r.c.WeightsPerSecond)
+		fmt.Fprintf(&t, "| %s | %s | %s | %.3f | %.2f× | %.4f | %s | %s |\n", r.model, r.preset, commas(r.c.OutputBytes),
+			r.c.BitsPerWeight, r.c.RatioVsFP32, r.c.RelErr, db(r.c.SNRdB), commas(int64(r.c.WeightsPerSecond+0.5)))
 	}
 	table := t.String()
 	f, err := os.OpenFile(out, os.O_APPEND|os.O_WRONLY, 0)
@@ -310,4 +311,22 @@ func runPresets(bin, data, work, out string, quick bool, presets []string, readm
 	s = s[:i+len(begin)] + "\n" + table + s[j:]
 	fmt.Fprintf(os.Stderr, "bench: updated the preset table in %s\n", readme)
 	return os.WriteFile(readme, []byte(s), 0o644)
+}
+
+// commas formats n with thousands separators.
+func commas(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
 }
