@@ -123,6 +123,10 @@ type tile struct {
 	a, a2 [classes]float64
 	// mn[l][c] is classMargin[c]·n2[l] rounded up: what thrK takes off.
 	mn [lanes][classes]float32
+	// scanOnly makes setThreshold leave thr alone: during the pair scan
+	// only thrK is read, and half the threshold stores (a cache line per
+	// class) are saved; syncIll brings thr up to date for the ill kernels.
+	scanOnly bool
 }
 
 // newTile returns a tile with its threshold tables allocated.
@@ -237,25 +241,29 @@ func (t *tile) setThreshold(l int, n2, best float64) {
 			n--
 		}
 		for ; c < n; c++ {
-			t.thr[c][l] = lsT
+			if !t.scanOnly {
+				t.thr[c][l] = lsT
+			}
 			t.thrK[c][l] = subDown32(lsT, mn[c])
 		}
 	}
 	for ; c < classes; c++ {
 		a := t.a[c]
-		if !(a > 0 && D > -t.a2[c]) {
-			t.thr[c][l], t.thrK[c][l] = inf, inf
-			continue
+		T := inf
+		if a > 0 && D > -t.a2[c] {
+			r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+t.a2[c])/(2*a), a))
+			if R := alpha*r*(1-1e-12) - eps; R > 0 {
+				T = roundDown32(R * R * (1 - 1e-12))
+			}
 		}
-		r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+t.a2[c])/(2*a), a))
-		R := alpha*r*(1-1e-12) - eps
-		if !(R > 0) {
-			t.thr[c][l], t.thrK[c][l] = inf, inf
-			continue
+		if !t.scanOnly {
+			t.thr[c][l] = T
 		}
-		T := roundDown32(R * R * (1 - 1e-12))
-		t.thr[c][l] = T
-		t.thrK[c][l] = subDown32(T, mn[c])
+		if T == inf {
+			t.thrK[c][l] = inf
+		} else {
+			t.thrK[c][l] = subDown32(T, mn[c])
+		}
 	}
 }
 

@@ -1,9 +1,7 @@
 package encoder
 
 import (
-	"cmp"
 	"math"
-	"slices"
 	"sort"
 )
 
@@ -55,6 +53,7 @@ func (s *searcher) startTile() {
 		s.t.a[c], s.t.a2[c] = a, a*a
 	}
 	s.c0, s.c1 = 0, 0
+	s.t.scanOnly = true
 }
 
 // searchTile codes up to 16 blocks; ws[l] is block l (length C, float64 of
@@ -181,6 +180,15 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		}
 		pos = p + 2
 	}
+	// The ill kernels read thr, which the scan left alone: bring the
+	// active lanes' up to date (the same values setThreshold would have
+	// left after the lane's last update, best = upper).
+	s.t.scanOnly = false
+	for l := 0; l < lanes; l++ {
+		if active&(1<<l) != 0 {
+			s.t.setThreshold(l, n2[l], upper[l])
+		}
+	}
 	s.searchIll(ws, out, active, &bestErr, &upper, &n2)
 	// The deferred candidates' tables are far out of cache by now: touch
 	// the lines of those that may be evaluated, all lanes first, so the
@@ -203,9 +211,7 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		// candidate whose least-squares error is above it (the exact error
 		// is at least the least-squares one, up to the slack).
 		def := s.def[l]
-		slices.SortFunc(def, func(a, b deferred) int {
-			return cmp.Or(cmp.Compare(a.ls, b.ls), cmp.Compare(a.pos, b.pos))
-		})
+		sortDeferred(def)
 		for _, d := range def {
 			if d.ls > math.Min(upper[l], bestErr[l])+1e-6*n2[l] {
 				break
@@ -272,6 +278,21 @@ func (s *searcher) tiny(w []float64, n2 float64, out *code, bestErr *float64) bo
 type deferred struct {
 	pos int32
 	ls  float64 // lower bound on its exact error (lowerBound)
+}
+
+// sortDeferred orders d by ls, then pos (a total order: a lane defers a
+// position once). Insertion sort: a lane defers at most eagerAfter
+// candidates, about 13 on Gaussian blocks, where the generic sort's
+// comparator calls cost more than the moves.
+func sortDeferred(d []deferred) {
+	for i := 1; i < len(d); i++ {
+		x := d[i]
+		j := i
+		for ; j > 0 && (d[j-1].ls > x.ls || (d[j-1].ls == x.ls && d[j-1].pos > x.pos)); j-- {
+			d[j] = d[j-1]
+		}
+		d[j] = x
+	}
 }
 
 // lowerBound is a lower bound (up to the 1e-6·‖w‖² slack) on the exact
