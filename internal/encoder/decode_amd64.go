@@ -3,6 +3,7 @@
 package encoder
 
 import (
+	"encoding/binary"
 	"sync"
 
 	"github.com/seedlm/seedlm/internal/lfsr"
@@ -81,7 +82,36 @@ func (l *Layer) decodeSIMD(f *fieldReader, dst []float32, add bool, b0, b1 int) 
 		n := min(chunk, b1-c0)
 		// Go reads the fields; the seeds' table lookups are independent
 		// loads, so the CPU overlaps their cache misses.
-		for i := 0; i < n; i++ {
+		i := 0
+		if f.bb <= 57 {
+			// fieldReader.block's fast path, inlined: the call and its
+			// error result cost as much as the extraction.
+			pl := f.payload
+			kmask, emask, cmsk := f.kmask, f.emask, f.cmsk
+			kb, eb, cb, sh := f.kb, f.eb, f.cb, 64-f.cb
+			for ; i < n; i++ {
+				bit := (c0 + i) * f.bb
+				j := bit / 8
+				if j+8 > len(pl) {
+					break
+				}
+				x := binary.LittleEndian.Uint64(pl[j:]) >> (bit % 8)
+				seed := uint32(x & kmask)
+				if seed == 0 {
+					break // block reports the error
+				}
+				x >>= kb
+				scales[i] = f.scales[x&emask]
+				x >>= eb
+				q := qs[i*P : i*P+P]
+				for k := range q {
+					q[k] = int32(int64((x&cmsk)<<sh) >> sh)
+					x >>= cb
+				}
+				firsts[i] = d.first[seed]
+			}
+		}
+		for ; i < n; i++ {
 			seed, scale, err := f.block(c0+i, (*[MaxLatentDim]int32)(qs[i*P:]))
 			if err != nil {
 				return err

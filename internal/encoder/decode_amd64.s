@@ -11,7 +11,7 @@
 //   acc = Σ_j tab[off_j + 8g … +8] · qs[b·P+j]       (int32, exact: see decode_amd64.go)
 //   out = float32(float64(acc) · scales[b])           (one rounding each, as the Go decoder)
 // stored (or added, when add) to dst[b·C + 8g …].
-TEXT ·decodeBlocksAVX2(SB), NOSPLIT, $0-73
+TEXT ·decodeBlocksAVX2(SB), NOSPLIT, $8-73
 	MOVQ dst+0(FP), DI
 	MOVQ firsts+8(FP), SI
 	MOVQ qs+16(FP), R8
@@ -22,6 +22,10 @@ TEXT ·decodeBlocksAVX2(SB), NOSPLIT, $0-73
 	SHLQ $2, R12                    // C·4 bytes
 	MOVQ p+56(FP), R13
 	MOVBLZX add+72(FP), R14
+	MOVQ R13, BP
+	IMULQ stride+64(FP), BP
+	DECQ BP
+	NEGQ BP                         // 1 − P·stride
 	TESTQ R11, R11
 	JZ done
 
@@ -40,16 +44,15 @@ terms:
 	VPBROADCASTD (R8)(CX*4), Y1     // q_j
 	VPMULLD (AX)(BX*1), Y1, Y2
 	VPADDD Y2, Y0, Y0
+	// Next column, without a branch: the wrap depends on the seed, so a
+	// branch would mispredict about once a block.
 	ADDQ stride+64(FP), DX
+	LEAQ (DX)(BP*1), AX             // the wrapped offset: −(P·stride − 1)
 	INCQ R15
 	CMPQ R15, R13
-	JLT nowrap
-	XORQ R15, R15
-	MOVQ R13, AX
-	IMULQ stride+64(FP), AX
-	SUBQ AX, DX
-	INCQ DX
-nowrap:
+	CMOVQEQ AX, DX
+	MOVL $0, AX
+	CMOVQEQ AX, R15
 	INCQ CX
 	CMPQ CX, R13
 	JLT terms
