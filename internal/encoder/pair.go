@@ -304,7 +304,7 @@ func (qz *quantizer) quickPair(w []float64, pos int, n2 float64) (ls, ub float64
 	side := pos & 1
 	var b [MaxLatentDim]float64
 	for i := 0; i < P; i++ {
-		col := cols.col[i]
+		col := cols.col(i, C)
 		var s float64
 		for c := 0; c < C; c++ {
 			s += float64(float64(col[c]) * w[c])
@@ -317,35 +317,41 @@ func (qz *quantizer) quickPair(w []float64, pos int, n2 float64) (ls, ub float64
 	}
 	S := bs.pstride
 	cf := bs.pcoef[pos/2*S : pos/2*S+S]
-	// v = M·b, M lower triangular: rows of L_m⁻¹, then the seed's row.
-	var v [MaxLatentDim]float64
-	var m [MaxLatentDim * MaxLatentDim]float64
-	k := 0
-	for a := 0; a < q; a++ {
-		for j := 0; j <= a; j++ {
-			m[a*P+j] = float64(cf[k])
-			k++
-		}
-	}
+	// v = M·b, M lower triangular: rows of L_m⁻¹ (packed: row a starts
+	// at a(a+1)/2), then the seed's row (δ_1 … δ_{P−1}, γ in pair order,
+	// stored γ first). Read in place: a P×P copy would be zeroed per call
+	// (2 KB at MaxLatentDim), a tenth of quickPair.
 	row := cf[q*P/2+side*P:]
-	m[q*P+q] = float64(row[0])
-	for j := 0; j < q; j++ {
-		m[q*P+j] = float64(row[1+j])
-	}
+	var v [MaxLatentDim]float64
 	var pi float64
-	for a := 0; a < P; a++ {
+	for a := 0; a < q; a++ {
+		ra := cf[a*(a+1)/2:]
 		var s float64
 		for j := 0; j <= a; j++ {
-			s += float64(m[a*P+j] * b[j])
+			s += float64(float64(ra[j]) * b[j])
 		}
 		v[a] = s
+		pi += float64(s * s)
+	}
+	{
+		var s float64
+		for j := 0; j < q; j++ {
+			s += float64(float64(row[1+j]) * b[j])
+		}
+		s += float64(float64(row[0]) * b[q])
+		v[q] = s
 		pi += float64(s * s)
 	}
 	var t [MaxLatentDim]float64
 	for j := 0; j < P; j++ {
 		var s float64
-		for a := j; a < P; a++ {
-			s += float64(m[a*P+j] * v[a])
+		for a := j; a < q; a++ {
+			s += float64(float64(cf[a*(a+1)/2+j]) * v[a])
+		}
+		if j < q {
+			s += float64(float64(row[1+j]) * v[q])
+		} else {
+			s += float64(float64(row[0]) * v[q])
 		}
 		i := j // pair order j → natural column i
 		if side == 0 {

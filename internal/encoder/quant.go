@@ -59,8 +59,15 @@ func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float6
 			return math.Inf(1)
 		}
 	}
-	var gb [MaxLatentDim * MaxLatentDim]float64
-	g := gb[:P*P]
+	// The Gram matrix on the stack, zeroed per call: 64 entries serve
+	// P ≤ 8 (every kernel's range) at a quarter of MaxLatentDim²'s cost.
+	var gs [64]float64
+	g := gs[:]
+	if P*P > len(gs) {
+		var gl [MaxLatentDim * MaxLatentDim]float64
+		g = gl[:]
+	}
+	g = g[:P*P]
 	gramInt(v, qz.bs.h, qz.bs.C, P, g)
 	p := qz.p
 	emin, emax := p.emin(), p.emax()
@@ -136,8 +143,18 @@ func (qz *quantizer) quick(w []float64, pos int, n2 float64) (ls, ub float64, ok
 
 // basisCols is a seed's basis as integer columns: col[r][c] = V[c·P+r] − h.
 type basisCols struct {
-	col [MaxLatentDim][]int16 // K ≤ 16: runs of the decimated table
-	v   []uint32              // otherwise: the cycle states
+	// K ≤ 16: column r is tab[off[r] : off[r]+C], a run of the decimated
+	// table (offsets rather than slices: the struct is zeroed per
+	// candidate, and MaxLatentDim slice headers are 384 bytes).
+	tab []int16
+	off [MaxLatentDim]int32
+	v   []uint32 // otherwise: the cycle states
+}
+
+// col returns column r (K ≤ 16).
+func (cols *basisCols) col(r, C int) []int16 {
+	o := int(cols.off[r])
+	return cols.tab[o : o+C : o+C]
 }
 
 // columns fills cols for the seed at pos: from the decimated table when
@@ -152,10 +169,10 @@ func (bs *basis) columns(pos int, cols *basisCols) bool {
 		return true
 	}
 	cols.v = nil
+	cols.tab = d.tab
 	for r := 0; r < bs.P; r++ {
 		j := pos + 1 + r
-		o := (j%bs.P)*d.rowLen + j/bs.P
-		cols.col[r] = d.tab[o : o+bs.C]
+		cols.off[r] = int32((j%bs.P)*d.rowLen + j/bs.P)
 	}
 	return true
 }
@@ -170,7 +187,7 @@ func (qz *quantizer) solveCols(w []float64, pos int, cols *basisCols, b, t *[Max
 	for c := 0; c < C; c++ {
 		wc := w[c]
 		for i := 0; i < P; i++ {
-			b[i] += float64(float64(cols.col[i][c]) * wc)
+			b[i] += float64(float64(cols.tab[int(cols.off[i])+c]) * wc)
 		}
 	}
 	return qz.coefs(pos, b, t)
@@ -187,7 +204,7 @@ func (qz *quantizer) exactErrCols(w []float64, cols *basisCols, c *code) float64
 	for k := 0; k < C; k++ {
 		var acc int64
 		for i := 0; i < P; i++ {
-			acc += int64(cols.col[i][k]) * int64(c.q[i])
+			acc += int64(cols.tab[int(cols.off[i])+k]) * int64(c.q[i])
 		}
 		d := w[k] - float64(float32(float64(acc)*s))
 		sum += float64(d * d)

@@ -276,11 +276,18 @@ func subDown32(x, y float32) float32 {
 	// Taking 2^−23 of it off before rounding to nearest rounds down (by
 	// an ulp at most more than needed) without a branch: the thresholds
 	// are set tens of times per block.
+	// |v| by a compare rather than math.Abs, whose bit operations move
+	// the value to an integer register and back: v ≥ 0 almost always, so
+	// the branch predicts well.
 	v := float64(x) - float64(y)
-	if math.Abs(v) < 0x1p-125 {
+	a := v
+	if a < 0 {
+		a = -a
+	}
+	if a < 0x1p-125 {
 		return -0x1p-126
 	}
-	return float32(v - math.Abs(v)*0x1p-23)
+	return float32(v - a*0x1p-23)
 }
 
 // roundUp32 is x rounded up to float32.
