@@ -10,7 +10,7 @@ import (
 )
 
 //go:noescape
-func decodeBlocksAVX2(dst *float32, firsts *uint32, qs *int32, scales *float64, tab *int32, nblocks, c, p, stride int, add bool)
+func decodeBlocksAVX2(dst *float32, firsts *uint32, qs *int32, scales *float64, tab *int32, nblocks, c, p, stride int, add bool, delta *int64)
 
 // simdDecodable reports whether the AVX2 decoder handles p: whole groups of
 // 8 weights, and sums that stay exact in int32: |V − h|·|q|·P < 2^31.
@@ -29,6 +29,9 @@ type decimated struct {
 	// first[seed] locates column 0 of seed's basis: residue r = (pos+1) mod P
 	// and row k = (pos+1) div P, packed as r<<27 | (r·stride + k).
 	first []uint32
+	// delta[r·P + j] is where column j starts relative to column 0 for
+	// residue r: ((r+j) mod P − r)·stride + (r+j) div P.
+	delta []int64
 }
 
 type decKey struct{ K, P int }
@@ -54,6 +57,12 @@ func decimatedFor(k, p int) (*decimated, error) {
 	d := &decimated{tab: make([]int32, p*stride), stride: stride, first: make([]uint32, len(cyc.Pos))}
 	for j, s := range cyc.State {
 		d.tab[(j%p)*stride+j/p] = int32(int64(s) - h)
+	}
+	d.delta = make([]int64, p*p)
+	for r := 0; r < p; r++ {
+		for j := 0; j < p; j++ {
+			d.delta[r*p+j] = int64(((r+j)%p-r)*stride + (r+j)/p)
+		}
 	}
 	for s := 1; s < len(cyc.Pos); s++ {
 		pos := int(cyc.Pos[s]) + 1
@@ -119,7 +128,7 @@ func (l *Layer) decodeSIMD(f *fieldReader, dst []float32, add bool, b0, b1 int) 
 			scales[i] = scale
 			firsts[i] = d.first[seed]
 		}
-		decodeBlocksAVX2(&dst[c0*C], &firsts[0], &qs[0], &scales[0], &d.tab[0], n, C, P, d.stride, add)
+		decodeBlocksAVX2(&dst[c0*C], &firsts[0], &qs[0], &scales[0], &d.tab[0], n, C, P, d.stride, add, &d.delta[0])
 	}
 	return nil
 }
