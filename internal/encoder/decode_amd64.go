@@ -3,14 +3,13 @@
 package encoder
 
 import (
-	"encoding/binary"
 	"sync"
 
 	"github.com/seedlm/seedlm/internal/lfsr"
 )
 
 //go:noescape
-func decodeBlocksAVX2(dst *float32, firsts *uint32, qs *int32, scales *float64, tab *int32, nblocks, c, p, stride int, add bool, delta *int64)
+func decodeBlocksAVX2(dst *float32, firsts *uint32, qs *int32, scales *float64, tab *int32, nblocks, c, p, stride int, add bool)
 
 // simdDecodable reports whether the AVX2 decoder handles p: whole groups of
 // 8 weights, and sums that stay exact in int32: |V − h|·|q|·P < 2^31.
@@ -29,9 +28,6 @@ type decimated struct {
 	// first[seed] locates column 0 of seed's basis: residue r = (pos+1) mod P
 	// and row k = (pos+1) div P, packed as r<<27 | (r·stride + k).
 	first []uint32
-	// delta[r·P + j] is where column j starts relative to column 0 for
-	// residue r: ((r+j) mod P − r)·stride + (r+j) div P.
-	delta []int64
 }
 
 type decKey struct{ K, P int }
@@ -57,12 +53,6 @@ func decimatedFor(k, p int) (*decimated, error) {
 	d := &decimated{tab: make([]int32, p*stride), stride: stride, first: make([]uint32, len(cyc.Pos))}
 	for j, s := range cyc.State {
 		d.tab[(j%p)*stride+j/p] = int32(int64(s) - h)
-	}
-	d.delta = make([]int64, p*p)
-	for r := 0; r < p; r++ {
-		for j := 0; j < p; j++ {
-			d.delta[r*p+j] = int64(((r+j)%p-r)*stride + (r+j)/p)
-		}
 	}
 	for s := 1; s < len(cyc.Pos); s++ {
 		pos := int(cyc.Pos[s]) + 1
@@ -91,36 +81,7 @@ func (l *Layer) decodeSIMD(f *fieldReader, dst []float32, add bool, b0, b1 int) 
 		n := min(chunk, b1-c0)
 		// Go reads the fields; the seeds' table lookups are independent
 		// loads, so the CPU overlaps their cache misses.
-		i := 0
-		if f.bb <= 57 {
-			// fieldReader.block's fast path, inlined: the call and its
-			// error result cost as much as the extraction.
-			pl := f.payload
-			kmask, emask, cmsk := f.kmask, f.emask, f.cmsk
-			kb, eb, cb, sh := f.kb, f.eb, f.cb, 64-f.cb
-			for ; i < n; i++ {
-				bit := (c0 + i) * f.bb
-				j := bit / 8
-				if j+8 > len(pl) {
-					break
-				}
-				x := binary.LittleEndian.Uint64(pl[j:]) >> (bit % 8)
-				seed := uint32(x & kmask)
-				if seed == 0 {
-					break // block reports the error
-				}
-				x >>= kb
-				scales[i] = f.scales[x&emask]
-				x >>= eb
-				q := qs[i*P : i*P+P]
-				for k := range q {
-					q[k] = int32(int64((x&cmsk)<<sh) >> sh)
-					x >>= cb
-				}
-				firsts[i] = d.first[seed]
-			}
-		}
-		for ; i < n; i++ {
+		for i := 0; i < n; i++ {
 			seed, scale, err := f.block(c0+i, (*[MaxLatentDim]int32)(qs[i*P:]))
 			if err != nil {
 				return err
@@ -128,7 +89,7 @@ func (l *Layer) decodeSIMD(f *fieldReader, dst []float32, add bool, b0, b1 int) 
 			scales[i] = scale
 			firsts[i] = d.first[seed]
 		}
-		decodeBlocksAVX2(&dst[c0*C], &firsts[0], &qs[0], &scales[0], &d.tab[0], n, C, P, d.stride, add, &d.delta[0])
+		decodeBlocksAVX2(&dst[c0*C], &firsts[0], &qs[0], &scales[0], &d.tab[0], n, C, P, d.stride, add)
 	}
 	return nil
 }

@@ -2,17 +2,16 @@
 
 #include "textflag.h"
 
-// func decodeBlocksAVX2(dst *float32, firsts *uint32, qs *int32, scales *float64, tab *int32, nblocks, c, p, stride int, add bool, delta *int64)
+// func decodeBlocksAVX2(dst *float32, firsts *uint32, qs *int32, scales *float64, tab *int32, nblocks, c, p, stride int, add bool)
 //
 // For each block b, with first = firsts[b] = r<<27 | off (column 0 of the
-// seed's basis starts at tab[off], residue r), column j starts at
-// off + delta[r·P + j] (decimated.delta: the wrap of the residue from P−1
-// to 0 depends on the seed, so a branch on it would mispredict about once
-// a block). For each group g of 8 weights:
+// seed's basis starts at tab[off], residue r), column j starts at off_j:
+// off_{j+1} = off_j + stride, except when the residue wraps from P−1 to 0,
+// where it is off_j − (P−1)·stride + 1. For each group g of 8 weights:
 //   acc = Σ_j tab[off_j + 8g … +8] · qs[b·P+j]       (int32, exact: see decode_amd64.go)
 //   out = float32(float64(acc) · scales[b])           (one rounding each, as the Go decoder)
 // stored (or added, when add) to dst[b·C + 8g …].
-TEXT ·decodeBlocksAVX2(SB), NOSPLIT, $8-88
+TEXT ·decodeBlocksAVX2(SB), NOSPLIT, $0-73
 	MOVQ dst+0(FP), DI
 	MOVQ firsts+8(FP), SI
 	MOVQ qs+16(FP), R8
@@ -23,7 +22,6 @@ TEXT ·decodeBlocksAVX2(SB), NOSPLIT, $8-88
 	SHLQ $2, R12                    // C·4 bytes
 	MOVQ p+56(FP), R13
 	MOVBLZX add+72(FP), R14
-	MOVQ delta+80(FP), BP
 	TESTQ R11, R11
 	JZ done
 
@@ -36,16 +34,22 @@ groups:
 	MOVL DX, R15
 	SHRL $27, R15                   // residue r
 	ANDL $0x7ffffff, DX             // off
-	IMULQ R13, R15
-	LEAQ (BP)(R15*8), R15           // delta[r·P …]
 	XORQ CX, CX                     // j
 terms:
-	MOVQ DX, AX
-	ADDQ (R15)(CX*8), AX            // off_j
-	LEAQ (R10)(AX*4), AX
+	LEAQ (R10)(DX*4), AX
 	VPBROADCASTD (R8)(CX*4), Y1     // q_j
 	VPMULLD (AX)(BX*1), Y1, Y2
 	VPADDD Y2, Y0, Y0
+	ADDQ stride+64(FP), DX
+	INCQ R15
+	CMPQ R15, R13
+	JLT nowrap
+	XORQ R15, R15
+	MOVQ R13, AX
+	IMULQ stride+64(FP), AX
+	SUBQ AX, DX
+	INCQ DX
+nowrap:
 	INCQ CX
 	CMPQ CX, R13
 	JLT terms
