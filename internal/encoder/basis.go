@@ -25,19 +25,31 @@ type basis struct {
 	// dec is the centered cycle split by residue mod P, the projection
 	// kernels' input (shared by every C with this K and P).
 	dec *decTable
-	// coef holds, per position, the quadratic form bᵀG⁻¹b of the pruning
-	// bound in integer units (upper triangle, off-diagonals doubled, row by
-	// row): stride = P(P+1)/2 float32s.
-	coef   []float32
-	stride int
+	// pcoef holds, per pair of seeds (positions 2p and 2p+1, see
+	// pairCoefs), the orthonormalizing coefficients of the pruning bound:
+	// pstride = (P−1)P/2 + 2P float32s, and pclass the pair's σ class (the
+	// lower of its two seeds'; see tile.setThreshold).
+	pcoef   []float32
+	pstride int
+	pclass  []uint8
+	// warmCoef holds, for the first warmSeeds positions only, the bound
+	// bᵀG⁻¹b as a quadratic form (upper triangle, off-diagonals doubled,
+	// row by row: P(P+1)/2 float32s each), for the warm start.
+	warmCoef []float32
+	stride   int
 	// classMargin[c] bounds, relative to ‖w̃‖², the float32 error of the
-	// kernels' bound for every seed of σ class c (the largest of their
-	// margins, see pruneMargin); the class thresholds take it off.
+	// pair kernels' bound for every live seed of a pair of σ class c (the
+	// largest of their margins, see pairMargin); the class thresholds take
+	// it off.
 	classMargin [classes]float64
 	// excluded marks (one bit per position) the positions whose Gram matrix
 	// fails the conditioning rule (see cholesky): those seeds are never
 	// chosen.
 	excluded []uint64
+	// dead marks (one bit per position, L+1 of them) the seeds the pair
+	// kernels do not bound: excluded, near-singular (ill), and position L,
+	// the last pair's second seed, past the cycle.
+	dead []uint64
 	// lowest is the smallest seed not excluded: zero blocks use it.
 	lowest uint32
 	// bySigma lists the non-excluded positions in increasing order of a
@@ -49,6 +61,8 @@ type basis struct {
 	// exponent window.
 	sigma   []float32
 	bySigma []int32
+	// maxSigma is the largest σ lower bound of any seed.
+	maxSigma float64
 	// class[i] is position i's σ class: the largest c with σ lower bound
 	// ≥ classSigma[c] (classSigma[0] = 0; see classOctave). The kernels compare each seed's
 	// bound with its class's threshold, which also counts the quantization
@@ -56,8 +70,8 @@ type basis struct {
 	class      []uint8
 	classSigma [classes]float64
 	// ill lists the positions whose margin exceeds illMargin: near-singular
-	// bases where the float32 quadratic form is meaningless. The kernels
-	// skip them (coefficients zeroed); the searcher bounds them through an
+	// bases where the float32 bound is meaningless. The pair kernels skip
+	// them (their coefficients zeroed); the searcher bounds them through an
 	// orthonormal basis of their span, illQ32 (C×P per seed, row-major,
 	// computed in float64), whose float32 projection ‖Qᵀw‖² has a uniform
 	// relative margin illM whatever the conditioning.
@@ -158,18 +172,25 @@ func buildBasis(K, C, P int) (*basis, error) {
 	h := int64(1) << (K - 1)
 	b := &basis{K: K, C: C, P: P, L: L, h: h, cyc: cyc, dec: dec}
 	b.stride = P * (P + 1) / 2
-	b.coef = make([]float32, L*b.stride)
+	b.pstride = pairStride(P)
+	np := (L + 1) / 2 // pairs; the last one's second seed is past the cycle
+	b.pcoef = make([]float32, np*b.pstride)
+	b.pclass = make([]uint8, np)
+	nwarm := min(L, warmSeeds)
+	b.warmCoef = make([]float32, nwarm*b.stride)
 	b.excluded = make([]uint64, (L+63)/64)
 	na := P * (P + 1) / 2
 	if K <= ainvMaxK {
 		b.ainv = make([]float64, L*na)
 	}
 	sigmas := make([]float64, L)
-	margins := make([]float64, L) // 0 for excluded and near-singular seeds
+	margins := make([]float64, L) // the pair kernels' margin; 0 for dead seeds
+	dead := make([]bool, L+1)     // excluded, near-singular, or past the cycle
+	dead[L] = true
 
 	// Seeds are independent: the positions are split in ranges (whole
-	// words of the excluded bitset) built side by side, and the
-	// near-singular lists joined in position order.
+	// words of the excluded bitset, so whole pairs) built side by side,
+	// and the near-singular lists joined in position order.
 	nw := max(1, min(runtime.GOMAXPROCS(0), L/4096))
 	per := ((L+nw-1)/nw + 63) &^ 63
 	ills := make([][]int32, nw)
@@ -181,6 +202,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 		go func(wi, lo, hi int) {
 			defer wg.Done()
 			var g, a, l [MaxLatentDim * MaxLatentDim]float64
+			var pc pairCols
 			for i := lo; i < hi; i++ {
 				v := cyc.State[i+1 : i+1+C*P]
 				gramInt(v, h, C, P, g[:])
@@ -190,45 +212,67 @@ func buildBasis(K, C, P int) (*basis, error) {
 				copy(l[:P*P], g[:P*P])
 				if !cholesky(l[:], P) {
 					b.excluded[i/64] |= 1 << (i % 64)
-					continue // coefficients and margin stay 0: such seeds can't win
+					dead[i] = true
+					continue // such seeds can't win
 				}
 				invertCholesky(l[:], a[:], P)
 				if b.ainv != nil {
 					packUpper(a[:], P, b.ainv[i*na:(i+1)*na])
 				}
-				c := b.coef[i*b.stride : (i+1)*b.stride]
-				k := 0
-				sumAbs, trA, trG := 0.0, 0.0, 0.0
-				for r := 0; r < P; r++ {
-					trA += a[r*P+r]
-					trG += g[r*P+r]
-					for s := r; s < P; s++ {
-						x := a[r*P+s]
-						if s != r {
-							x *= 2
+				if i < nwarm {
+					c := b.warmCoef[i*b.stride : (i+1)*b.stride]
+					k := 0
+					for r := 0; r < P; r++ {
+						for s := r; s < P; s++ {
+							x := a[r*P+s]
+							if s != r {
+								x *= 2
+							}
+							// The projections of a truncated table (K > 16) are
+							// 2^−shift of the true ones: an exact rescaling.
+							c[k] = float32(math.Ldexp(x, 2*dec.shift))
+							k++
 						}
-						// The projections of a truncated table (K > 16) are
-						// 2^−shift of the true ones: an exact rescaling.
-						c[k] = float32(math.Ldexp(x, 2*dec.shift))
-						sumAbs += math.Abs(x)
-						k++
 					}
 				}
 				sigmas[i] = sigmaLB(a[:], P, h)
-				m := pruneMargin(K, C, P, trA, trG, sumAbs)
-				if m > illMargin {
-					for k := range c {
-						c[k] = 0
+			}
+			// Pairs: the coefficients of both seeds and their margins; a
+			// seed whose bound is not provably accurate in float32 goes to
+			// the orthonormal path.
+			for i := lo; i < hi; i += 2 {
+				pc.load(cyc, h, C, P, i)
+				var m [2]float64
+				m[0], m[1] = pc.coefs(b.pcoef[i/2*b.pstride:(i/2+1)*b.pstride], K, C, P, dec.shift, [2]bool{dead[i], dead[i+1]})
+				for k := 0; k < 2 && i+k < hi; k++ {
+					j := i + k
+					if dead[j] {
+						continue
 					}
-					ills[wi] = append(ills[wi], int32(i))
-					illQs[wi] = append(illQs[wi], orthonormal(v, h, C, P)...)
-					continue
+					if !(m[k] <= illMargin) {
+						dead[j] = true
+						if j < nwarm {
+							// The warm start must not pick it on a
+							// meaningless float32 value either.
+							clear(b.warmCoef[j*b.stride : (j+1)*b.stride])
+						}
+						ills[wi] = append(ills[wi], int32(j))
+						illQs[wi] = append(illQs[wi], orthonormal(cyc.State[j+1:j+1+C*P], h, C, P)...)
+						continue
+					}
+					margins[j] = m[k]
 				}
-				margins[i] = m
+				pc.zeroDead(b.pcoef[i/2*b.pstride:(i/2+1)*b.pstride], P, [2]bool{dead[i], dead[i+1]})
 			}
 		}(wi, lo, hi)
 	}
 	wg.Wait()
+	b.dead = make([]uint64, (L+1+63)/64)
+	for i, x := range dead {
+		if x {
+			b.dead[i/64] |= 1 << (i % 64)
+		}
+	}
 	var illQ []float64
 	for wi := range ills {
 		b.ill = append(b.ill, ills[wi]...)
@@ -268,6 +312,11 @@ func buildBasis(K, C, P int) (*basis, error) {
 		b.bySigma = b.bySigma[:keep:keep]
 	}
 	sorted = nil
+	for i, x := range sigmas {
+		if !b.isExcluded(i) {
+			b.maxSigma = math.Max(b.maxSigma, x)
+		}
+	}
 	b.sigma = make([]float32, len(b.bySigma))
 	for i, pos := range b.bySigma {
 		b.sigma[i] = roundDown32(sigmas[pos])
@@ -280,7 +329,24 @@ func buildBasis(K, C, P int) (*basis, error) {
 		// The largest c with classSigma[c] ≤ x (classSigma[0] = 0 ≤ x).
 		c := sort.Search(classes, func(c int) bool { return b.classSigma[c] > x }) - 1
 		b.class[i] = uint8(c)
-		b.classMargin[c] = math.Max(b.classMargin[c], margins[i])
+	}
+	// A pair takes the lower class of its live seeds (thresholds grow with
+	// the class, so that threshold is valid for both) and their larger
+	// margin; a pair with no live seed, the top class (its hits are
+	// dropped).
+	for p := range b.pclass {
+		c := classes - 1
+		for _, j := range [2]int{2 * p, 2*p + 1} {
+			if !dead[j] {
+				c = min(c, int(b.class[j]))
+			}
+		}
+		b.pclass[p] = uint8(c)
+		for _, j := range [2]int{2 * p, 2*p + 1} {
+			if !dead[j] {
+				b.classMargin[c] = math.Max(b.classMargin[c], margins[j])
+			}
+		}
 	}
 	for _, pos := range b.ill {
 		b.illClass = append(b.illClass, b.class[pos])
@@ -333,6 +399,22 @@ func sigmaLB(a []float64, P int, h int64) float64 {
 	return (1 - 1e-4) / (math.Sqrt(tr) * float64(h-1))
 }
 
+// touch reads the cache lines eval will read for the seed at pos (its
+// cycle states and cached inverse) and returns something of them, so the
+// loads are kept.
+func (b *basis) touch(pos int) uint64 {
+	n := b.C * b.P
+	x := uint64(b.cyc.State[pos+1]) + uint64(b.cyc.State[pos+n])
+	if b.ainv != nil {
+		na := b.P * (b.P + 1) / 2
+		x += math.Float64bits(b.ainv[pos*na]) + math.Float64bits(b.ainv[pos*na+na-1])
+	}
+	return x
+}
+
+// isDead reports whether the pair kernels leave the seed at pos (≤ L) out.
+func (b *basis) isDead(pos int) bool { return b.dead[pos/64]>>(pos%64)&1 != 0 }
+
 // isExcluded reports whether the seed at pos is excluded.
 func (b *basis) isExcluded(pos int) bool { return b.excluded[pos/64]>>(pos%64)&1 != 0 }
 
@@ -379,23 +461,6 @@ func (b *basis) inverse(pos int, v []uint32, a []float64) bool {
 	}
 	invertCholesky(l[:], a, P)
 	return true
-}
-
-// pruneMargin bounds, relative to ‖w̃‖², how far the kernels' float32 value
-// of bᵀG⁻¹b can be from the exact one for this seed (integer units; see
-// scan.go for the projections' error and docs/PERFORMANCE.md):
-//
-//	‖Δb‖ ≤ δ‖w̃‖,  δ = κ√tr G + λ√P               (projections to float32)
-//	|b̃ᵀAb̃ − bᵀAb| ≤ (2δ√tr A + δ²·tr A)·‖w̃‖²        (A = G⁻¹, ‖Ab‖ ≤ √λmax(A)·‖w̃‖)
-//	coefficient and evaluation rounding ≤ (P²+2P+4)·u·Σ|A'|·(√tr G + δ)²·‖w̃‖²
-//
-// doubled for safety. Badly conditioned seeds get a large margin, so the
-// kernel never prunes them on the strength of a float32 value.
-func pruneMargin(K, C, P int, trA, trG, sumAbs float64) float64 {
-	kappa, lambda := projError(K, C)
-	d := float64(kappa*math.Sqrt(trG)) + float64(lambda*math.Sqrt(float64(P)))
-	m := float64(2*d*math.Sqrt(trA)) + float64(d*d*trA) + float64(float64(P*P+2*P+4)*u32*sumAbs*(math.Sqrt(trG)+d)*(math.Sqrt(trG)+d))
-	return 2 * m
 }
 
 // orthonormal returns an orthonormal basis (C×P, row-major) of the span of

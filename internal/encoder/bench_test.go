@@ -49,10 +49,12 @@ func benchPeak(b *testing.B, run func(int) float64, unit string) {
 
 // scanMulSlots is the multiply-pipe instructions the pruning scan issues
 // per (block, seed), in 8-lane units comparable with BenchmarkPeakFMA's
-// lane-FMAs: ⌈C/2⌉ VPMADDWD for the new projection and P(P+1)/2 + P
-// multiplies and multiply-adds for the bound.
+// lane-FMAs: ⌈C/2⌉ VPMADDWD for the new projection, and half of a pair's
+// bound (pair.go): (P−1)P/2 + 2P coefficient multiplies and P + 1 squares
+// (10.5 for the 4-bit configuration, 15.5 for the 3-bit one).
 func scanMulSlots(p Params) float64 {
-	return float64((p.BlockSize+1)/2 + p.LatentDim*(p.LatentDim+1)/2 + p.LatentDim)
+	P := p.LatentDim
+	return float64((p.BlockSize+1)/2) + float64((P-1)*P/2+2*P+P+1)/2
 }
 
 // BenchmarkEncode is the exhaustive K=16 search on standard-normal weights,

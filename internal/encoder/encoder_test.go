@@ -111,6 +111,8 @@ func TestSearchMatchesBruteForce(t *testing.T) {
 		{Params{16, 5, 9, 5, 4}, 500},
 		{Params{7, 1, 8, 4, 2}, 1000},
 		{Params{6, 6, 8, 4, 4}, 500},
+		{Params{16, 7, 9, 4, 4}, 300}, // the widest pair kernels
+		{Params{16, 8, 9, 4, 4}, 300},
 		{Params{20, 9, 8, 4, 4}, 200}, // P > 8: generic kernel only
 		{Paper4Bit, 96},
 		{Paper3Bit, 48},

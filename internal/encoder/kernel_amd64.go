@@ -22,15 +22,15 @@ func kernelsFor(k Kernel, bs *basis) kernels {
 		kern = projUnrolled[np]
 	}
 	out.proj = func(d *decTable, t *tile, k0, nk int, buf []float32) {
-		kern(&d.tab[0], 2*d.rowLen, &t.w16[0], t.np, k0, nk, d.P, d.P*32, &buf[0])
+		kern(&d.tab[0], 2*d.rowLen, &t.w16[0], t.np, k0, nk, d.P, d.P*4*lanes, &buf[0])
 	}
-	if P := bs.P; P < len(quadAVX2) && quadAVX2[P] != nil {
-		q := quadAVX2[P]
-		out.quad = func(_ int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32) {
+	if P := bs.P; P < len(pairAVX2) && pairAVX2[P] != nil {
+		kern := pairAVX2[P]
+		out.pair = func(_ int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32) {
 			if n <= 0 {
 				return n, 0
 			}
-			return q(&d[0], &coef[0], &cls[0], &t.thrK[0][0], n)
+			return kern(&d[0], &coef[0], &cls[0], &t.thrK[0][0], n)
 		}
 	}
 	if P := bs.P; P < len(quadMaxAVX2) && quadMaxAVX2[P] != nil {

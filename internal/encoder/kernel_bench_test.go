@@ -38,13 +38,13 @@ func BenchmarkKernels(b *testing.B) {
 			}
 			b.ReportMetric((cpuSeconds()-cpu0)*1e9/float64(n), "cpu-ns/seed")
 		})
-		b.Run(fmt.Sprintf("quad/%s", p), func(b *testing.B) {
+		b.Run(fmt.Sprintf("pair/%s", p), func(b *testing.B) {
 			n := 0
 			s.k.proj(bs.dec, s.t, 0, chunkSeeds/P+2, s.buf)
 			cpu0 := cpuSeconds()
 			for b.Loop() {
 				for from := 0; from+chunkSeeds < bs.L; from += chunkSeeds {
-					s.k.quad(P, s.buf, bs.coef[from*bs.stride:], bs.class[from:], s.t, chunkSeeds)
+					s.k.pair(P, s.buf, bs.pcoef[from/2*bs.pstride:], bs.pclass[from/2:], s.t, chunkSeeds/2)
 					n += chunkSeeds
 				}
 			}

@@ -59,8 +59,15 @@ func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float6
 			return math.Inf(1)
 		}
 	}
-	var gb [MaxLatentDim * MaxLatentDim]float64
-	g := gb[:P*P]
+	// The Gram matrix on the stack, zeroed per call: 64 entries serve
+	// P ≤ 8 (every kernel's range) at a quarter of MaxLatentDim²'s cost.
+	var gs [64]float64
+	g := gs[:]
+	if P*P > len(gs) {
+		var gl [MaxLatentDim * MaxLatentDim]float64
+		g = gl[:]
+	}
+	g = g[:P*P]
 	gramInt(v, qz.bs.h, qz.bs.C, P, g)
 	p := qz.p
 	emin, emax := p.emin(), p.emax()
@@ -111,10 +118,15 @@ func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float6
 // rounding at the range-filling exponent, plus slack for the float32
 // rounding of ŵ (eval's code has a Gram-form error no larger, and Gram
 // form and exact error differ by far less than the slack).
+//
+// The candidates come from the scan, whose kernels have just read the
+// seed's basis columns in the decimated table: for K ≤ 16 quick reads them
+// there (same integers, same arithmetic as eval) instead of from the cycle
+// states, a cache miss or two less per candidate.
 func (qz *quantizer) quick(w []float64, pos int, n2 float64) (ls, ub float64, ok bool) {
 	var b, t [MaxLatentDim]float64
-	v, ok := qz.solve(w, pos, &b, &t)
-	if !ok {
+	var cols basisCols
+	if !qz.bs.columns(pos, &cols) || !qz.solveCols(w, pos, &cols, &b, &t) {
 		return 0, 0, false
 	}
 	var proj float64
@@ -125,8 +137,79 @@ func (qz *quantizer) quick(w []float64, pos int, n2 float64) (ls, ub float64, ok
 	if e0, ok := qz.e0(&t); ok {
 		qz.round(&t, e0, &c)
 	}
-	e := math.Min(qz.exactErr(w, v, &c), n2)
+	e := math.Min(qz.exactErrCols(w, &cols, &c), n2)
 	return n2 - proj, e + float64(1e-5*(n2+e)), true
+}
+
+// basisCols is a seed's basis as integer columns: col[r][c] = V[c·P+r] − h.
+type basisCols struct {
+	// K ≤ 16: column r is tab[off[r] : off[r]+C], a run of the decimated
+	// table (offsets rather than slices: the struct is zeroed per
+	// candidate, and MaxLatentDim slice headers are 384 bytes).
+	tab []int16
+	off [MaxLatentDim]int32
+	v   []uint32 // otherwise: the cycle states
+}
+
+// col returns column r (K ≤ 16).
+func (cols *basisCols) col(r, C int) []int16 {
+	o := int(cols.off[r])
+	return cols.tab[o : o+C : o+C]
+}
+
+// columns fills cols for the seed at pos: from the decimated table when
+// it is exact (K ≤ 16), else the cycle states. False for excluded seeds.
+func (bs *basis) columns(pos int, cols *basisCols) bool {
+	if bs.isExcluded(pos) {
+		return false
+	}
+	d := bs.dec
+	if d.shift != 0 {
+		cols.v = bs.cyc.State[pos+1 : pos+1+bs.C*bs.P]
+		return true
+	}
+	cols.v = nil
+	cols.tab = d.tab
+	for r := 0; r < bs.P; r++ {
+		j := pos + 1 + r
+		cols.off[r] = int32((j%bs.P)*d.rowLen + j/bs.P)
+	}
+	return true
+}
+
+// solveCols is solve with the basis from cols: the same products and sums.
+func (qz *quantizer) solveCols(w []float64, pos int, cols *basisCols, b, t *[MaxLatentDim]float64) bool {
+	if cols.v != nil {
+		_, ok := qz.solve(w, pos, b, t)
+		return ok
+	}
+	C, P := qz.bs.C, qz.bs.P
+	for c := 0; c < C; c++ {
+		wc := w[c]
+		for i := 0; i < P; i++ {
+			b[i] += float64(float64(cols.tab[int(cols.off[i])+c]) * wc)
+		}
+	}
+	return qz.coefs(pos, b, t)
+}
+
+// exactErrCols is exactErr with the basis from cols.
+func (qz *quantizer) exactErrCols(w []float64, cols *basisCols, c *code) float64 {
+	if cols.v != nil {
+		return qz.exactErr(w, cols.v, c)
+	}
+	C, P := qz.bs.C, qz.bs.P
+	s := qz.scales[int(c.e)-qz.p.emin()]
+	var sum float64
+	for k := 0; k < C; k++ {
+		var acc int64
+		for i := 0; i < P; i++ {
+			acc += int64(cols.tab[int(cols.off[i])+k]) * int64(c.q[i])
+		}
+		d := w[k] - float64(float32(float64(acc)*s))
+		sum += float64(d * d)
+	}
+	return sum
 }
 
 // solve computes the integer-unit normal equations of seed position pos:
@@ -148,6 +231,17 @@ func (qz *quantizer) solve(w []float64, pos int, b, t *[MaxLatentDim]float64) (v
 			b[i] += float64(float64(int64(x)-h) * wc)
 		}
 	}
+	if !qz.coefs(pos, b, t) {
+		return nil, false
+	}
+	return v, true
+}
+
+// coefs sets t = G⁻¹b for the seed at pos (not excluded), from the cached
+// inverse or recomputed (same values).
+func (qz *quantizer) coefs(pos int, b, t *[MaxLatentDim]float64) bool {
+	bs := qz.bs
+	P := bs.P
 	if bs.ainv != nil {
 		// t = G⁻¹b straight from the packed upper triangle: the same
 		// products and sums, in the same order, as the unpacked matrix.
@@ -161,11 +255,11 @@ func (qz *quantizer) solve(w []float64, pos int, b, t *[MaxLatentDim]float64) (v
 			}
 			t[i] = s
 		}
-		return v, true
+		return true
 	}
 	var a [MaxLatentDim * MaxLatentDim]float64
-	if !bs.inverse(pos, v, a[:]) {
-		return nil, false
+	if !bs.inverse(pos, bs.cyc.State[pos+1:pos+1+bs.C*P], a[:]) {
+		return false
 	}
 	for i := 0; i < P; i++ {
 		var s float64
@@ -174,7 +268,7 @@ func (qz *quantizer) solve(w []float64, pos int, b, t *[MaxLatentDim]float64) (v
 		}
 		t[i] = s
 	}
-	return v, true
+	return true
 }
 
 // e0 is the range-filling exponent rule: the smallest stored exponent e

@@ -2,7 +2,6 @@ package encoder
 
 import (
 	"math"
-	"sort"
 	"sync"
 	"unsafe"
 
@@ -95,7 +94,7 @@ func projError(K, C int) (kappa, lambda float64) {
 	return 1.01 * u32, 1.01 * s * math.Sqrt(float64(C))
 }
 
-// tile is the kernels' input: up to 8 blocks as integers, pairs of weights
+// tile is the kernels' input: up to 16 blocks as integers, pairs of weights
 // interleaved by lane, plus per-lane thresholds.
 type tile struct {
 	// w16[m·8 + l] holds lane l's weights 2m (low half) and 2m+1 (high
@@ -119,8 +118,15 @@ type tile struct {
 	floor float64
 	// classSigma and classMargin are the basis's σ class edges and margins.
 	classSigma, classMargin *[classes]float64
+	// a[c] is classSigma[c]·floor, a2[c] its square: class c's smallest
+	// nonzero code norm (U units) and its energy.
+	a, a2 [classes]float64
 	// mn[l][c] is classMargin[c]·n2[l] rounded up: what thrK takes off.
 	mn [lanes][classes]float32
+	// scanOnly makes setThreshold leave thr alone: during the pair scan
+	// only thrK is read, and half the threshold stores (a cache line per
+	// class) are saved; syncIll brings thr up to date for the ill kernels.
+	scanOnly bool
 }
 
 // newTile returns a tile with its threshold tables allocated.
@@ -220,52 +226,68 @@ func (t *tile) setThreshold(l int, n2, best float64) {
 	// The zero code (error n2) is always available: best never exceeds it.
 	D := n2 - math.Min(best, n2) - float64(1e-6*n2)
 	inf := float32(math.Inf(-1))
+	alpha, eps := t.alpha[l], t.eps[l]
+	mn := &t.mn[l]
 	c := 0
 	if D > 0 {
 		// The classes with a² ≤ D (a prefix: edges increase) share the
 		// least-squares threshold.
 		var lsT float32 = inf
-		if R := float64(t.alpha[l]*math.Sqrt(D)*(1-1e-12)) - t.eps[l]; R > 0 {
+		if R := float64(alpha*math.Sqrt(D)*(1-1e-12)) - eps; R > 0 {
 			lsT = roundDown32(R * R * (1 - 1e-12))
 		}
-		n := sort.Search(classes, func(c int) bool {
-			a := float64(t.classSigma[c] * t.floor)
-			return a*a > D
-		})
-		mn := &t.mn[l]
+		n := classes
+		for n > 0 && t.a2[n-1] > D {
+			n--
+		}
 		for ; c < n; c++ {
-			t.thr[c][l] = lsT
+			if !t.scanOnly {
+				t.thr[c][l] = lsT
+			}
 			t.thrK[c][l] = subDown32(lsT, mn[c])
 		}
 	}
 	for ; c < classes; c++ {
-		a := float64(t.classSigma[c] * t.floor)
-		if !(a > 0 && D > -a*a) {
-			t.thr[c][l], t.thrK[c][l] = inf, inf
-			continue
+		a := t.a[c]
+		T := inf
+		if a > 0 && D > -t.a2[c] {
+			r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+t.a2[c])/(2*a), a))
+			if R := float64(alpha*r*(1-1e-12)) - eps; R > 0 {
+				T = roundDown32(R * R * (1 - 1e-12))
+			}
 		}
-		r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+float64(a*a))/(2*a), a))
-		R := float64(t.alpha[l]*r*(1-1e-12)) - t.eps[l]
-		if !(R > 0) {
-			t.thr[c][l], t.thrK[c][l] = inf, inf
-			continue
+		if !t.scanOnly {
+			t.thr[c][l] = T
 		}
-		T := roundDown32(R * R * (1 - 1e-12))
-		t.thr[c][l] = T
-		t.thrK[c][l] = subDown32(T, t.mn[l][c])
+		if T == inf {
+			t.thrK[c][l] = inf
+		} else {
+			t.thrK[c][l] = subDown32(T, mn[c])
+		}
 	}
 }
 
-// subDown32 is x − y (x, y ≥ 0 or x = −∞) rounded down to float32.
+// subDown32 is x − y (x, y ≥ 0 or x = −∞) rounded down to float32, and
+// never subnormal: a result below the smallest normal float32 in
+// magnitude becomes −2^−126 (still below x − y).
 func subDown32(x, y float32) float32 {
-	if y == 0 {
-		return x
+	// The float64 difference is exact unless x and y are 2^29 apart, and
+	// then off by a relative 2^−53, far inside the margins' factor 2.
+	// Taking 2^−23 of it off before rounding to nearest rounds down (by
+	// an ulp at most more than needed) without a branch: the thresholds
+	// are set tens of times per block.
+	// |v| by a compare rather than math.Abs, whose bit operations move
+	// the value to an integer register and back: v ≥ 0 almost always, so
+	// the branch predicts well.
+	v := float64(x) - float64(y)
+	a := v
+	if a < 0 {
+		a = -a
 	}
-	d := x - y
-	if float64(d) > float64(x)-float64(y) {
-		d = math.Nextafter32(d, float32(math.Inf(-1)))
+	if a < 0x1p-125 {
+		return -0x1p-126
 	}
-	return d
+	return float32(v - float64(a*0x1p-23))
 }
 
 // roundUp32 is x rounded up to float32.
@@ -286,8 +308,9 @@ func roundDown32(x float64) float32 {
 	return f
 }
 
-// chunkSeeds is how many seeds one projection pass covers: its 16 KB of
-// projections stay in L1 for the bound pass.
+// chunkSeeds is how many seeds one projection pass covers: its 32 KB of
+// projections (16 lanes) stay in L1 or L2 for the bound pass; 128 and 256
+// measured no faster.
 const chunkSeeds = 512
 
 // projBufLen is the projection buffer's length in float32s: a chunk's
@@ -298,28 +321,31 @@ const projBufLen = (chunkSeeds + 3*MaxLatentDim) * lanes
 type kernels struct {
 	// proj writes d_{r+k·P} for k ∈ [k0, k0+nk), r < P, at out[((k−k0)·P+r)·8 …].
 	proj func(d *decTable, t *tile, k0, nk int, out []float32)
-	// quad returns the first of n seeds (coefficient rows from coef, σ
-	// classes from cls, windows from d) with a candidate lane, and the lane
-	// mask; (n, 0) if none.
-	quad func(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32)
+	// pair returns the first of n pairs of seeds (coefficients from coef,
+	// σ classes from cls, projections from d: d[0…] is the first pair's
+	// e₁) where some lane's bound reaches its threshold, with the lanes
+	// of the pair's first seed in mask bits 0–7 and of its second in bits
+	// 8–15; (n, 0) if none.
+	pair func(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32)
 	ill  func(bs *basis, t *tile, from, to int) (int, uint32)
 	// qmax merges, for n seeds, each lane's largest bound and the first
 	// position t0+i reaching it into best, arg.
 	qmax func(P int, d, coef []float32, t *tile, n, t0 int, best *[lanes]float32, arg *[lanes]int32)
 }
 
-// scan returns the first position in [from, to) with a candidate lane and
-// the lane mask, or (to, 0). Projections are computed a chunk at a time and
-// kept while the tile stays (s.c0, s.c1: the seeds they cover).
+// scan returns the first position in [from, to) (both even: whole pairs)
+// of a pair with a candidate lane and the lane masks (see kernels.pair),
+// or (to, 0). Projections are computed a chunk at a time and kept while
+// the tile stays (s.c0, s.c1: the seeds they cover).
 func (s *searcher) scan(from, to int) (int, uint32) {
 	bs := s.qz.bs
-	P, S := bs.P, bs.stride
+	P, S := bs.P, bs.pstride
 	for from < to {
 		end := min(to, s.project(from))
 		off := (from + 1 - s.kA*P) * lanes
-		idx, mask := s.k.quad(P, s.buf[off:], bs.coef[from*S:], bs.class[from:], s.t, end-from)
+		idx, mask := s.k.pair(P, s.buf[off:], bs.pcoef[from/2*S:], bs.pclass[from/2:], s.t, (end-from+1)/2)
 		if mask != 0 {
-			return from + idx, mask
+			return from + 2*idx, mask
 		}
 		from = end
 	}
@@ -348,28 +374,37 @@ func projGeneric(d *decTable, t *tile, k0, nk int, out []float32) {
 	}
 }
 
-// quadGeneric is the portable twin of the quad kernels.
-func quadGeneric(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32) {
-	S := P * (P + 1) / 2
+// pairGeneric is the portable twin of the pair kernels, written with
+// explicit float32 roundings (no fused multiply-adds; the margins cover
+// both).
+func pairGeneric(P int, d, coef []float32, cls []uint8, t *tile, n int) (int, uint32) {
+	S := pairStride(P)
+	q := P - 1
 	for i := 0; i < n; i++ {
 		cf := coef[i*S : i*S+S]
 		thr := &t.thrK[cls[i]]
-		win := d[i*lanes:]
+		win := d[2*i*lanes:]
 		var mask uint32
 		for l := 0; l < lanes; l++ {
-			var q float32
+			r := thr[l]
 			k := 0
-			for r := 0; r < P; r++ {
-				br := win[r*lanes+l]
-				var acc float32
-				for s := r; s < P; s++ {
-					acc += float32(cf[k] * win[s*lanes+l])
+			for a := 1; a <= q; a++ {
+				var z float32
+				for j := 1; j <= a; j++ {
+					z += float32(cf[k] * win[j*lanes+l])
 					k++
 				}
-				q += float32(br * acc)
+				r -= float32(z * z)
 			}
-			if q >= thr[l] {
-				mask |= 1 << l
+			for side, e := range [2]int{0, P} {
+				row := cf[q*P/2+side*P:]
+				y := float32(row[0] * win[e*lanes+l])
+				for j := 1; j <= q; j++ {
+					y += float32(row[j] * win[j*lanes+l])
+				}
+				if r-float32(y*y) < 0 {
+					mask |= 1 << (lanes*side + l)
+				}
 			}
 		}
 		if mask != 0 {
@@ -430,7 +465,7 @@ func quadMaxGeneric(P int, d, coef []float32, t *tile, n, t0 int, best *[lanes]f
 	}
 }
 
-var genericKernels = kernels{proj: projGeneric, quad: quadGeneric, ill: illGeneric, qmax: quadMaxGeneric}
+var genericKernels = kernels{proj: projGeneric, pair: pairGeneric, ill: illGeneric, qmax: quadMaxGeneric}
 
 // warmSeeds is how many seeds the warm start looks at: the lane's best
 // bound among them gives a first upper bound, so the scan starts with a
@@ -443,7 +478,9 @@ func (s *searcher) project(from int) int {
 	bs := s.qz.bs
 	if from < s.c0 || from >= s.c1 {
 		P := bs.P
-		s.c0, s.c1 = from, min(bs.L, from+chunkSeeds)
+		// The last pair's second seed (position L) is past the cycle; its
+		// coefficients are zero, but its projections are read.
+		s.c0, s.c1 = from, min(2*len(bs.pclass), from+chunkSeeds)
 		// Seeds [c0, c1) read positions c0+1 … c1−1+P.
 		s.kA = (from + 1) / P
 		kB := (s.c1-1+P)/P + 1
@@ -466,7 +503,7 @@ func (s *searcher) warm() [lanes]int32 {
 	for from := 0; from < n; {
 		end := min(n, s.project(from))
 		off := (from + 1 - s.kA*P) * lanes
-		s.k.qmax(P, s.buf[off:], bs.coef[from*S:], s.t, end-from, from, &best, &arg)
+		s.k.qmax(P, s.buf[off:], bs.warmCoef[from*S:], s.t, end-from, from, &best, &arg)
 		from = end
 	}
 	return arg

@@ -6,7 +6,7 @@ package encoder
 
 type projKernel func(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
-type quadKernel func(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
+type pairKernel func(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 type illKernel func(q, w *float32, cls *uint8, thr, n2 *float32, m float32, c, from, to int) (pos int, mask uint32)
 
@@ -112,28 +112,28 @@ func projAVX2N32(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int
 func projAVX2Loop(tab *int16, rowStride int, w *int32, np, k0, nk, p, ostride int, out *float32)
 
 //go:noescape
-func quadAVX2P1(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
+func pairAVX2P1(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P2(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
+func pairAVX2P2(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P3(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
+func pairAVX2P3(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P4(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
+func pairAVX2P4(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P5(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
+func pairAVX2P5(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P6(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
+func pairAVX2P6(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P7(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
+func pairAVX2P7(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
-func quadAVX2P8(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
+func pairAVX2P8(d, coef *float32, cls *uint8, thr *float32, n int) (idx int, mask uint32)
 
 //go:noescape
 func quadMaxAVX2P1(d, coef *float32, n, t0 int, best *float32, arg *int32)
@@ -213,16 +213,16 @@ var projUnrolled = [...]projKernel{
 	32: projAVX2N32,
 }
 
-// quadAVX2 evaluates the pruning bound, one kernel per P.
-var quadAVX2 = [...]quadKernel{
-	1: quadAVX2P1,
-	2: quadAVX2P2,
-	3: quadAVX2P3,
-	4: quadAVX2P4,
-	5: quadAVX2P5,
-	6: quadAVX2P6,
-	7: quadAVX2P7,
-	8: quadAVX2P8,
+// pairAVX2 evaluates the pruning bound of pairs of seeds, one kernel per P.
+var pairAVX2 = [...]pairKernel{
+	1: pairAVX2P1,
+	2: pairAVX2P2,
+	3: pairAVX2P3,
+	4: pairAVX2P4,
+	5: pairAVX2P5,
+	6: pairAVX2P6,
+	7: pairAVX2P7,
+	8: pairAVX2P8,
 }
 
 // quadMaxAVX2 finds each lane's largest bound over a range of seeds, one kernel per P.

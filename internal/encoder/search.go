@@ -1,15 +1,14 @@
 package encoder
 
 import (
-	"cmp"
 	"math"
-	"slices"
 	"sort"
 )
 
 // lanes is how many blocks a search tile carries: the kernels keep one block
-// per SIMD lane and walk the seeds once for all of them.
-const lanes = 8
+// per SIMD lane (two 8-lane AVX2 halves) and walk the seeds once for all of
+// them, so every table load serves 16 blocks.
+const lanes = 16
 
 // better orders (error, seed) pairs: lower error, then lower seed.
 func better(err float64, seed uint32, bestErr float64, bestSeed uint32) bool {
@@ -28,7 +27,14 @@ type searcher struct {
 	// candidates counts kernel hits and full the full evaluations (for
 	// benchmarks and tests).
 	candidates, full int
+	touched          uint64 // keeps touch's loads
 	def              [lanes][]deferred
+	// exact makes every candidate's first look use quick (the cached
+	// inverse and cycle states) instead of quickPair; searchTile sets it to
+	// search again the rare block whose quickPair bounds did not hold.
+	exact bool
+	// redone counts the blocks searched again (for tests).
+	redone int
 }
 
 func newSearcher(qz *quantizer, k Kernel) *searcher {
@@ -42,10 +48,15 @@ func (s *searcher) startTile() {
 	s.t.floor = math.Ldexp(1, qz.p.emin()+qz.bias) * (1 - 1e-9)
 	s.t.classSigma = &qz.bs.classSigma
 	s.t.classMargin = &qz.bs.classMargin
+	for c, x := range qz.bs.classSigma {
+		a := x * s.t.floor
+		s.t.a[c], s.t.a2[c] = a, a*a
+	}
 	s.c0, s.c1 = 0, 0
+	s.t.scanOnly = true
 }
 
-// searchTile codes up to 8 blocks; ws[l] is block l (length C, float64 of
+// searchTile codes up to 16 blocks; ws[l] is block l (length C, float64 of
 // the float32 input), out[l] receives its code.
 func (s *searcher) searchTile(ws [][]float64, out []code) {
 	qz := s.qz
@@ -91,6 +102,8 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 	}
 	var hits [lanes]int
 	var c code
+	// check marks the lanes that pruned with an upper bound from quickPair.
+	var check uint32
 	look := func(l, p int) {
 		s.candidates++
 		hits[l]++
@@ -112,9 +125,16 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 			}
 			return
 		}
-		ls, ub, ok := qz.quick(ws[l], p, n2[l])
+		var ls, ub float64
+		ok, approx := false, false
+		if !s.exact && !bs.isDead(p) {
+			ls, ub, ok = qz.quickPair(ws[l], p, n2[l])
+			approx = ok
+		}
 		if !ok {
-			return
+			if ls, ub, ok = qz.quick(ws[l], p, n2[l]); !ok {
+				return
+			}
 		}
 		lb := s.lowerBound(p, n2[l], ls)
 		if lb > upper[l]+float64(1e-6*n2[l]) {
@@ -124,6 +144,9 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		if ub < upper[l] {
 			upper[l] = ub
 			s.t.setThreshold(l, n2[l], ub)
+			if approx {
+				check |= 1 << l
+			}
 		}
 	}
 	// Warm start: each lane's best bound among the first seeds sets its
@@ -134,19 +157,52 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 			look(l, int(warm[l]))
 		}
 	}
-	for pos := 0; pos < bs.L; {
-		p, mask := s.scan(pos, bs.L)
+	// The scan goes a pair of seeds at a time; the last pair's second seed
+	// is past the cycle, and like the other dead seeds (excluded ones, and
+	// the near-singular ones searchIll covers) its hits are dropped.
+	end := 2 * len(bs.pclass)
+	for pos := 0; pos < end; {
+		p, mask := s.scan(pos, end)
 		if mask == 0 {
 			break
 		}
-		for l := 0; l < lanes; l++ {
-			if mask&(1<<l) != 0 && int32(p) != warm[l] {
-				look(l, p)
+		for side := 0; side < 2; side++ {
+			j := p + side
+			m := mask >> (lanes * side) & (1<<lanes - 1)
+			if m == 0 || bs.isDead(j) {
+				continue
+			}
+			for l := 0; l < lanes; l++ {
+				if m&(1<<l) != 0 && int32(j) != warm[l] {
+					look(l, j)
+				}
 			}
 		}
-		pos = p + 1
+		pos = p + 2
+	}
+	// The ill kernels read thr, which the scan left alone: bring the
+	// active lanes' up to date (the same values setThreshold would have
+	// left after the lane's last update, best = upper).
+	s.t.scanOnly = false
+	for l := 0; l < lanes; l++ {
+		if active&(1<<l) != 0 {
+			s.t.setThreshold(l, n2[l], upper[l])
+		}
 	}
 	s.searchIll(ws, out, active, &bestErr, &upper, &n2)
+	// The deferred candidates' tables are far out of cache by now: touch
+	// the lines of those that may be evaluated, all lanes first, so the
+	// misses overlap instead of coming one evaluation at a time.
+	var touch uint64
+	for l := 0; l < lanes; l++ {
+		lim := math.Min(upper[l], bestErr[l]) + float64(1e-6*n2[l])
+		for _, d := range s.def[l] {
+			if d.ls <= lim {
+				touch += bs.touch(int(d.pos))
+			}
+		}
+	}
+	s.touched += touch
 	for l := 0; l < lanes; l++ {
 		if active&(1<<l) == 0 {
 			continue
@@ -155,9 +211,7 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		// candidate whose least-squares error is above it (the exact error
 		// is at least the least-squares one, up to the slack).
 		def := s.def[l]
-		slices.SortFunc(def, func(a, b deferred) int {
-			return cmp.Or(cmp.Compare(a.ls, b.ls), cmp.Compare(a.pos, b.pos))
-		})
+		sortDeferred(def)
 		for _, d := range def {
 			if d.ls > math.Min(upper[l], bestErr[l])+float64(1e-6*n2[l]) {
 				break
@@ -168,6 +222,19 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 				bestErr[l] = e
 				out[l] = c
 			}
+		}
+	}
+	// Every pruning decision assumed the best exact error is at most the
+	// lane's upper bound. With bounds from quick that always holds; with
+	// quickPair's it is checked here (it fails only where t̃ rounds
+	// differently from eval's t and eval's code is worse), and such blocks
+	// are searched again with quick.
+	for l := 0; l < lanes; l++ {
+		if check&(1<<l) != 0 && bestErr[l] > upper[l] {
+			s.redone++
+			s.exact = true
+			s.searchTile(ws[l:l+1], out[l:l+1])
+			s.exact = false
 		}
 	}
 }
@@ -213,6 +280,21 @@ type deferred struct {
 	ls  float64 // lower bound on its exact error (lowerBound)
 }
 
+// sortDeferred orders d by ls, then pos (a total order: a lane defers a
+// position once). Insertion sort: a lane defers at most eagerAfter
+// candidates, about 13 on Gaussian blocks, where the generic sort's
+// comparator calls cost more than the moves.
+func sortDeferred(d []deferred) {
+	for i := 1; i < len(d); i++ {
+		x := d[i]
+		j := i
+		for ; j > 0 && (d[j-1].ls > x.ls || (d[j-1].ls == x.ls && d[j-1].pos > x.pos)); j-- {
+			d[j] = d[j-1]
+		}
+		d[j] = x
+	}
+}
+
 // lowerBound is a lower bound (up to the 1e-6·‖w‖² slack) on the exact
 // error of any nonzero code of the seed at pos for a block with ‖w‖² = n2
 // and least-squares error ls: ls + (a − √π)₊² with π = n2 − ls and
@@ -220,6 +302,9 @@ type deferred struct {
 func (s *searcher) lowerBound(pos int, n2, ls float64) float64 {
 	bs := s.qz.bs
 	r := math.Sqrt(math.Max(n2-ls, 0))
+	if bs.maxSigma*s.t.floor <= r {
+		return ls // no seed's smallest code reaches beyond the fit
+	}
 	// The seed's σ is below its class's upper edge (or any σ, for the top
 	// class): when that already gives a ≤ √π, there is nothing to add.
 	if c := int(bs.class[pos]); c+1 < classes && bs.classSigma[c+1]*s.t.floor <= r {

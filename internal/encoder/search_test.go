@@ -133,6 +133,9 @@ func TestKernelInputsNeverSubnormal(t *testing.T) {
 	}
 	s := newSearcher(newQuantizer(p, bs, 0, true), KernelAuto)
 	s.startTile()
+	// Write the ill kernels' thresholds too (the scan leaves them to
+	// searchTile's update before searchIll), so both tables are checked.
+	s.t.scanOnly = false
 	r := rand.New(rand.NewPCG(9, 9))
 	check := func(name string, x float32) {
 		if x != 0 && math.Abs(float64(x)) < 0x1p-126 {
@@ -176,6 +179,85 @@ func TestKernelInputsNeverSubnormal(t *testing.T) {
 		for _, x := range s.buf[:chunkSeeds*lanes] {
 			check("projection", x)
 		}
+	}
+	for _, x := range bs.pcoef {
+		check("pair coefficient", x)
+	}
+}
+
+// The pair kernels report the same (pair, lane, seed) hits as their Go twin
+// over whole cycles, with thresholds spread over the bounds' range so that
+// hits are frequent; they may differ only where the bound is within
+// float32 rounding of the threshold (the margins cover that).
+func TestPairKernelsMatchGeneric(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 10))
+	for _, p := range []Params{Paper4Bit, Paper3Bit, {4, 1, 10, 4, 4}, {6, 2, 10, 4, 4}, {12, 5, 9, 4, 4}, {16, 6, 9, 4, 4}, {16, 7, 9, 4, 4}, {20, 8, 9, 4, 4}, {8, 3, 17, 4, 4}} {
+		bs, err := basisFor(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qz := newQuantizer(p, bs, 0, true)
+		fast, slow := newSearcher(qz, KernelAuto), newSearcher(qz, KernelGeneric)
+		fast.startTile()
+		slow.t = fast.t
+		slow.startTile()
+		for l, w := range gaussBlocks(uint64(p.SeedBits), lanes, p.BlockSize, 1) {
+			fast.t.setLane(l, w)
+			for c := range fast.t.thrK {
+				fast.t.thrK[c][l] = float32(r.Float64()) * fast.t.n2[l]
+			}
+		}
+		type hit struct {
+			pos  int
+			mask uint32
+		}
+		all := func(s *searcher) []hit {
+			var hs []hit
+			end := 2 * len(bs.pclass)
+			for pos := 0; pos < end; {
+				p, mask := s.scan(pos, end)
+				if mask == 0 {
+					break
+				}
+				hs = append(hs, hit{p, mask})
+				pos = p + 2
+			}
+			return hs
+		}
+		// Both searchers project their own buffers; the slow one is the
+		// reference for the values near the threshold.
+		hf, hs := all(fast), all(slow)
+		set := func(hs []hit) map[[3]int]bool {
+			m := map[[3]int]bool{}
+			for _, h := range hs {
+				for b := 0; b < 2*lanes; b++ {
+					if h.mask>>b&1 != 0 {
+						m[[3]int{h.pos + b/lanes, b % lanes}] = true
+					}
+				}
+			}
+			return m
+		}
+		sf, ss := set(hf), set(hs)
+		if len(ss) < 100 {
+			t.Fatalf("%v: only %d hits: the test does not exercise the kernels", p, len(ss))
+		}
+		differ := 0
+		for k := range sf {
+			if !ss[k] {
+				differ++
+			}
+		}
+		for k := range ss {
+			if !sf[k] {
+				differ++
+			}
+		}
+		// Borderline values: at most a handful in thousands of hits.
+		if differ > len(ss)/1000+2 {
+			t.Errorf("%v: kernel and Go twin differ on %d of %d hits", p, differ, len(ss))
+		}
+		t.Logf("%v: %d hits, %d differ", p, len(ss), differ)
 	}
 }
 
@@ -284,5 +366,37 @@ func TestRealWeightsCandidates(t *testing.T) {
 		if got > 60 {
 			t.Errorf("%s: %.1f candidates per block", name, got)
 		}
+	}
+}
+
+// searchTile's check of quickPair's upper bounds: with every bound made
+// too low (half the true one), pruning goes wrong, the check must catch
+// it, and the blocks searched again must still get the brute-force argmin.
+func TestQuickPairBoundsChecked(t *testing.T) {
+	p := Params{8, 3, 10, 4, 4}
+	ws := gaussBlocks(31, 200, p.BlockSize, 1)
+	want := reference(t, p, 0, ws)
+	bs, err := basisFor(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quickPairHook = func(ub float64) float64 { return ub / 2 }
+	defer func() { quickPairHook = nil }()
+	for _, k := range []Kernel{KernelAuto, KernelGeneric} {
+		s := newSearcher(newQuantizer(p, bs, 0, true), k)
+		out := make([]code, len(ws))
+		for b := 0; b < len(ws); b += lanes {
+			e := min(b+lanes, len(ws))
+			s.searchTile(ws[b:e], out[b:e])
+		}
+		for i := range ws {
+			if out[i] != want[i] {
+				t.Fatalf("kernel %d block %d: seed %d, reference %d", k, i, out[i].seed, want[i].seed)
+			}
+		}
+		if s.redone == 0 {
+			t.Fatalf("kernel %d: no block searched again with bounds made too low", k)
+		}
+		t.Logf("kernel %d: %d of %d blocks searched again", k, s.redone, len(ws))
 	}
 }
