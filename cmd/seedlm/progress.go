@@ -103,7 +103,7 @@ func (p *progress) update(t time.Time) {
 		p.rate = float64(p.done) / max(el.Seconds(), 1e-9) // the average until it settles
 	} else {
 		a := 1 - math.Exp(-dt.Seconds()/rateTau.Seconds())
-		p.rate += a * (inst - p.rate)
+		p.rate += float64(a * (inst - p.rate)) // no fused multiply-add anywhere (TestCrossArch)
 	}
 	p.last, p.lastN = t, p.done
 }

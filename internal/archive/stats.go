@@ -1,6 +1,9 @@
 package archive
 
-import "math"
+import (
+	"math"
+	"strconv"
+)
 
 // Error figures come from the index: SqErr and Norm2 were measured by the
 // encoder on the float32 weights against exactly what the decoder produces.
@@ -242,4 +245,29 @@ func (a *Archive) Totals() Totals {
 	s.OverheadBytes = HeaderSize + a.IndexBytes()
 	s.FileBytes += s.OverheadBytes
 	return s
+}
+
+// StatDigits is the number of significant decimal digits writers keep of
+// the error figures an index records (norm2, sq_err; docs/FORMAT.md
+// section 2.9).
+const StatDigits = 9
+
+// RoundStat is the canonical rounding of a recorded error figure: the
+// float64 nearest to x written with StatDigits significant digits
+// (strconv's correctly rounded conversions, integer arithmetic: the same
+// on every machine). seedlm compress applies it to what it records, and
+// stream and merge copy the figures as they are, so a last-bit
+// difference in a figure, should one ever arise between machines, stays
+// out of the archive's bytes in all but about one case in 10^7; it also
+// shortens the index. It is monotone (x ≤ y ⇒ RoundStat(x) ≤
+// RoundStat(y)) and idempotent. 0, NaN and ±Inf are kept.
+func RoundStat(x float64) float64 {
+	if x == 0 || math.IsNaN(x) || math.IsInf(x, 0) {
+		return x
+	}
+	v, err := strconv.ParseFloat(strconv.FormatFloat(x, 'g', StatDigits, 64), 64)
+	if err != nil {
+		return x // unreachable: the largest float64 rounds down
+	}
+	return v
 }

@@ -185,7 +185,9 @@ func MergeQuality(ctx context.Context, paths []string, original checkpoint.Sourc
 		if err != nil {
 			return nil, err
 		}
-		if n2 := presets.SumSquares(presets.FlushSubnormals(w)); math.Abs(n2-e.Norm2) > 1e-9*max(n2, e.Norm2) {
+		// compress records ‖w‖² rounded (archive.RoundStat): compare the
+		// same rounding, or, for a figure recorded unrounded, within 1e-9.
+		if n2 := presets.SumSquares(presets.FlushSubnormals(w)); archive.RoundStat(n2) != archive.RoundStat(e.Norm2) && math.Abs(n2-e.Norm2) > 1e-9*max(n2, e.Norm2) {
 			diffs = append(diffs, fmt.Sprintf("tensor %q has other weights in the original (‖w‖² %.6g) than the parts were coded from (%.6g)", t.Name, n2, e.Norm2))
 		}
 	}

@@ -220,7 +220,7 @@ func (s *searcher) search(ctx context.Context, a *presets.Allocation) (float64, 
 		hi, cHi, kHi = lo, cLo, kLo
 	} else {
 		for (hi-lo)/float64(n) > searchTolerance {
-			mid := lo + (hi-lo)/2
+			mid := lo + float64((hi-lo)/2) // rounded: Go would fuse lo + (hi−lo)·0.5
 			c := choose(mid)
 			k, err := s.kl(ctx, a, c)
 			if err != nil {

@@ -112,7 +112,9 @@ func (t *TensorPlan) Cost() float64 {
 		return c + n/100
 	}
 	for _, l := range t.Layers {
-		c += n * presets.LayerCost(l)
+		// Rounded before it is added (no fused multiply-add): every
+		// machine of a split computes Assign itself, and must agree.
+		c += float64(n * presets.LayerCost(l))
 	}
 	return c
 }

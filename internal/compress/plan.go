@@ -213,7 +213,7 @@ func MakePlan(ctx context.Context, src checkpoint.Source, s Settings, opt PlanOp
 		p.Tensors = append(p.Tensors, TensorPlan{
 			Name: t.Name, DType: t.DType, Shape: t.Shape, Shard: t.Shard,
 			Rule: tp.Rule, Passthrough: tp.Passthrough, Layers: tp.Layers, DuplicateOf: tp.DuplicateOf, PlannedBits: tp.Bits,
-			Norm2: tp.Norm2, EstSqErr: tp.EstSqErr, Measured: tp.Measured,
+			Norm2: archive.RoundStat(tp.Norm2), EstSqErr: archive.RoundStat(tp.EstSqErr), Measured: tp.Measured,
 		})
 		if q.record != nil && tp.Measured {
 			p.Tensors[i].Sensitivity = q.record.Of(t.Name)

@@ -412,6 +412,12 @@ func encodeOne(ctx context.Context, src checkpoint.Source, plan *Plan, j *job, w
 		}
 		return fmt.Errorf("%s: %w", src.Path(), err)
 	}
+	// The archive stores these figures rounded, and everything below
+	// (the exact-storage check, the report) uses what it stores.
+	res.Norm2 = archive.RoundStat(res.Norm2)
+	for k := range res.SqErr {
+		res.SqErr[k] = archive.RoundStat(res.SqErr[k])
+	}
 	last := len(res.Layers) - 1
 	if rel := res.RelErr(last); res.Norm2 > 0 && rel >= MaxRelErr {
 		// The code would lose the tensor: keep it exactly.

@@ -101,9 +101,25 @@ const fineClasses = 32
 // class, 2^−4 … 2^−18, for classes 15…1; class 0 holds the rest (edge 0).
 func classEdge(c int) float64 {
 	if c >= classes-fineClasses {
-		return math.Exp2(-float64(classes-1-c) / 8)
+		k := classes - 1 - c
+		return math.Ldexp(eighthOctaves[k%8], -(k / 8))
 	}
 	return math.Ldexp(1, c-19)
+}
+
+// eighthOctaves[j] is 2^(−j/8), correctly rounded: constants rather than
+// math.Exp2, which is assembly on arm64 and Go on amd64 and may differ in
+// the last bit, so the class edges (which seeds the kernels test against
+// which threshold) are the same bits on every architecture.
+var eighthOctaves = [8]float64{
+	1,
+	0.9170040432046712317435415947941444280387,
+	0.8408964152537145430311254762332148950400,
+	0.7711054127039704118061459310453674206534,
+	0.7071067811865475244008443621048490392848,
+	0.6484197773255048329668770588962255799177,
+	0.5946035575013605333587499852802379576465,
+	0.5452538663326288296035053278803539894964,
 }
 
 // ainvMaxK bounds the seed widths whose exact inverses are cached: at
@@ -268,7 +284,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 	}
 	// |Δd_p| ≤ (C+2)·u·‖w‖ for each unit column, so |Δ Σ d_p²| ≤
 	// (2(C+2)√P + P + 2)·u·‖w‖²; doubled for safety.
-	b.illM = roundUp32(2 * (2*float64(C+2)*math.Sqrt(float64(P)) + float64(P) + 4) * u32)
+	b.illM = roundUp32(2 * (float64(2*float64(C+2)*math.Sqrt(float64(P))) + float64(P) + 4) * u32)
 	// σ order, as far as tiny needs it (the smallest tinyMax+1), and the
 	// bulk's top: a high quantile, since the very largest σ are outliers.
 	sorted := make([]float64, 0, L)

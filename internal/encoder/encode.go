@@ -75,8 +75,19 @@ func ExpBias(w []float32, p Params) int {
 	if maxn == 0 {
 		return 0
 	}
-	top := int(math.Ceil(math.Log2(math.Sqrt(maxn)*math.Sqrt(3/float64(C))/(float64(p.qmax())+0.5)))) + 1
+	top := ceilLog2(math.Sqrt(maxn)*math.Sqrt(3/float64(C))/(float64(p.qmax())+0.5)) + 1
 	return clampInt(top-p.emax(), -MaxExpBias, MaxExpBias)
+}
+
+// ceilLog2 is ⌈log2 y⌉ for y > 0, exactly (from Frexp, not math.Log2,
+// whose last bit differs between amd64 and arm64 and could move the
+// ceiling for y just above a power of two).
+func ceilLog2(y float64) int {
+	m, e := math.Frexp(y) // y = m·2^e, m ∈ [½, 1)
+	if m == 0.5 {
+		return e - 1
+	}
+	return e
 }
 
 // EncodeLayer codes w with p. name is used in errors only.

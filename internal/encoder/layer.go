@@ -201,13 +201,15 @@ func (l *Layer) decodeRange(dst []float32, add bool, b0, b1 int) error {
 			out = blk[:n]
 		}
 		// Float64 products and sums of these integers are exact (|Σ| <
-		// 2^53), so this equals the integer formula bit for bit, with or
-		// without FMA fusion.
+		// 2^53), so this equals the integer formula bit for bit; the
+		// products are still rounded explicitly (float64(…)), so that no
+		// fused multiply-add appears anywhere in the package's compiled
+		// code (TestCrossArch checks the arm64 build for them).
 		if P == 3 { // the paper's 4-bit configuration: unrolled
 			q0, q1, q2 := float64(q[0]), float64(q[1]), float64(q[2])
 			for c := range out {
 				row := v[c*3 : c*3+3]
-				out[c] = float32((row[0]*q0 + row[1]*q1 + row[2]*q2) * scale)
+				out[c] = float32((float64(row[0]*q0) + float64(row[1]*q1) + float64(row[2]*q2)) * scale)
 			}
 		} else {
 			var qf [MaxLatentDim]float64
@@ -218,7 +220,7 @@ func (l *Layer) decodeRange(dst []float32, add bool, b0, b1 int) error {
 				row := v[c*P : c*P+P]
 				var acc float64
 				for i, x := range row {
-					acc += x * qf[i]
+					acc += float64(x * qf[i])
 				}
 				out[c] = float32(acc * scale)
 			}

@@ -191,7 +191,7 @@ func (pc *pairCols) margin(dst []float32, K, C, P, shift, side int) float64 {
 	for i := 0; i < P; i++ {
 		trG += pc.g[idx[i]*n+idx[i]]
 		for j := 0; j < P; j++ {
-			nM2 += m[i*P+j] * m[i*P+j]
+			nM2 += float64(m[i*P+j] * m[i*P+j])
 		}
 	}
 	// E = M·G·Mᵀ − I, and a bound on its float64 evaluation error.
@@ -210,8 +210,8 @@ func (pc *pairCols) margin(dst []float32, K, C, P, shift, side int) float64 {
 			if i == j {
 				s--
 			}
-			x := math.Abs(s) + rel*a
-			e2 += x * x
+			x := math.Abs(s) + float64(rel*a)
+			e2 += float64(x * x)
 		}
 	}
 	return pairMargin(K, C, P, math.Sqrt(e2), math.Sqrt(nM2), trG)
@@ -237,13 +237,15 @@ func pairMargin(K, C, P int, e, nM, trG float64) float64 {
 	if !(e < 0.5) {
 		return math.Inf(1)
 	}
-	gamma := func(n int) float64 { return float64(n) * u32 / (1 - float64(n)*u32) }
+	gamma := func(n int) float64 { return float64(n) * u32 / (1 - float64(float64(n)*u32)) }
 	kappa, lambda := projError(K, C)
 	sg := math.Sqrt(trG)
-	db := kappa*sg + lambda*math.Sqrt(float64(P))
-	eps := nM * (db + gamma(P)*(sg+db))
+	// Products rounded before they are added (float64(…)): no fused
+	// multiply-add, so the margin is the same bits on every architecture.
+	db := float64(kappa*sg) + float64(lambda*math.Sqrt(float64(P)))
+	eps := float64(nM * (db + float64(gamma(P)*(sg+db))))
 	rho := math.Sqrt(1 + e)
-	m := 2*rho*eps + eps*eps + e*(1+e)/(1-e) + gamma(P+1)*(1+(rho+eps)*(rho+eps))
+	m := float64(2*rho*eps) + float64(eps*eps) + float64(e*(1+e)/(1-e)) + float64(gamma(P+1)*(1+float64((rho+eps)*(rho+eps))))
 	return 2 * m
 }
 
@@ -365,7 +367,7 @@ func (qz *quantizer) quickPair(w []float64, pos int, n2 float64) (ls, ub float64
 	}
 	e := math.Min(qz.exactErrCols(w, &cols, &c), n2)
 	margin := bs.classMargin[bs.pclass[pos/2]]
-	ls, ub = n2-pi-margin*n2, e+1e-5*(n2+e)
+	ls, ub = n2-pi-float64(margin*n2), e+float64(1e-5*(n2+e))
 	if quickPairHook != nil {
 		ub = quickPairHook(ub)
 	}

@@ -55,7 +55,7 @@ func (qz *quantizer) evalBound(w []float64, pos int, out *code, bound, n2 float6
 		for i := 0; i < P; i++ {
 			proj += float64(b[i] * t[i])
 		}
-		if n2-proj > bound+1e-6*n2 {
+		if n2-proj > bound+float64(1e-6*n2) {
 			return math.Inf(1)
 		}
 	}
@@ -138,7 +138,7 @@ func (qz *quantizer) quick(w []float64, pos int, n2 float64) (ls, ub float64, ok
 		qz.round(&t, e0, &c)
 	}
 	e := math.Min(qz.exactErrCols(w, &cols, &c), n2)
-	return n2 - proj, e + 1e-5*(n2+e), true
+	return n2 - proj, e + float64(1e-5*(n2+e)), true
 }
 
 // basisCols is a seed's basis as integer columns: col[r][c] = V[c·P+r] − h.
@@ -351,7 +351,7 @@ func (qz *quantizer) descend(b, g []float64, c *code, err float64) float64 {
 					continue
 				}
 				fd := float64(d)
-				delta := float64(s2*float64(2*fd*r[i]+g[i*P+i])) - float64(2*s*fd*b[i])
+				delta := float64(s2*float64(float64(2*fd*r[i])+g[i*P+i])) - float64(2*s*fd*b[i])
 				if delta < 0 {
 					c.q[i] = nq
 					for k := 0; k < P; k++ {

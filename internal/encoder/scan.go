@@ -164,7 +164,7 @@ func (t *tile) setLane(l int, w []float64) {
 	var n2 int64
 	var wi [MaxBlockSize + 1]int64
 	for c, x := range w {
-		ax := alpha * x
+		ax := float64(alpha * x) // exact (α a power of two); float64(…): never fused into r − α·x
 		r := math.Round(ax)
 		d := r - ax // exact: both are multiples of ax's ulp, |d| ≤ 1/2
 		e2 += float64(d * d)
@@ -224,7 +224,7 @@ func floorLog2(x float64) int {
 // (1e-6·‖w‖²) covers the exact error's own float32 rounding of ŵ.
 func (t *tile) setThreshold(l int, n2, best float64) {
 	// The zero code (error n2) is always available: best never exceeds it.
-	D := n2 - math.Min(best, n2) - 1e-6*n2
+	D := n2 - math.Min(best, n2) - float64(1e-6*n2)
 	inf := float32(math.Inf(-1))
 	alpha, eps := t.alpha[l], t.eps[l]
 	mn := &t.mn[l]
@@ -233,7 +233,7 @@ func (t *tile) setThreshold(l int, n2, best float64) {
 		// The classes with a² ≤ D (a prefix: edges increase) share the
 		// least-squares threshold.
 		var lsT float32 = inf
-		if R := alpha*math.Sqrt(D)*(1-1e-12) - eps; R > 0 {
+		if R := float64(alpha*math.Sqrt(D)*(1-1e-12)) - eps; R > 0 {
 			lsT = roundDown32(R * R * (1 - 1e-12))
 		}
 		n := classes
@@ -252,7 +252,7 @@ func (t *tile) setThreshold(l int, n2, best float64) {
 		T := inf
 		if a > 0 && D > -t.a2[c] {
 			r := math.Max(math.Sqrt(math.Max(D, 0)), math.Min((D+t.a2[c])/(2*a), a))
-			if R := alpha*r*(1-1e-12) - eps; R > 0 {
+			if R := float64(alpha*r*(1-1e-12)) - eps; R > 0 {
 				T = roundDown32(R * R * (1 - 1e-12))
 			}
 		}
@@ -287,7 +287,7 @@ func subDown32(x, y float32) float32 {
 	if a < 0x1p-125 {
 		return -0x1p-126
 	}
-	return float32(v - a*0x1p-23)
+	return float32(v - float64(a*0x1p-23))
 }
 
 // roundUp32 is x rounded up to float32.

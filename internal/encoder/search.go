@@ -137,7 +137,7 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 			}
 		}
 		lb := s.lowerBound(p, n2[l], ls)
-		if lb > upper[l]+1e-6*n2[l] {
+		if lb > upper[l]+float64(1e-6*n2[l]) {
 			return
 		}
 		s.def[l] = append(s.def[l], deferred{pos: int32(p), ls: lb})
@@ -195,7 +195,7 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 	// misses overlap instead of coming one evaluation at a time.
 	var touch uint64
 	for l := 0; l < lanes; l++ {
-		lim := math.Min(upper[l], bestErr[l]) + 1e-6*n2[l]
+		lim := math.Min(upper[l], bestErr[l]) + float64(1e-6*n2[l])
 		for _, d := range s.def[l] {
 			if d.ls <= lim {
 				touch += bs.touch(int(d.pos))
@@ -213,7 +213,7 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 		def := s.def[l]
 		sortDeferred(def)
 		for _, d := range def {
-			if d.ls > math.Min(upper[l], bestErr[l])+1e-6*n2[l] {
+			if d.ls > math.Min(upper[l], bestErr[l])+float64(1e-6*n2[l]) {
 				break
 			}
 			s.full++
@@ -310,8 +310,8 @@ func (s *searcher) lowerBound(pos int, n2, ls float64) float64 {
 	if c := int(bs.class[pos]); c+1 < classes && bs.classSigma[c+1]*s.t.floor <= r {
 		return ls
 	}
-	if d := bs.sigmaAt(pos)*s.t.floor - r; d > 0 {
-		return ls + float64(d*d)*(1-1e-9)
+	if d := float64(bs.sigmaAt(pos)*s.t.floor) - r; d > 0 {
+		return ls + float64(float64(d*d)*(1-1e-9))
 	}
 	return ls
 }

@@ -202,5 +202,8 @@ func (c *Config) QDim() int { return c.Heads * c.HeadDim }
 // cost ≈ tokens × MatMulMAs / the machine's multiply-add rate.
 func (c *Config) MatMulMAs() float64 {
 	d, qd, kvd, I := float64(c.Hidden), float64(c.QDim()), float64(c.KVDim()), float64(c.Intermediate)
-	return float64(c.Layers)*(d*qd+2*d*kvd+qd*d+3*d*I) + d*float64(c.Vocab)
+	// Every product rounded (float64(…)): no fused multiply-add, so the
+	// cost decisions it feeds are the same on every architecture.
+	per := float64(d*qd) + float64(2*d*kvd) + float64(qd*d) + float64(3*d*I)
+	return float64(float64(c.Layers)*per) + float64(d*float64(c.Vocab))
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"sort"
+
+	"github.com/seedlm/seedlm/internal/detmath"
 )
 
 // Option is one way to code one tensor: its exact payload bits and its
@@ -282,19 +284,14 @@ func (h *slopeHeap) Pop() any {
 // bits per weight, G being the element-weighted geometric mean of σ² over
 // the tensors. High variance → more bits → smaller blocks. It returns, per
 // tensor, the option (by bits per weight = Bits/elements) nearest rate_t.
+//
+// The logarithms are detmath.Log2 and every product is rounded before it
+// is added, so the choice is the same on every architecture.
 func VarianceRates(opts [][]Option, elements []int64, sigma2 []float64, theta float64) []int {
-	var lg, tot float64
-	for t := range opts {
-		lg += float64(elements[t]) * math.Log2(math.Max(sigma2[t], 1e-300))
-		tot += float64(elements[t])
-	}
-	g := 0.0
-	if tot > 0 {
-		g = lg / tot
-	}
+	rates := varianceRates(elements, sigma2, theta)
 	choice := make([]int, len(opts))
 	for t, o := range opts {
-		rate := theta + 0.5*(math.Log2(math.Max(sigma2[t], 1e-300))-g)
+		rate := rates[t]
 		best := 0
 		for j, x := range o {
 			d := math.Abs(x.Bits/float64(elements[t]) - rate)
@@ -306,6 +303,24 @@ func VarianceRates(opts [][]Option, elements []int64, sigma2 []float64, theta fl
 		choice[t] = best
 	}
 	return choice
+}
+
+// varianceRates is rate_t of every tensor (VarianceRates).
+func varianceRates(elements []int64, sigma2 []float64, theta float64) []float64 {
+	var lg, tot float64
+	for t := range elements {
+		lg += float64(float64(elements[t]) * detmath.Log2(math.Max(sigma2[t], 1e-300)))
+		tot += float64(elements[t])
+	}
+	g := 0.0
+	if tot > 0 {
+		g = lg / tot
+	}
+	rates := make([]float64, len(elements))
+	for t := range elements {
+		rates[t] = theta + float64(0.5*(detmath.Log2(math.Max(sigma2[t], 1e-300))-g))
+	}
+	return rates
 }
 
 // AllocateByVariance is VarianceRates with θ chosen (by bisection) as large

@@ -59,7 +59,7 @@ func relCostOf(c, p int) float64 {
 	}
 	for q := p; q >= 1; q-- {
 		if v, ok := relCost[[2]int{bestC, q}]; ok {
-			return v * math.Pow(8, float64(p-q))
+			return math.Ldexp(v, 3*(p-q)) // v·8^(p−q), exact
 		}
 	}
 	return 1
@@ -79,7 +79,7 @@ func abs(x int) int {
 // above (K=18 measured 2.5×, K=20 ~9–10×).
 func seedCost(k int) float64 {
 	if k <= 16 {
-		return 0.1 + 0.9*math.Ldexp(1, k-16)
+		return 0.1 + float64(0.9*math.Ldexp(1, k-16))
 	}
 	return 0.65 * math.Ldexp(1, k-16)
 }

@@ -433,6 +433,8 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 		for _, t := range a.Tensors {
 			plans[t.Index].Rule = a.rule
 		}
+		// Budgets are computed with float64(…) around the products: the
+		// same bits on every architecture (no fused multiply-subtract).
 		var budget float64
 		switch {
 		case g.maxKL > 0:
@@ -447,7 +449,7 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 		case g.scope == ScopeCoded:
 			// Only the coded tensors' payload counts: passthrough tensors
 			// and the archive's header and index are outside the target.
-			budget = g.target*float64(codedElems) - float64(fixedCodedBits)
+			budget = float64(g.target*float64(codedElems)) - float64(fixedCodedBits)
 		default:
 			// The archive's header and index are part of the size the
 			// user asked for: on small models they are a sizable share.
@@ -455,7 +457,7 @@ func Plan(ctx context.Context, file Config, src Source, opt Options) ([]TensorPl
 			if opt.OverheadBytes != nil {
 				overhead = opt.OverheadBytes(infos, plans)
 			}
-			budget = g.target*float64(totalElems) - float64(fixedBits) - float64(8*overhead)
+			budget = float64(g.target*float64(totalElems)) - float64(fixedBits) - float64(8*overhead)
 		}
 		if err := a.apply(budget, plans, &warnings, float64(totalElems), float64(codedElems)); err != nil {
 			return nil, nil, err
@@ -642,7 +644,7 @@ func readOpen(ctx context.Context, src Source, infos []checkpoint.TensorInfo, op
 func secondMoment(w []float32) float64 {
 	var s float64
 	for _, x := range w {
-		s += float64(x) * float64(x)
+		s += float64(float64(x) * float64(x))
 	}
 	return s / float64(max(1, len(w)))
 }
@@ -889,8 +891,9 @@ func (a *Allocation) apply(budget float64, plans []TensorPlan, warnings *[]strin
 		if g.scope == ScopeCoded {
 			per = coded
 		}
-		fixed := (g.target*per - budget) / per
-		smallest := (a.MinBits() + (g.target*per - budget)) / per
+		over := float64(g.target*per) - budget // rounded: no fused multiply-subtract
+		fixed := over / per
+		smallest := (a.MinBits() + over) / per
 		if g.maxKL > 0 {
 			return fmt.Errorf("%s: the search chose a budget of %.0f bits, below the smallest plan's %.0f (internal error)", g.targetFrom, budget, a.MinBits())
 		}
@@ -995,7 +998,7 @@ func IntentOf(file, flags Config, infos []checkpoint.TensorInfo, dup []string) (
 	}
 	for i, t := range infos {
 		if keep[i] < 0 && PassthroughReason(t, g.minElem) == "" {
-			in.EncodeCost += float64(t.NumElements()) * stackCost
+			in.EncodeCost += float64(float64(t.NumElements()) * stackCost)
 		}
 	}
 	if !in.Allocates {
@@ -1025,7 +1028,7 @@ func IntentOf(file, flags Config, infos []checkpoint.TensorInfo, dup []string) (
 		if n > 2*want {
 			sampled = want
 		}
-		in.MeasuringCost += float64(sampled) * perWeight
+		in.MeasuringCost += float64(float64(sampled) * perWeight)
 	}
 	return in, nil
 }

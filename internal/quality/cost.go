@@ -23,9 +23,9 @@ const (
 // tokenCost is one scored token at sequence length T, in weight-equivalents.
 func tokenCost(c *model.Config, T int) float64 {
 	mean := float64(T) / 2 // mean context over a sequence
-	attn := float64(c.Layers) * float64(c.QDim()) * 2 * mean
+	attn := float64(float64(2*c.Layers*c.QDim()) * mean)
 	exps := float64(c.Layers) * float64(c.Heads) * mean
-	return (c.MatMulMAs()+attn)/maPerWeight + exps*expCost
+	return (c.MatMulMAs()+attn)/maPerWeight + float64(exps*expCost) // products rounded: no FMA
 }
 
 // EvalCost estimates an evaluation on t (sampling the text, scoring the
@@ -46,9 +46,9 @@ func ProbeCost(m *Model) float64 {
 	// matrices per layer l rerun L−l layers; pooled, one probe per layer
 	// the same way and one per class (from layer 0), embeddings and
 	// lm_head apart.
-	passes := 7*(L+1)/2 + 2
+	passes := float64(7*(L+1)/2) + 2 // rounded: no fused multiply-add
 	if design == Pooled {
-		passes = (L+1)/2 + float64(n) - L
+		passes = float64((L+1)/2) + float64(n) - L
 	}
 	return float64(t.Positions()) * tokenCost(m.Config, t.Tokens) * (samplingFactor + 1 + passes)
 }
