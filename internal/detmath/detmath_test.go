@@ -70,3 +70,38 @@ func TestReproducibleLog2(t *testing.T) {
 		t.Errorf("Log2 bits hash %s, want %s", got, want)
 	}
 }
+
+// TestLogAccuracy: Log within 2 ulp of math.Log (near 1, math.Log1p(x−1)),
+// with Log2's special cases. Its bits are pinned where the forward pass
+// uses it (internal/model TestReproducibleMath).
+func TestLogAccuracy(t *testing.T) {
+	for _, x := range logInputs() {
+		got, want := Log(x), math.Log(x)
+		switch {
+		case x > 0.5 && x < 2:
+			want = math.Log1p(x - 1)
+		case x < 0x1p-1022:
+			// amd64's math.Log is off for subnormals (ln 5e-324 gives
+			// −709.09): scale into the normal range first.
+			want = math.Log(x*0x1p60) - 60*math.Ln2
+		}
+		ulp := math.Nextafter(math.Abs(want), math.Inf(1)) - math.Abs(want)
+		if x == 1 {
+			ulp = math.SmallestNonzeroFloat64
+		}
+		if d := math.Abs(got - want); d > 2*ulp {
+			t.Fatalf("Log(%v) = %v, reference %v (%.1f ulp off)", x, got, want, d/ulp)
+		}
+	}
+	if got := Log(0); got != math.Inf(-1) {
+		t.Errorf("Log(0) = %v", got)
+	}
+	if got := Log(math.Inf(1)); got != math.Inf(1) {
+		t.Errorf("Log(+Inf) = %v", got)
+	}
+	for _, x := range []float64{-1, math.Inf(-1), math.NaN()} {
+		if got := Log(x); !math.IsNaN(got) {
+			t.Errorf("Log(%v) = %v, want NaN", x, got)
+		}
+	}
+}

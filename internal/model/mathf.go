@@ -1,6 +1,10 @@
 package model
 
-import "math"
+import (
+	"math"
+
+	"github.com/seedlm/seedlm/internal/detmath"
+)
 
 // The package's own exp, log, sin and cos, in float64. Why not package
 // math: its functions may be assembly on one architecture and Go on
@@ -68,32 +72,8 @@ func expSeries(x float64) float64 {
 	return p
 }
 
-// logDet is ln x for x > 0 (NaN otherwise, +Inf for +Inf).
-func logDet(x float64) float64 {
-	switch {
-	case x != x || x < 0:
-		return math.NaN()
-	case x == 0:
-		return math.Inf(-1)
-	case math.IsInf(x, 1):
-		return x
-	}
-	m, e := math.Frexp(x) // x = m·2^e, m ∈ [0.5, 1)
-	if m < math.Sqrt2/2 {
-		m *= 2
-		e--
-	}
-	// ln m = 2·atanh(s), s = (m−1)/(m+1), |s| ≤ 0.172.
-	s := (m - 1) / (m + 1)
-	s2 := float64(s * s)
-	p := 1.0 / 23
-	for k := 21; k >= 1; k -= 2 {
-		p = float64(p*s2) + 1/float64(k)
-	}
-	lm := 2 * float64(s*p)
-	fe := float64(e)
-	return (float64(fe*ln2Hi) + lm) + float64(fe*ln2Lo)
-}
+// logDet is ln x (detmath.Log: the same bits on every architecture).
+func logDet(x float64) float64 { return detmath.Log(x) }
 
 // π/2 in three parts (fdlibm): the first two have 33 significant bits, so
 // k·part is exact for |k| < 2^20.
