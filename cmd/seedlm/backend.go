@@ -1,23 +1,17 @@
 package main
 
-// This file is the only place the CLI calls the checkpoint, safetensors and
-// archive packages' constructors, so API changes there touch one file.
+// This file turns the archive package's errors into the CLI's: opening an
+// archive (with what --allow-partial could use of a cut file) and the
+// errors exitCode and stream tell apart.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 
 	"github.com/seedlm/seedlm/internal/archive"
-	"github.com/seedlm/seedlm/internal/checkpoint"
-	"github.com/seedlm/seedlm/internal/safetensors"
 )
-
-// openSource opens a checkpoint (.safetensors, *.index.json or its folder,
-// .bin/.pt/.pth).
-func openSource(path string) (checkpoint.Source, error) { return checkpoint.Open(path) }
 
 // hintPartial is the hint for a file cut after its base layers.
 const hintPartial = "the file is incomplete (an interrupted copy or download?): fetch it again; " +
@@ -74,12 +68,6 @@ func openArchive(path string, allowPartial bool) (*archive.Archive, error) {
 		Advice: hintPartial}
 }
 
-// streamArchive writes the best archive from src that fits in maxBytes
-// (archive.StreamWith).
-func streamArchive(ctx context.Context, src, dst string, maxBytes int64, overwrite, allowPartial bool) (*archive.StreamReport, error) {
-	return archive.StreamWith(ctx, src, dst, maxBytes, archive.StreamOptions{Overwrite: overwrite, AllowPartial: allowPartial})
-}
-
 // budgetError reports whether err is stream's refusal of a budget below
 // the smallest possible archive.
 func budgetError(err error) (*archive.BudgetError, bool) {
@@ -92,9 +80,6 @@ func isIntegrityError(err error) bool {
 	var ie *archive.IntegrityError
 	return errors.As(err, &ie)
 }
-
-// sameFile reports whether a and b name the same existing file.
-func sameFile(a, b string) bool { return safetensors.SameFile(a, b) }
 
 // partString describes a part archive's part record for messages.
 func partString(p *archive.Part) string {

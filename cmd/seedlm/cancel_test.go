@@ -41,11 +41,7 @@ func eightBits() compress.Settings {
 // Cancelling compress between tensors leaves nothing at OUT and no temp
 // files, and maps to exit 130.
 func TestCompressCancelLeavesNothing(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
-	if err := writeTestModel(in, map[string]string{"dtype": "F32", "shards": "1"}); err != nil {
-		t.Fatal(err)
-	}
+	dir, in := testModelIn(t, nil)
 	for _, at := range []int{0, 3, 6} { // after the first, a middle and the last tensor
 		ctx, cancel := context.WithCancel(context.Background())
 		o := &compressOptions{Output: filepath.Join(dir, "m.seedlm"), Quiet: true, Settings: eightBits(),
@@ -68,11 +64,7 @@ func TestCompressCancelLeavesNothing(t *testing.T) {
 
 // Cancelling inside a long encode stops it promptly.
 func TestCompressCancelDuringEncode(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
-	if err := writeTestModel(in, map[string]string{"dtype": "F32", "shards": "1", "big": ""}); err != nil {
-		t.Fatal(err)
-	}
+	dir, in := testModelIn(t, map[string]string{"big": ""})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var cancelledAt time.Time
@@ -98,11 +90,7 @@ func TestCompressCancelDuringEncode(t *testing.T) {
 }
 
 func TestDecompressCancelLeavesNothing(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
-	if err := writeTestModel(in, map[string]string{"dtype": "F32", "shards": "1"}); err != nil {
-		t.Fatal(err)
-	}
+	dir, in := testModelIn(t, nil)
 	arc := filepath.Join(dir, "m.seedlm")
 	if err := runCompress(context.Background(), &compressOptions{Output: arc, Quiet: true, Settings: eightBits()},
 		[]string{in}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
@@ -189,11 +177,7 @@ func TestHintsAreTyped(t *testing.T) {
 
 // Slow settings are announced, with the estimate, before encoding starts.
 func TestCompressWarnsSlowSettings(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
-	if err := writeTestModel(in, map[string]string{"dtype": "F32", "shards": "1"}); err != nil {
-		t.Fatal(err)
-	}
+	dir, in := testModelIn(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var stderr bytes.Buffer

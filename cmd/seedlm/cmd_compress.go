@@ -9,7 +9,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"text/tabwriter"
 
@@ -127,7 +126,7 @@ func openInput(input string) (checkpoint.Source, error) {
 	if _, err := os.Stat(input); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("input %s does not exist", input)
 	}
-	src, err := openSource(input)
+	src, err := checkpoint.Open(input)
 	if err != nil {
 		if len(hints(err)) > 0 {
 			return nil, err
@@ -197,10 +196,7 @@ func runCompress(ctx context.Context, o *compressOptions, args []string, stdout,
 		return err
 	}
 	defer src.Close()
-	workers := o.Workers
-	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
+	workers := workerCount(o.Workers)
 	var plan *compress.Plan
 	var part compress.Part
 	if o.PlanFile != "" {
@@ -516,13 +512,5 @@ func defaultArchiveName(input string, part compress.Part) string {
 // checkOutput refuses to write over the input, and over an existing file
 // without --force.
 func checkOutput(out, input string, force bool) error {
-	return checkOutputPath(out, input, force, "the input", "choose another output with -o", "name the archive file with -o")
-}
-
-// checkOutputPath is the shared rule behind checkOutput and
-// checkStreamOutput: never the input (whatever --force says), never a
-// directory, an existing file only with --force. inputIs names the input in
-// the error; sameHint and dirHint are the hints for those two cases.
-func checkOutputPath(out, input string, force bool, inputIs, sameHint, dirHint string) error {
-	return checkOutputFile(out, input, force, inputIs, sameHint, dirHint)
+	return checkOutputFile(out, input, force, "the input", "choose another output with -o", "name the archive file with -o")
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"path/filepath"
 	"strings"
 	"time"
@@ -488,12 +489,13 @@ func orSource(dt string) string {
 	return dt
 }
 
-func numElems(shape []int64) int64 {
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
+// relErr is √(sqErr/norm2), √sqErr when norm2 is 0 (archive.TensorEntry.RelErr's
+// rule, over decompress's running sums).
+func relErr(norm2, sqErr float64) float64 {
+	if norm2 <= 0 {
+		return math.Sqrt(sqErr)
 	}
-	return n
+	return math.Sqrt(sqErr / norm2)
 }
 
 // defaultDecompressName strips .seedlm and adds .safetensors (a folder for

@@ -60,15 +60,10 @@ func (o *evalOptions) AddFlags(fs *pflag.FlagSet) {
 
 func (o *evalOptions) resolve(c *config) error {
 	var err error
-	if o.Quiet, err = c.getBool(keyQuiet); err != nil {
-		return err
-	}
-	if o.Workers, err = c.getInt(keyWorkers); err != nil {
+	if o.Quiet, o.Workers, err = c.quietAndWorkers(); err != nil {
 		return err
 	}
 	switch {
-	case o.Workers < 0:
-		return usagef("workers (from %s) must be ≥ 0, got %d", c.origin(keyWorkers), o.Workers)
 	case o.Samples <= 0:
 		return usagef("--samples must be ≥ 1, got %d", o.Samples)
 	case o.TokensPer <= 0:
@@ -186,7 +181,7 @@ func openCandidate(path string, o *evalOptions, stderr io.Writer) (*candidate, e
 	if o.Layers > 0 || o.AllowPartial {
 		return nil, withHint(usagef("--layers and --allow-partial apply to an archive CANDIDATE; %s is not a .seedlm archive", path), "drop them, or name the archive")
 	}
-	src, err := openSource(path)
+	src, err := checkpoint.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +266,7 @@ func runEval(ctx context.Context, o *evalOptions, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	src, err := openSource(origPath)
+	src, err := checkpoint.Open(origPath)
 	if err != nil {
 		return err
 	}
@@ -313,10 +308,7 @@ func runEval(ctx context.Context, o *evalOptions, args []string, stdout, stderr 
 			maxLen = max(maxLen, len(s))
 		}
 	}
-	workers := o.Workers
-	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
+	workers := workerCount(o.Workers)
 	est := evalMemory(cfg, usedOrig, usedCand, text == nil, samples, maxLen, scored, workers)
 	limit, limitFrom := o.maxMemory, "--max-memory"
 	if limit == 0 {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"unicode/utf8"
@@ -185,7 +184,7 @@ func (in *inspection) row(i int) inspectTensor {
 	e := &in.ix.Tensors[i]
 	layers := e.Layers
 	t := inspectTensor{Name: e.Name, DType: e.DType, Shape: e.Shape, Shard: e.Shard, Rule: e.Rule, Passthrough: e.Passthrough,
-		Weights: numElems(e.Shape), OmittedLayers: e.OmittedLayers, norm2: e.Norm2, DuplicateOf: e.DuplicateOf}
+		Weights: e.NumElements(), OmittedLayers: e.OmittedLayers, norm2: e.Norm2, DuplicateOf: e.DuplicateOf}
 	if e.DuplicateOf != "" {
 		return t // no bytes of its own; it decodes to its original
 	}
@@ -211,14 +210,14 @@ func (in *inspection) row(i int) inspectTensor {
 	if n > 0 {
 		t.BitsPerWeight = float64(t.Bytes) * 8 / float64(n)
 	}
-	for _, l := range layers {
+	for k, l := range layers {
 		il := inspectLayer{Params: l.Params.String(), BlockSize: l.Params.BlockSize, LatentDim: l.Params.LatentDim,
 			SeedBits: l.Params.SeedBits, CoeffBits: l.Params.CoeffBits, ExpBits: l.Params.ExpBits,
 			ExpBias: l.ExpBias, Bytes: l.Chunk.Length, SNRdB: archive.SNRdB(e.Norm2, l.SqErr)}
 		if n > 0 {
 			il.BitsPerWeight = float64(l.Chunk.Length) * 8 / float64(n)
 		}
-		il.RelErr = relErr(e.Norm2, l.SqErr)
+		il.RelErr = e.RelErr(k)
 		t.Layers = append(t.Layers, il)
 	}
 	return t
@@ -365,13 +364,6 @@ func (in *inspection) writeJSON(w io.Writer) error {
 	bw.WriteString("],")
 	bw.Write(head.Bytes()[i+len(empty):])
 	return bw.Flush()
-}
-
-func relErr(norm2, sqErr float64) float64 {
-	if norm2 <= 0 {
-		return math.Sqrt(sqErr)
-	}
-	return math.Sqrt(sqErr / norm2)
 }
 
 // print writes the text report. The table is aligned like text/tabwriter

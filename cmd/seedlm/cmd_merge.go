@@ -126,7 +126,7 @@ func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, stder
 		out = filepath.Join(filepath.Dir(filepath.Clean(args[0])), m[1]+".seedlm")
 	}
 	for _, p := range parts {
-		if err := checkOutputPath(out, p, o.Force, "one of the parts", "choose another output with -o", "name the archive file with -o"); err != nil {
+		if err := checkOutputFile(out, p, o.Force, "one of the parts", "choose another output with -o", "name the archive file with -o"); err != nil {
 			return err
 		}
 	}
@@ -151,8 +151,8 @@ func runMerge(ctx context.Context, o *mergeOptions, args []string, stdout, stder
 		return err
 	}
 	rep := &mergeReport{Output: out, Parts: parts, Tensors: mr.Tensors, OutputBytes: mr.Bytes, WallSeconds: time.Since(start).Seconds(), Quality: fig}
-	if fig != nil && *fig.KLMean > compress.KLWarning {
-		fmt.Fprintf(stderr, "seedlm: warning: the compressed model's predictions differ substantially from the original's (mean KL %.4g nats, top-1 agreement %.4g %%); see seedlm eval\n", *fig.KLMean, 100**fig.Top1)
+	if w := compress.QualityWarning(fig); w != "" {
+		fmt.Fprintf(stderr, "seedlm: warning: %s\n", w)
 	}
 	if o.JSON {
 		return writeJSON(stdout, rep)

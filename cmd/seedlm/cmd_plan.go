@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -118,18 +115,12 @@ func runPlan(ctx context.Context, o *planOptions, args []string, stdout, stderr 
 	if err := checkOutput(out, input, o.Force); err != nil {
 		return err
 	}
-	if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
-		return withHint(fmt.Errorf("output folder %s does not exist", filepath.Dir(out)), "create it first, or choose another path with -o")
-	}
 	src, err := openInput(input)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
-	workers := o.Workers
-	if workers == 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
+	workers := workerCount(o.Workers)
 	plan, err := makePlan(ctx, src, recordedSettings(o.Settings, false), workers, true, !o.Quiet && !o.JSON, stderr)
 	if err != nil {
 		return err

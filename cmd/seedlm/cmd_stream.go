@@ -154,7 +154,7 @@ func runStream(ctx context.Context, o *streamOptions, args []string, stdout, std
 	}
 	sweepTemps(out, stderr)
 
-	sr, err := streamArchive(ctx, path, out, o.MaxBytes, o.Force, o.AllowPartial)
+	sr, err := archive.StreamWith(ctx, path, out, o.MaxBytes, archive.StreamOptions{Overwrite: o.Force, AllowPartial: o.AllowPartial})
 	if be, ok := budgetError(err); ok {
 		return &budgetTooSmall{path: path, maxBytes: o.MaxBytes, flag: o.MaxBytesFlag, minBytes: be.MinBytes, sourceBytes: srcSize}
 	}
@@ -238,8 +238,11 @@ func (r *streamReport) print(w io.Writer) {
 		fmt.Fprintf(w, "(%s stored exactly, always included)\n", plural(n, "tensor", "tensors"))
 	}
 	if r.DuplicateTensors > 0 {
-		fmt.Fprintf(w, "(%s stored once as %s original, with %s layers)\n", plural(r.DuplicateTensors, "duplicate", "duplicates"),
-			map[bool]string{true: "its", false: "their"}[r.DuplicateTensors == 1], map[bool]string{true: "its", false: "their"}[r.DuplicateTensors == 1])
+		its := "their"
+		if r.DuplicateTensors == 1 {
+			its = "its"
+		}
+		fmt.Fprintf(w, "(%s stored once as %s original, with %s layers)\n", plural(r.DuplicateTensors, "duplicate", "duplicates"), its, its)
 	}
 }
 
@@ -291,7 +294,7 @@ func (e *budgetTooSmall) Hint() string {
 // checkStreamOutput refuses the source as OUT (even with --force) and an
 // existing OUT without --force.
 func checkStreamOutput(out, src string, force bool) error {
-	return checkOutputPath(out, src, force, "the source archive",
+	return checkOutputFile(out, src, force, "the source archive",
 		"choose another output with -o; stream never overwrites its source", "name the output file with -o")
 }
 

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -253,6 +254,15 @@ func (c *config) quietAndWorkers() (quiet bool, workers int, err error) {
 		err = usagef("workers (from %s) must be ≥ 0, got %d", c.origin(keyWorkers), workers)
 	}
 	return
+}
+
+// workerCount is the number of workers a --workers value means (0: one
+// per core).
+func workerCount(n int) int {
+	if n == 0 {
+		return runtime.GOMAXPROCS(0)
+	}
+	return n
 }
 
 // parseDTypeFlag maps decompress's --dtype to a safetensors dtype ("" = the

@@ -85,11 +85,7 @@ func TestLayoutMatrix(t *testing.T) {
 // A panic is reported as an internal error with exit 1: Go's own status for
 // a panic, 2, would claim a usage error.
 func TestPanicIsNotUsage(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
-	if err := writeTestModel(in, map[string]string{"dtype": "F32", "shards": "1"}); err != nil {
-		t.Fatal(err)
-	}
+	dir, in := testModelIn(t, nil)
 	saved := isTerminal
 	defer func() { isTerminal = saved }()
 	isTerminal = func(io.Writer) bool { panic("injected") }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand"
 	"os"
@@ -273,6 +274,20 @@ func testModelTensors(opt map[string]string) []testTensor {
 	return ts
 }
 
+// testModelIn writes the test model (F32, one file; extra adds options)
+// as m.safetensors in a new temp folder and returns the folder and file.
+func testModelIn(t *testing.T, extra map[string]string) (dir, in string) {
+	t.Helper()
+	dir = t.TempDir()
+	in = filepath.Join(dir, "m.safetensors")
+	opt := map[string]string{"dtype": "F32", "shards": "1"}
+	maps.Copy(opt, extra)
+	if err := writeTestModel(in, opt); err != nil {
+		t.Fatal(err)
+	}
+	return dir, in
+}
+
 func writeTestModel(out string, opt map[string]string) error {
 	ts := testModelTensors(opt)
 	meta := map[string]string{"format": "pt", "origin": "seedlm test model"}
@@ -366,12 +381,12 @@ func compareCheckpoints(origPath, outPath string, maxRel float64, wantDT, archiv
 			return ok && e.Passthrough
 		}
 	}
-	a, err := openSource(origPath)
+	a, err := checkpoint.Open(origPath)
 	if err != nil {
 		return "", err
 	}
 	defer a.Close()
-	b, err := openSource(outPath)
+	b, err := checkpoint.Open(outPath)
 	if err != nil {
 		return "", err
 	}

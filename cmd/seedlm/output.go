@@ -80,7 +80,7 @@ func isInput(out, input string) bool {
 	absOut, _ := filepath.Abs(out)
 	for _, in := range inputPaths(input) {
 		absIn, _ := filepath.Abs(in)
-		if absOut == absIn || sameFile(out, in) {
+		if absOut == absIn || safetensors.SameFile(out, in) {
 			return true
 		}
 	}

@@ -14,11 +14,7 @@ import (
 // On a terminal, compress draws a bar on stderr (never stdout); with
 // --quiet or --json, or when stderr is not a terminal, it draws nothing.
 func TestProgressOnlyOnTerminal(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
-	if err := writeTestModel(in, map[string]string{"dtype": "F32", "shards": "1"}); err != nil {
-		t.Fatal(err)
-	}
+	dir, in := testModelIn(t, nil)
 	old := isTerminal
 	defer func() { isTerminal = old }()
 	for _, c := range []struct {
@@ -112,11 +108,7 @@ func TestProgressSmoothFixedAndFinal(t *testing.T) {
 // The measuring pass of a size target has its own labelled bar, counting
 // tensors; it is gone before the encoding bar starts.
 func TestProgressMeasuringBar(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
-	if err := writeTestModel(in, map[string]string{"dtype": "F32", "shards": "1"}); err != nil {
-		t.Fatal(err)
-	}
+	dir, in := testModelIn(t, nil)
 	old := isTerminal
 	defer func() { isTerminal = old }()
 	isTerminal = func(io.Writer) bool { return true }

@@ -1,6 +1,10 @@
 package compress
 
-import "github.com/seedlm/seedlm/internal/archive"
+import (
+	"fmt"
+
+	"github.com/seedlm/seedlm/internal/archive"
+)
 
 // Report is what a run did, measured from what it wrote: the one schema
 // `seedlm compress --json` prints and scripts read.
@@ -78,6 +82,15 @@ type Report struct {
 // KLWarning is the mean KL above which compress warns: the compressed
 // model no longer predicts like the original.
 const KLWarning = 1.0
+
+// QualityWarning is the warning compress and merge give when the measured
+// mean KL exceeds KLWarning ("" when q is nil or below it).
+func QualityWarning(q *archive.Quality) string {
+	if q == nil || *q.KLMean <= KLWarning {
+		return ""
+	}
+	return fmt.Sprintf("the compressed model's predictions differ substantially from the original's (mean KL %.4g nats, top-1 agreement %.4g %%); see seedlm eval", *q.KLMean, 100**q.Top1)
+}
 
 // FileStat is a sidecar file stored in the archive.
 type FileStat struct {

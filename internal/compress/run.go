@@ -209,8 +209,8 @@ func Run(ctx context.Context, src checkpoint.Source, plan *Plan, part Part, out 
 		}
 		rep.Quality = fig
 		rep.EvalSeconds = time.Since(t0).Seconds()
-		if fig != nil && *fig.KLMean > KLWarning {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("the compressed model's predictions differ substantially from the original's (mean KL %.4g nats, top-1 agreement %.4g %%); see seedlm eval", *fig.KLMean, 100**fig.Top1))
+		if msg := QualityWarning(fig); msg != "" {
+			rep.Warnings = append(rep.Warnings, msg)
 		}
 	}
 	if err := w.Commit(); err != nil {

@@ -31,6 +31,7 @@ import (
 
 	"github.com/seedlm/seedlm/internal/checkpoint"
 	"github.com/seedlm/seedlm/internal/compress"
+	"github.com/seedlm/seedlm/internal/dtype"
 	"github.com/seedlm/seedlm/internal/encoder"
 	"github.com/seedlm/seedlm/internal/presets"
 )
@@ -193,10 +194,7 @@ func makePlan(ctx context.Context, src checkpoint.Source, cfg presets.Config) (*
 func tensorPlans(p *compress.Plan) []presets.TensorPlan {
 	out := make([]presets.TensorPlan, len(p.Tensors))
 	for i, t := range p.Tensors {
-		n := int64(1)
-		for _, d := range t.Shape {
-			n *= d
-		}
+		n, _ := dtype.NumElements(t.Shape) // a plan's shapes are valid
 		out[i] = presets.TensorPlan{Name: t.Name, Rule: t.Rule, Passthrough: t.Passthrough, Layers: t.Layers,
 			Elements: n, Bits: t.PlannedBits, Norm2: t.Norm2, EstSqErr: t.EstSqErr, Measured: t.Measured}
 	}
