@@ -341,7 +341,7 @@ func printCompressReport(w io.Writer, r *compress.Report) {
 			fmt.Fprintf(tw, "  skipped\t%s\n", strings.Join(r.SkippedFiles, "; "))
 		}
 	}
-	fmt.Fprintf(tw, "  output\t%s on disk\n", plural64(r.OutputBytes, "byte", "bytes"))
+	fmt.Fprintf(tw, "  archive\t%s on disk\n", plural64(r.OutputBytes, "byte", "bytes"))
 	fmt.Fprintf(tw, "  ratio\t%.2f× vs input, %.2f× vs fp32\n", r.RatioVsInput, r.RatioVsFP32)
 	fmt.Fprintf(tw, "  bits/weight\t%.3f overall (file bits / all weights), %.3f in coded tensors\n", r.BitsPerWeight, r.CodedBitsPerWeight)
 	if r.Objective != "" {
