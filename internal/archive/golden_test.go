@@ -247,7 +247,7 @@ func TestGoldenRewrite(t *testing.T) {
 		}
 		res := &encoder.Result{Norm2: e.Norm2}
 		for k, le := range e.Layers {
-			p, err := a.readChunk(e, k, &le.Chunk)
+			p, err := a.readChunk(slot{i, k})
 			if err != nil {
 				t.Fatal(err)
 			}
