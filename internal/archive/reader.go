@@ -257,17 +257,27 @@ func (a *Archive) readChunk(s slot) ([]byte, error) {
 	r := a.idx.ref(s)
 	b := make([]byte, r.Length)
 	if err := readFull(a.f, b, r.Offset); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			e := a.idx.integrity(a.path, s, "file ends inside the chunk (it shrank after it was opened?)")
-			e.Advice, e.Err = hintTruncated, ErrTruncated
-			return nil, e
-		}
-		return nil, fmt.Errorf("archive: read %s: %w", a.idx.describe(s), err)
+		return nil, a.readError(s, err)
 	}
 	if hexSum(b) != r.SHA256 {
 		return nil, a.idx.integrity(a.path, s, "SHA-256 mismatch")
 	}
 	return b, nil
+}
+
+// shrank is the reason given when the file ends inside a chunk that Open
+// found complete.
+const shrank = "file ends inside the chunk (it shrank after it was opened?)"
+
+// readError is the error for a failed read of slot s's chunk: the file
+// ending inside it is an *IntegrityError (ErrTruncated).
+func (a *Archive) readError(s slot, err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		e := a.idx.integrity(a.path, s, shrank)
+		e.Advice, e.Err = hintTruncated, ErrTruncated
+		return e
+	}
+	return fmt.Errorf("archive: read %s: %w", a.idx.describe(s), err)
 }
 
 // ReadPassthrough returns a passthrough tensor's bytes, byte-exact, after
