@@ -16,11 +16,7 @@ import (
 
 func TestRoundTrip(t *testing.T) {
 	ts, path, data := fixtureArchive(t, t.TempDir())
-	a, err := Open(path, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, path)
 	if err := a.Verify(context.Background()); err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -147,11 +143,7 @@ func TestDeterministic(t *testing.T) {
 // TestLayout checks the embedded-progressive order directly from the index.
 func TestLayout(t *testing.T) {
 	_, path, data := fixtureArchive(t, t.TempDir())
-	a, err := Open(path, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, path)
 	type ch struct {
 		name  string
 		layer int
@@ -323,11 +315,7 @@ func TestCreateRejectsBadOutput(t *testing.T) {
 func TestEmptyArchive(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "e.seedlm")
 	writeArchive(t, p, Header{SourceFormat: "torch"}, nil)
-	a, err := Open(p, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, p)
 	if err := a.Verify(context.Background()); err != nil || len(a.Index().Tensors) != 0 {
 		t.Errorf("empty archive: %v, %d tensors", err, len(a.Index().Tensors))
 	}

@@ -3,7 +3,6 @@ package archive
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -25,16 +24,16 @@ const DecodeStep = 1 << 20
 // hash-checked; on a mismatch nothing is returned. It holds the whole
 // tensor in memory: DecodeTensorTo does not.
 func (a *Archive) DecodeTensor(name string, layers int) ([]float32, error) {
-	t, layers, err := a.codedArgs(name, layers)
+	i, layers, err := a.codedArgs(name, layers)
 	if err != nil {
 		return nil, err
 	}
-	n := t.Layers[0].N // checked: equals the shape's element count, ≤ MaxElements
+	n := a.idx.Tensors[i].Layers[0].N // checked: equals the shape's element count, ≤ MaxElements
 	if int64(int(n)) != n {
 		return nil, fmt.Errorf("archive: tensor %q has %d weights, too many for this platform", name, n)
 	}
 	out := make([]float32, n)
-	err = a.decode(t, layers, func(e0 int64, n int) []float32 { return out[e0 : e0+int64(n)] }, nil)
+	err = a.decode(i, layers, func(e0 int64, n int) []float32 { return out[e0 : e0+int64(n)] }, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -49,47 +48,49 @@ func (a *Archive) DecodeTensor(name string, layers int) ([]float32, error) {
 // after emit has seen the bad weights, so a caller writing them must
 // discard its output on error (decompress writes to a temp file).
 func (a *Archive) DecodeTensorTo(name string, layers int, emit func(w []float32) error) error {
-	t, layers, err := a.codedArgs(name, layers)
+	i, layers, err := a.codedArgs(name, layers)
 	if err != nil {
 		return err
 	}
-	buf := make([]float32, min(t.Layers[0].N, DecodeStep))
-	return a.decode(t, layers, func(_ int64, n int) []float32 { return buf[:n] }, emit)
+	buf := make([]float32, min(a.idx.Tensors[i].Layers[0].N, DecodeStep))
+	return a.decode(i, layers, func(_ int64, n int) []float32 { return buf[:n] }, emit)
 }
 
-// codedArgs checks a decode request and clamps layers to the complete ones.
-func (a *Archive) codedArgs(name string, layers int) (*TensorEntry, int, error) {
+// codedArgs checks a decode request and returns the index of the entry
+// holding the tensor's chunks, with layers clamped to the complete ones.
+func (a *Archive) codedArgs(name string, layers int) (int, int, error) {
 	i, ok := a.byName[name]
 	if !ok {
-		return nil, 0, fmt.Errorf("archive: no tensor %q in %s", name, a.path)
+		return 0, 0, fmt.Errorf("archive: no tensor %q in %s", name, a.path)
 	}
 	if o := a.idx.Tensors[i].DuplicateOf; o != "" {
 		i = a.byName[o] // validated: an earlier tensor
 	}
 	t := &a.idx.Tensors[i]
 	if t.Passthrough {
-		return nil, 0, errorf("use ReadPassthrough", "archive: tensor %q is stored losslessly", name)
+		return 0, 0, errorf("use ReadPassthrough", "archive: tensor %q is stored losslessly", name)
 	}
 	if layers < 0 || layers > len(t.Layers) {
-		return nil, 0, errorf(fmt.Sprintf("ask for 1 to %d, or 0 for all", len(t.Layers)), "archive: tensor %q has %d layers, %d requested", name, len(t.Layers), layers)
+		return 0, 0, errorf(fmt.Sprintf("ask for 1 to %d, or 0 for all", len(t.Layers)), "archive: tensor %q has %d layers, %d requested", name, len(t.Layers), layers)
 	}
 	if layers == 0 || layers > a.avail[i] {
 		layers = a.avail[i]
 	}
-	return t, layers, nil
+	return i, layers, nil
 }
 
 // decode runs over the tensor in steps of DecodeStep weights: for each,
 // every layer's blocks covering the step are read, decoded into scratch and
 // summed into dst(e0, n) in layer order (float32 adds, exactly as
 // encoder.Layer.Decode with add does), then emit (if set) is called.
-func (a *Archive) decode(t *TensorEntry, layers int, dst func(e0 int64, n int) []float32, emit func([]float32) error) error {
+func (a *Archive) decode(i, layers int, dst func(e0 int64, n int) []float32, emit func([]float32) error) error {
+	t := &a.idx.Tensors[i]
 	n := t.Layers[0].N
 	lrs := make([]*layerReader, layers)
 	maxC := 1
 	for k := range lrs {
 		le := &t.Layers[k]
-		lrs[k] = &layerReader{a: a, t: t, k: k, le: le, hash: sha256.New()}
+		lrs[k] = &layerReader{a: a, s: slot{i, k}, le: le, hash: sha256.New()}
 		maxC = max(maxC, le.Params.BlockSize)
 	}
 	// A step's blocks, rounded out to groups of 8 (whose payload starts on
@@ -121,16 +122,17 @@ func (a *Archive) decode(t *TensorEntry, layers int, dst func(e0 int64, n int) [
 // pieces, hashing each byte once.
 type layerReader struct {
 	a      *Archive
-	t      *TensorEntry
-	k      int
-	le     *LayerEntry
+	s      slot        // the layer's chunk
+	le     *LayerEntry // its index entry
 	hash   hash.Hash
 	hashed int64 // the chunk's first `hashed` bytes went into hash
 	buf    []byte
 }
 
 func (lr *layerReader) integrity(reason string, kind error, hint string) error {
-	return &IntegrityError{Path: lr.a.path, Tensor: lr.t.Name, Chunk: chunkName(lr.k), Offset: lr.le.Chunk.Offset, Reason: reason, Err: kind, Advice: hint}
+	e := lr.a.idx.integrity(lr.a.path, lr.s, reason)
+	e.Err, e.Advice = kind, hint
+	return e
 }
 
 // read returns chunk bytes [y0, y1), hashing those not hashed yet. Reads
@@ -141,10 +143,7 @@ func (lr *layerReader) read(y0, y1 int64) ([]byte, error) {
 	}
 	b := lr.buf[:y1-y0]
 	if err := readFull(lr.a.f, b, lr.le.Chunk.Offset+y0); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, lr.integrity("file ends inside the chunk (it shrank after it was opened?)", ErrTruncated, hintTruncated)
-		}
-		return nil, fmt.Errorf("archive: read tensor %q chunk %q: %w", lr.t.Name, chunkName(lr.k), err)
+		return nil, lr.a.readError(lr.s, err)
 	}
 	if y1 > lr.hashed {
 		lr.hash.Write(b[lr.hashed-y0:])
@@ -201,7 +200,7 @@ func (lr *layerReader) finish() error {
 			err = io.ErrUnexpectedEOF
 		}
 		if err != nil {
-			return lr.integrity("file ends inside the chunk (it shrank after it was opened?)", ErrTruncated, hintTruncated)
+			return lr.integrity(shrank, ErrTruncated, hintTruncated)
 		}
 		lr.hashed = lr.le.Chunk.Length
 	}
@@ -223,17 +222,13 @@ func (a *Archive) ReadPassthroughTo(name string, emit func(b []byte) error) erro
 	if !t.Passthrough {
 		return errorf("use DecodeTensorTo", "archive: tensor %q is coded, not passthrough", name)
 	}
-	r := t.Raw
+	s, r := slot{a.byName[t.Name], -1}, t.Raw
 	h := sha256.New()
 	buf := make([]byte, min(r.Length, 4*DecodeStep))
 	for off := int64(0); off < r.Length; off += int64(len(buf)) {
 		b := buf[:min(int64(len(buf)), r.Length-off)]
 		if err := readFull(a.f, b, r.Offset+off); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: "raw", Offset: r.Offset, Advice: hintTruncated, Err: ErrTruncated,
-					Reason: "file ends inside the chunk (it shrank after it was opened?)"}
-			}
-			return fmt.Errorf("archive: read tensor %q chunk \"raw\": %w", t.Name, err)
+			return a.readError(s, err)
 		}
 		h.Write(b)
 		if err := emit(b); err != nil {
@@ -241,7 +236,7 @@ func (a *Archive) ReadPassthroughTo(name string, emit func(b []byte) error) erro
 		}
 	}
 	if hex.EncodeToString(h.Sum(nil)) != r.SHA256 {
-		return &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: "raw", Offset: r.Offset, Reason: "SHA-256 mismatch"}
+		return a.idx.integrity(a.path, s, "SHA-256 mismatch")
 	}
 	return nil
 }

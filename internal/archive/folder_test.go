@@ -85,11 +85,7 @@ func TestFolderArchive(t *testing.T) {
 	if !bytes.Equal(b1, b2) {
 		t.Fatal("planned and spilled writers differ")
 	}
-	a, err := Open(p1, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, p1)
 	if err := a.Verify(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -144,11 +140,7 @@ func TestFolderArchive(t *testing.T) {
 	bad[f0.Chunk.Offset+3] ^= 1
 	pb := filepath.Join(dir, "bad.seedlm")
 	os.WriteFile(pb, bad, 0o644)
-	ab, err := Open(pb, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ab.Close()
+	ab := openArchive(t, pb)
 	var ie *IntegrityError
 	if err := ab.Verify(context.Background()); !errors.As(err, &ie) || ie.File != "config.json" || !strings.Contains(err.Error(), `file "config.json", chunk "file"`) {
 		t.Errorf("Verify: %v", err)
@@ -231,11 +223,7 @@ func TestStreamFolderArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := Open(out, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, out)
 	if len(a.Files()) != 3 {
 		t.Fatalf("files %v", a.Files())
 	}

@@ -483,39 +483,11 @@ func decodeIndex(r io.Reader) (*Index, error) {
 				return nil, fmt.Errorf("header: %w", err)
 			}
 		case "tensors":
-			if err := delim('['); err != nil {
-				return nil, fmt.Errorf("tensors: %w", err)
-			}
-			ix.Tensors = []TensorEntry{}
-			for dec.More() {
-				if len(ix.Tensors) >= MaxTensors {
-					return nil, fmt.Errorf("more than %d tensors", MaxTensors)
-				}
-				var t TensorEntry
-				if err := dec.Decode(&t); err != nil {
-					return nil, fmt.Errorf("tensor %d: %w", len(ix.Tensors), err)
-				}
-				ix.Tensors = append(ix.Tensors, t)
-			}
-			if err := delim(']'); err != nil {
+			if ix.Tensors, err = decodeArray[TensorEntry](dec, delim, MaxTensors, "tensors", "tensor"); err != nil {
 				return nil, err
 			}
 		case "files":
-			if err := delim('['); err != nil {
-				return nil, fmt.Errorf("files: %w", err)
-			}
-			ix.Files = []FileEntry{}
-			for dec.More() {
-				if len(ix.Files) >= MaxFiles {
-					return nil, fmt.Errorf("more than %d files", MaxFiles)
-				}
-				var f FileEntry
-				if err := dec.Decode(&f); err != nil {
-					return nil, fmt.Errorf("file %d: %w", len(ix.Files), err)
-				}
-				ix.Files = append(ix.Files, f)
-			}
-			if err := delim(']'); err != nil {
+			if ix.Files, err = decodeArray[FileEntry](dec, delim, MaxFiles, "files", "file"); err != nil {
 				return nil, err
 			}
 		default:
@@ -529,6 +501,30 @@ func decodeIndex(r io.Reader) (*Index, error) {
 		return nil, fmt.Errorf("trailing data after the index")
 	}
 	return ix, nil
+}
+
+// decodeArray decodes the JSON array of T that dec is at, an element at a
+// time, refusing more than max elements before decoding the next. plural
+// and singular name the elements in errors.
+func decodeArray[T any](dec *json.Decoder, delim func(json.Delim) error, max int, plural, singular string) ([]T, error) {
+	if err := delim('['); err != nil {
+		return nil, fmt.Errorf("%s: %w", plural, err)
+	}
+	out := []T{}
+	for dec.More() {
+		if len(out) >= max {
+			return nil, fmt.Errorf("more than %d %s", max, plural)
+		}
+		var v T
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("%s %d: %w", singular, len(out), err)
+		}
+		out = append(out, v)
+	}
+	if err := delim(']'); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // parseIndex decodes and validates the index read from r (the region after

@@ -187,11 +187,7 @@ func checkGolden(t *testing.T, path string, want goldenValues) {
 // formula inputs, so decoding and re-measuring reproduces them exactly.
 // This also keeps goldenTensors honest as the documented input.
 func TestGoldenInputsMatch(t *testing.T) {
-	a, err := Open(goldenPath, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, goldenPath)
 	for _, tt := range goldenTensors() {
 		e, ok := a.Entry(tt.info.Name)
 		if !ok {
@@ -220,11 +216,7 @@ func TestGoldenInputsMatch(t *testing.T) {
 // the current version's golden bytes, so the writer's encoding (layout,
 // index JSON, header) stays stable independently of the encoder.
 func TestGoldenRewrite(t *testing.T) {
-	a, err := Open(goldenPath, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, goldenPath)
 	out := filepath.Join(t.TempDir(), "re.seedlm")
 	w, err := Create(out, a.Index().Header)
 	if err != nil {
@@ -247,7 +239,7 @@ func TestGoldenRewrite(t *testing.T) {
 		}
 		res := &encoder.Result{Norm2: e.Norm2}
 		for k, le := range e.Layers {
-			p, err := a.readChunk(e, k, &le.Chunk)
+			p, err := a.readChunk(slot{i, k})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -279,11 +271,7 @@ func TestFormatWorkedExample(t *testing.T) {
 	if len(data) != 1863 || binary.LittleEndian.Uint64(data[8:]) != 1669 || binary.LittleEndian.Uint64(data[16:]) != 1863 {
 		t.Fatalf("golden header changed: the worked example in docs/FORMAT.md must be updated")
 	}
-	a, err := Open(goldenPath, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, goldenPath)
 	e, _ := a.Entry("layers.0.attn.weight")
 	if e.Layers[0].Chunk.Offset != 1733 || e.Layers[1].Chunk.Offset != 1839 || e.Layers[0].ExpBias != -12 || e.Layers[1].ExpBias != -14 {
 		t.Fatalf("golden index changed: update docs/FORMAT.md")

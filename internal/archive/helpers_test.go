@@ -202,3 +202,15 @@ func listDir(t testing.TB, dir string) []string {
 	}
 	return names
 }
+
+// openArchive opens path, failing the test if it cannot, and closes it when
+// the test ends.
+func openArchive(t testing.TB, path string) *Archive {
+	t.Helper()
+	a, err := Open(path, OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}

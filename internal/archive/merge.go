@@ -97,36 +97,19 @@ func Merge(ctx context.Context, out string, paths []string, opt CreateOptions) (
 	// at remembers the chunk being copied, so a copy error can be traced to
 	// the part and chunk at fault.
 	var at struct {
-		pf   *partFile
-		e    *TensorEntry
-		l    int
-		file string // a sidecar file's chunk, from parts[0]
+		pf *partFile
+		s  slot // in pf's index
 	}
 	srcAt := func(s slot) (io.ReaderAt, int64) {
-		if s.layer == fileLayer { // every part holds the same files
-			at.pf, at.file = nil, parts[0].a.idx.Files[s.t].Name
-			return parts[0].a.f, parts[0].a.idx.Files[s.t].Chunk.Offset
+		at.pf, at.s = parts[0], s // every part holds the same files
+		if s.layer != fileLayer {
+			at.pf, at.s = src[s.t].pf, slot{src[s.t].i, s.layer}
 		}
-		pf, e := src[s.t].pf, src[s.t].e
-		at.pf, at.e, at.l, at.file = pf, e, s.layer, ""
-		r := e.Raw
-		if s.layer >= 0 {
-			r = &e.Layers[s.layer].Chunk
-		}
-		return pf.a.f, r.Offset
+		return at.pf.a.f, at.pf.a.idx.ref(at.s).Offset
 	}
 	if err := assemble(out, ix, opt, srcAt, ctx.Err); err != nil {
-		if ctx.Err() == nil && at.pf == nil && at.file != "" {
-			if _, cerr := parts[0].a.ReadFile(at.file); cerr != nil {
-				return nil, cerr
-			}
-		}
 		if ctx.Err() == nil && at.pf != nil {
-			r := at.e.Raw
-			if at.l >= 0 {
-				r = &at.e.Layers[at.l].Chunk
-			}
-			if _, cerr := at.pf.a.readChunk(at.e, at.l, r); cerr != nil {
+			if _, cerr := at.pf.a.readChunk(at.s); cerr != nil {
 				return nil, cerr
 			}
 		}
@@ -143,6 +126,7 @@ func Merge(ctx context.Context, out string, paths []string, opt CreateOptions) (
 type source struct {
 	pf *partFile
 	e  *TensorEntry
+	i  int // e's position in pf's index
 }
 
 // mergedIndex checks that the parts make one whole and returns the merged
@@ -206,7 +190,7 @@ func mergedIndex(parts []*partFile) (*Index, []source, error) {
 				return nil, nil, &MergeError{Reason: fmt.Sprintf("tensor %d is in both %s and %s", pos, prev.path, pf.path),
 					Advice: "the parts disagree with their own plan: compress them again"}
 			}
-			src[pos] = source{pf, &pf.a.idx.Tensors[j]}
+			src[pos] = source{pf, &pf.a.idx.Tensors[j], j}
 		}
 	}
 	ix := &Index{Header: cloneHeader(first.a.idx.Header), Tensors: make([]TensorEntry, len(src)), Files: append([]FileEntry(nil), first.a.idx.Files...)}

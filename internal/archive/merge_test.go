@@ -175,11 +175,7 @@ func TestPartRecordValidation(t *testing.T) {
 // unpadded (layoutV1), version 1.
 func rewriteVersion1(t *testing.T, path, out string) {
 	t.Helper()
-	a, err := Open(path, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, path)
 	ix := *a.Index()
 	ix.Tensors = append([]TensorEntry(nil), ix.Tensors...)
 	ix.Header = cloneHeader(ix.Header)
@@ -245,11 +241,7 @@ func TestReadsVersion1(t *testing.T) {
 	if binary.LittleEndian.Uint16(data[6:]) != 1 || !bytes.Contains(data, []byte(`"source_index":"model.safetensors.index.json"`)) {
 		t.Fatal("fixture is not a version-1 archive with settings.source_index")
 	}
-	a, err := Open(v1, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, v1)
 	if err := a.Verify(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +275,7 @@ func TestReadsVersion1(t *testing.T) {
 	buf.Write(bad[HeaderSize+len(ib):])
 	p := filepath.Join(dir, "mixed.seedlm")
 	os.WriteFile(p, buf.Bytes(), 0o644)
-	_, err = Open(p, OpenOptions{})
+	_, err := Open(p, OpenOptions{})
 	var ie *IntegrityError
 	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "version-2 fields") {
 		t.Errorf("version 1 with source_index: %v", err)

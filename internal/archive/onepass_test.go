@@ -142,11 +142,7 @@ func TestPlannedWriterRefusals(t *testing.T) {
 // bound for any values of the fields it does not know (errors, biases).
 func TestIndexReserve(t *testing.T) {
 	_, path, _ := fixtureArchive(t, t.TempDir())
-	a, err := Open(path, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, path)
 	var plan []TensorEntry
 	for _, e := range a.Index().Tensors {
 		e.Raw, e.Norm2 = nil, 0
@@ -216,11 +212,7 @@ func TestDecodeTensorToIsBoundedAndExact(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "d.seedlm")
 	tt := &testTensor{info: info, rule: "r", layers: ps, res: res}
 	writeArchive(t, path, Header{SourceFormat: "safetensors"}, []*testTensor{tt})
-	a, err := Open(path, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, path)
 	for layers := 1; layers <= len(ps); layers++ {
 		want, err := encoder.DecodeLayers(res.Layers[:layers], n)
 		if err != nil {
@@ -257,11 +249,7 @@ func TestDecodeTensorToIsBoundedAndExact(t *testing.T) {
 		res: &encoder.Result{Norm2: 1, SqErr: []float64{1}, Layers: []*encoder.Layer{{Params: p, N: big, Payload: pay}}}}
 	bigPath := filepath.Join(t.TempDir(), "big.seedlm")
 	writeArchive(t, bigPath, Header{SourceFormat: "safetensors"}, []*testTensor{bt})
-	b, err := Open(bigPath, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	b := openArchive(t, bigPath)
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	if err := b.DecodeTensorTo("big", 0, func([]float32) error { return nil }); err != nil {
@@ -278,11 +266,7 @@ func TestDecodeTensorToIsBoundedAndExact(t *testing.T) {
 // A chunk changed after Verify is caught by the streaming reads too.
 func TestStreamingReadsCheckHashes(t *testing.T) {
 	ts, path, data := fixtureArchive(t, t.TempDir())
-	a, err := Open(path, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, path)
 	if err := a.Verify(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +280,7 @@ func TestStreamingReadsCheckHashes(t *testing.T) {
 		f.WriteAt([]byte{data[r.Offset] ^ 1}, r.Offset)
 	}
 	f.Close()
-	err = a.DecodeTensorTo(ts[0].info.Name, 0, func([]float32) error { return nil })
+	err := a.DecodeTensorTo(ts[0].info.Name, 0, func([]float32) error { return nil })
 	if ie, ok := err.(*IntegrityError); !ok || ie.Tensor != ts[0].info.Name || ie.Chunk != "layer 0" {
 		t.Errorf("DecodeTensorTo after a change: %v", err)
 	}

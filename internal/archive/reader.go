@@ -252,20 +252,32 @@ func (a *Archive) AvailableLayers(name string) int {
 	return a.avail[i]
 }
 
-// readChunk reads a chunk and checks its hash.
-func (a *Archive) readChunk(t *TensorEntry, layer int, r *ChunkRef) ([]byte, error) {
+// readChunk reads slot s's chunk whole and checks its hash.
+func (a *Archive) readChunk(s slot) ([]byte, error) {
+	r := a.idx.ref(s)
 	b := make([]byte, r.Length)
 	if err := readFull(a.f, b, r.Offset); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(layer), Offset: r.Offset, Advice: hintTruncated, Err: ErrTruncated,
-				Reason: "file ends inside the chunk (it shrank after it was opened?)"}
-		}
-		return nil, fmt.Errorf("archive: read tensor %q chunk %q: %w", t.Name, chunkName(layer), err)
+		return nil, a.readError(s, err)
 	}
 	if hexSum(b) != r.SHA256 {
-		return nil, &IntegrityError{Path: a.path, Tensor: t.Name, Chunk: chunkName(layer), Offset: r.Offset, Reason: "SHA-256 mismatch"}
+		return nil, a.idx.integrity(a.path, s, "SHA-256 mismatch")
 	}
 	return b, nil
+}
+
+// shrank is the reason given when the file ends inside a chunk that Open
+// found complete.
+const shrank = "file ends inside the chunk (it shrank after it was opened?)"
+
+// readError is the error for a failed read of slot s's chunk: the file
+// ending inside it is an *IntegrityError (ErrTruncated).
+func (a *Archive) readError(s slot, err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		e := a.idx.integrity(a.path, s, shrank)
+		e.Advice, e.Err = hintTruncated, ErrTruncated
+		return e
+	}
+	return fmt.Errorf("archive: read %s: %w", a.idx.describe(s), err)
 }
 
 // ReadPassthrough returns a passthrough tensor's bytes, byte-exact, after
@@ -278,7 +290,7 @@ func (a *Archive) ReadPassthrough(name string) ([]byte, error) {
 	if !t.Passthrough {
 		return nil, errorf("use DecodeTensor", "archive: tensor %q is coded, not passthrough", name)
 	}
-	return a.readChunk(t, -1, t.Raw)
+	return a.readChunk(slot{a.byName[t.Name], -1})
 }
 
 // Verify checks the header, the index and every chunk the file holds
@@ -355,24 +367,9 @@ func (a *Archive) Files() []FileEntry { return a.idx.Files }
 // ReadFile returns a sidecar file's bytes after checking their hash.
 func (a *Archive) ReadFile(name string) ([]byte, error) {
 	for i := range a.idx.Files {
-		f := &a.idx.Files[i]
-		if f.Name != name {
-			continue
+		if a.idx.Files[i].Name == name {
+			return a.readChunk(slot{i, fileLayer})
 		}
-		b := make([]byte, f.Chunk.Length)
-		s := slot{i, fileLayer}
-		if err := readFull(a.f, b, f.Chunk.Offset); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				e := a.idx.integrity(a.path, s, "file ends inside the chunk (it shrank after it was opened?)")
-				e.Advice, e.Err = hintTruncated, ErrTruncated
-				return nil, e
-			}
-			return nil, fmt.Errorf("archive: read %s: %w", a.idx.describe(s), err)
-		}
-		if hexSum(b) != f.Chunk.SHA256 {
-			return nil, a.idx.integrity(a.path, s, "SHA-256 mismatch")
-		}
-		return b, nil
 	}
 	return nil, fmt.Errorf("archive: no file %q in %s", name, a.path)
 }

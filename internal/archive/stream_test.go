@@ -15,11 +15,7 @@ import (
 func TestStreamBudgetSweep(t *testing.T) {
 	dir := t.TempDir()
 	ts, src, data := fixtureArchive(t, dir)
-	a, err := Open(src, OpenOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	a := openArchive(t, src)
 	full, err := planStream(a, 1<<40)
 	if err != nil {
 		t.Fatal(err)

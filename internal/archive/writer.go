@@ -295,17 +295,12 @@ func (w *Writer) temp() (*tempfile.File, error) {
 	return f, nil
 }
 
-// createTemp creates a temp file beside out, mode 0644: an archive is as
-// shareable as the checkpoint it came from (CreateTemp makes 0600).
+// createTemp creates a temp file beside out (mode 0644: an archive is as
+// shareable as the checkpoint it came from).
 func createTemp(out string) (*tempfile.File, error) {
 	f, err := tempfile.Create(out)
 	if err != nil {
 		return nil, errorf("check that the folder is writable and has free space", "archive: create temp file beside %s: %w", out, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		os.Remove(f.Name())
-		return nil, fmt.Errorf("archive: chmod %s: %w", f.Name(), err)
 	}
 	return f, nil
 }
@@ -381,12 +376,9 @@ func (w *Writer) AddPassthrough(info Info, raw []byte) error {
 func (w *Writer) AddPassthroughRule(info Info, rule string, raw []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
-		return err
-	}
-	t, _, err := w.entryFor(info, rule)
+	t, _, err := w.begin(info, rule)
 	if err != nil {
-		return w.fail(err)
+		return err
 	}
 	t.Passthrough = true
 	t.Raw = &ChunkRef{Length: int64(len(raw)), SHA256: hexSum(raw)}
@@ -398,12 +390,9 @@ func (w *Writer) AddPassthroughRule(info Info, rule string, raw []byte) error {
 func (w *Writer) AddCoded(info Info, rule string, res *encoder.Result) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
-		return err
-	}
-	t, n, err := w.entryFor(info, rule)
+	t, n, err := w.begin(info, rule)
 	if err != nil {
-		return w.fail(err)
+		return err
 	}
 	if res == nil || len(res.Layers) == 0 || len(res.SqErr) != len(res.Layers) || len(res.Layers) > MaxLayers {
 		return w.fail(fmt.Errorf("archive: tensor %q: encoder result needs 1 to %d layers, each with a measured error", info.Name, MaxLayers))
@@ -436,12 +425,9 @@ func (w *Writer) AddCoded(info Info, rule string, res *encoder.Result) error {
 func (w *Writer) AddDuplicate(info Info, rule, of string) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.usable(); err != nil {
-		return err
-	}
-	t, _, err := w.entryFor(info, rule)
+	t, _, err := w.begin(info, rule)
 	if err != nil {
-		return w.fail(err)
+		return err
 	}
 	j := -1
 	for i := range w.idx.Tensors {
@@ -472,6 +458,19 @@ func (w *Writer) syncDuplicates() {
 		}
 		pos[t.Name] = i
 	}
+}
+
+// begin checks that the writer is still usable and starts the entry of a
+// tensor being added; an entry it refuses fails the writer.
+func (w *Writer) begin(info Info, rule string) (TensorEntry, int64, error) {
+	if err := w.usable(); err != nil {
+		return TensorEntry{}, 0, err
+	}
+	t, n, err := w.entryFor(info, rule)
+	if err != nil {
+		return t, 0, w.fail(err)
+	}
+	return t, n, nil
 }
 
 // entryFor starts the entry of a tensor being added: a new one, or (with a

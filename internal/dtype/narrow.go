@@ -128,15 +128,6 @@ func (f miniFloat) maxFinite() uint16 {
 	return f.nan() - 1
 }
 
-func (f miniFloat) value(code uint16) float64 {
-	e := int(code>>f.manBits) & (1<<f.expBits - 1)
-	m := float64(int(code) & (1<<f.manBits - 1))
-	if e == 0 {
-		return math.Ldexp(m, 1-f.bias-f.manBits)
-	}
-	return math.Ldexp(m+float64(int(1)<<f.manBits), e-f.bias-f.manBits)
-}
-
 // roundMini rounds x to the nearest value of f, ties to even mantissa.
 func roundMini(x float32, f miniFloat) uint16 {
 	sign := uint16(0)

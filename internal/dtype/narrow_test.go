@@ -251,3 +251,14 @@ func TestWidenedToInf(t *testing.T) {
 		t.Errorf("F32: %d, want 0", got)
 	}
 }
+
+// value is the magnitude of a non-NaN, non-infinite code of f (sign bit
+// clear): the tests' own decoder, independent of the widening tables.
+func (f miniFloat) value(code uint16) float64 {
+	e := int(code>>f.manBits) & (1<<f.expBits - 1)
+	m := float64(int(code) & (1<<f.manBits - 1))
+	if e == 0 {
+		return math.Ldexp(m, 1-f.bias-f.manBits)
+	}
+	return math.Ldexp(m+float64(int(1)<<f.manBits), e-f.bias-f.manBits)
+}

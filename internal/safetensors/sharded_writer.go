@@ -324,7 +324,6 @@ func writeFileAtomic(path string, data []byte) error {
 	if err != nil {
 		return &Error{File: path, Msg: "cannot create temp file", Err: err}
 	}
-	tmp.Chmod(0o644)
 	_, werr := tmp.Write(data)
 	if werr == nil {
 		werr = tmp.Sync()

@@ -54,8 +54,6 @@ func NewWriter(path string, tensors []TensorHeader, metadata map[string]string) 
 	if err != nil {
 		return nil, &Error{File: path, Msg: "cannot create temp file in the output folder", Err: err}
 	}
-	// CreateTemp makes 0600 files; a model should get the usual 0644.
-	tmp.Chmod(0o644)
 	w := &Writer{path: path, tmp: tmp, buf: bufio.NewWriterSize(tmp, 1<<20), tensors: tensors, sizes: sizes}
 	if err := w.writeHeader(hdr); err != nil {
 		w.Abort()

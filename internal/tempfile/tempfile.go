@@ -57,11 +57,17 @@ type File struct {
 }
 
 // Create makes a temp file in out's folder (so a rename to out stays on one
-// file system), locked and kept fresh until Close.
+// file system), mode 0644 like the files it becomes (os.CreateTemp makes
+// them 0600), locked and kept fresh until Close.
 func Create(out string) (*File, error) {
 	dir, pat := pattern(out)
 	f, err := os.CreateTemp(dir, pat)
 	if err != nil {
+		return nil, err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
 		return nil, err
 	}
 	lock(f) // best effort: where locks are unsupported the age still protects it

@@ -121,3 +121,15 @@ func sorted(s []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+func TestCreateMode(t *testing.T) {
+	f, err := Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	if st.Mode().Perm() != 0o644 {
+		t.Errorf("mode %#o, want 0644", st.Mode().Perm())
+	}
+}
