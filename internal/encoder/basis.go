@@ -34,9 +34,11 @@ type basis struct {
 	pclass  []uint8
 	// warmCoef holds, for the first warmSeeds positions only, the bound
 	// bᵀG⁻¹b as a quadratic form (upper triangle, off-diagonals doubled,
-	// row by row: P(P+1)/2 float32s each), for the warm start.
+	// row by row: stride float32s each), for the warm start.
 	warmCoef []float32
-	stride   int
+	// stride = P(P+1)/2 is the length of a packed upper triangle (warmCoef
+	// and ainv entries).
+	stride int
 	// classMargin[c] bounds, relative to ‖w̃‖², the float32 error of the
 	// pair kernels' bound for every live seed of a pair of σ class c (the
 	// largest of their margins, see pairMargin); the class thresholds take
@@ -179,7 +181,7 @@ func buildBasis(K, C, P int) (*basis, error) {
 	nwarm := min(L, warmSeeds)
 	b.warmCoef = make([]float32, nwarm*b.stride)
 	b.excluded = make([]uint64, (L+63)/64)
-	na := P * (P + 1) / 2
+	na := b.stride
 	if K <= ainvMaxK {
 		b.ainv = make([]float64, L*na)
 	}
@@ -372,14 +374,14 @@ func (b *basis) sigmaAt(pos int) float64 {
 	if b.ainv != nil {
 		// The diagonal of the packed upper triangle, summed in row order
 		// as sigmaLB does.
-		P, na := b.P, b.P*(b.P+1)/2
+		P, na := b.P, b.stride
 		ap := b.ainv[pos*na : (pos+1)*na]
 		var tr float64
 		for r, k := 0, 0; r < P; r++ {
 			tr += ap[k]
 			k += P - r
 		}
-		return (1 - 1e-4) / (math.Sqrt(tr) * float64(b.h-1))
+		return sigmaFromTrace(tr, b.h)
 	}
 	var a [MaxLatentDim * MaxLatentDim]float64
 	if !b.inverse(pos, b.cyc.State[pos+1:pos+1+b.C*b.P], a[:]) {
@@ -396,6 +398,12 @@ func sigmaLB(a []float64, P int, h int64) float64 {
 	for r := 0; r < P; r++ {
 		tr += a[r*P+r]
 	}
+	return sigmaFromTrace(tr, h)
+}
+
+// sigmaFromTrace is sigmaLB's bound from tr A, shared with sigmaAt's
+// packed-triangle path so both give the same bits.
+func sigmaFromTrace(tr float64, h int64) float64 {
 	return (1 - 1e-4) / (math.Sqrt(tr) * float64(h-1))
 }
 
@@ -406,7 +414,7 @@ func (b *basis) touch(pos int) uint64 {
 	n := b.C * b.P
 	x := uint64(b.cyc.State[pos+1]) + uint64(b.cyc.State[pos+n])
 	if b.ainv != nil {
-		na := b.P * (b.P + 1) / 2
+		na := b.stride
 		x += math.Float64bits(b.ainv[pos*na]) + math.Float64bits(b.ainv[pos*na+na-1])
 	}
 	return x
@@ -450,7 +458,7 @@ func (b *basis) inverse(pos int, v []uint32, a []float64) bool {
 	}
 	P := b.P
 	if b.ainv != nil {
-		na := P * (P + 1) / 2
+		na := b.stride
 		unpackUpper(b.ainv[pos*na:(pos+1)*na], P, a)
 		return true
 	}

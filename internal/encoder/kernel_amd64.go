@@ -10,7 +10,8 @@ var hasAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA
 
 // kernelsFor picks the kernels for k on this CPU: AVX2 when available
 // (projections unrolled for C ≤ 64 unless kernelLooped), the Go twins
-// otherwise and for P > 8.
+// otherwise and where no kernel is generated (pair and ill for P > 8, the
+// warm start's qmax for P > 6).
 func kernelsFor(k Kernel, bs *basis) kernels {
 	if k == KernelGeneric || !hasAVX2 {
 		return genericKernels

@@ -72,9 +72,7 @@ func (pc *pairCols) load(cyc *lfsr.Cycle, h int64, C, P, i int) {
 func (pc *pairCols) coefs(dst []float32, K, C, P, shift int, dead [2]bool) (mA, mB float64) {
 	n := pc.n
 	g := func(r, s int) float64 { return pc.g[r*n+s] }
-	for k := range dst {
-		dst[k] = 0
-	}
+	clear(dst)
 	inf := math.Inf(1)
 	// Shared part: Cholesky factor of the m columns' Gram matrix (order
 	// m_1 … m_{P−1}, rows 1 … P−1 of pc), and its inverse.
@@ -257,17 +255,12 @@ func pairMargin(K, C, P int, e, nM, trG float64) float64 {
 func (pc *pairCols) zeroDead(dst []float32, P int, dead [2]bool) {
 	q := P - 1
 	if dead[0] && dead[1] {
-		for k := range dst {
-			dst[k] = 0
-		}
+		clear(dst)
 		return
 	}
 	for side := 0; side < 2; side++ {
 		if dead[side] {
-			row := dst[q*P/2+side*P : q*P/2+(side+1)*P]
-			for k := range row {
-				row[k] = 0
-			}
+			clear(dst[q*P/2+side*P : q*P/2+(side+1)*P])
 		}
 	}
 }
@@ -361,13 +354,8 @@ func (qz *quantizer) quickPair(w []float64, pos int, n2 float64) (ls, ub float64
 		}
 		t[i] = s
 	}
-	c := code{e: int8(qz.p.emin())}
-	if e0, ok := qz.e0(&t); ok {
-		qz.round(&t, e0, &c)
-	}
-	e := math.Min(qz.exactErrCols(w, &cols, &c), n2)
 	margin := bs.classMargin[bs.pclass[pos/2]]
-	ls, ub = n2-pi-float64(margin*n2), e+float64(1e-5*(n2+e))
+	ls, ub = n2-pi-float64(margin*n2), qz.roundedUpper(w, &cols, &t, n2)
 	if quickPairHook != nil {
 		ub = quickPairHook(ub)
 	}

@@ -133,12 +133,19 @@ func (qz *quantizer) quick(w []float64, pos int, n2 float64) (ls, ub float64, ok
 	for i := 0; i < qz.bs.P; i++ {
 		proj += float64(b[i] * t[i])
 	}
+	return n2 - proj, qz.roundedUpper(w, &cols, &t, n2), true
+}
+
+// roundedUpper is quick's and quickPair's upper bound: the exact error of
+// plain rounding of t at the range-filling exponent (at most n2, the zero
+// code's), plus slack.
+func (qz *quantizer) roundedUpper(w []float64, cols *basisCols, t *[MaxLatentDim]float64, n2 float64) float64 {
 	c := code{e: int8(qz.p.emin())}
-	if e0, ok := qz.e0(&t); ok {
-		qz.round(&t, e0, &c)
+	if e0, ok := qz.e0(t); ok {
+		qz.round(t, e0, &c)
 	}
-	e := math.Min(qz.exactErrCols(w, &cols, &c), n2)
-	return n2 - proj, e + float64(1e-5*(n2+e)), true
+	e := math.Min(qz.exactErrCols(w, cols, &c), n2)
+	return e + float64(1e-5*(n2+e))
 }
 
 // basisCols is a seed's basis as integer columns: col[r][c] = V[c·P+r] − h.
@@ -245,7 +252,7 @@ func (qz *quantizer) coefs(pos int, b, t *[MaxLatentDim]float64) bool {
 	if bs.ainv != nil {
 		// t = G⁻¹b straight from the packed upper triangle: the same
 		// products and sums, in the same order, as the unpacked matrix.
-		na := P * (P + 1) / 2
+		na := bs.stride
 		ap := bs.ainv[pos*na : (pos+1)*na]
 		for i := 0; i < P; i++ {
 			var s float64

@@ -37,21 +37,24 @@ type searcher struct {
 	redone int
 }
 
+// newSearcher returns a searcher for qz, its tile's per-quantizer
+// constants (pairs, exponent floor, σ classes) set once here.
 func newSearcher(qz *quantizer, k Kernel) *searcher {
-	return &searcher{qz: qz, k: kernelsFor(k, qz.bs), t: newTile(), buf: aligned64(projBufLen)}
+	s := &searcher{qz: qz, k: kernelsFor(k, qz.bs), t: newTile(), buf: aligned64(projBufLen)}
+	t := s.t
+	t.np = (qz.bs.C + 1) / 2
+	t.floor = math.Ldexp(1, qz.p.emin()+qz.bias) * (1 - 1e-9)
+	t.classSigma = &qz.bs.classSigma
+	t.classMargin = &qz.bs.classMargin
+	for c, x := range qz.bs.classSigma {
+		a := x * t.floor
+		t.a[c], t.a2[c] = a, a*a
+	}
+	return s
 }
 
 // startTile prepares the tile for new blocks (the projections are stale).
 func (s *searcher) startTile() {
-	qz := s.qz
-	s.t.np = (qz.bs.C + 1) / 2
-	s.t.floor = math.Ldexp(1, qz.p.emin()+qz.bias) * (1 - 1e-9)
-	s.t.classSigma = &qz.bs.classSigma
-	s.t.classMargin = &qz.bs.classMargin
-	for c, x := range qz.bs.classSigma {
-		a := x * s.t.floor
-		s.t.a[c], s.t.a2[c] = a, a*a
-	}
 	s.c0, s.c1 = 0, 0
 	s.t.scanOnly = true
 }
@@ -111,18 +114,7 @@ func (s *searcher) searchTile(ws [][]float64, out []code) {
 			// A lane with this many candidates is one whose quick upper
 			// bound is poor (quantization, not the fit, decides its error):
 			// evaluate at once, so the threshold follows the true best.
-			s.full++
-			e := qz.evalBound(ws[l], p, &c, math.Min(bestErr[l], upper[l]), n2[l])
-			if math.IsInf(e, 1) {
-				return
-			}
-			if better(e, c.seed, bestErr[l], out[l].seed) {
-				bestErr[l], out[l] = e, c
-			}
-			if e < upper[l] {
-				upper[l] = e
-				s.t.setThreshold(l, n2[l], e)
-			}
+			s.evalLane(l, ws[l], p, n2[l], &bestErr[l], &upper[l], &out[l])
 			return
 		}
 		var ls, ub float64
@@ -320,9 +312,7 @@ func (s *searcher) lowerBound(pos int, n2, ls float64) float64 {
 // least-squares bound through each seed's orthonormal basis (uniform, tiny
 // margin), then the exact evaluation for the seeds it cannot rule out.
 func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr, upper, n2 *[lanes]float64) {
-	qz := s.qz
-	bs := qz.bs
-	var c code
+	bs := s.qz.bs
 	for j := 0; j < len(bs.ill); {
 		p, mask := s.k.ill(bs, s.t, j, len(bs.ill))
 		if mask == 0 {
@@ -334,18 +324,24 @@ func (s *searcher) searchIll(ws [][]float64, out []code, active uint32, bestErr,
 				continue
 			}
 			s.candidates++
-			s.full++
-			e := qz.evalBound(ws[l], pos, &c, math.Min(bestErr[l], upper[l]), n2[l])
-			if !math.IsInf(e, 1) && better(e, c.seed, bestErr[l], out[l].seed) {
-				bestErr[l] = e
-				out[l] = c
-			}
-			if e < upper[l] {
-				upper[l] = e
-				s.t.setThreshold(l, n2[l], e)
-			}
+			s.evalLane(l, ws[l], pos, n2[l], &bestErr[l], &upper[l], &out[l])
 		}
 		j = p + 1
+	}
+}
+
+// evalLane evaluates lane l's candidate pos exactly, keeps its code when
+// it beats the lane's best, and tightens the lane's threshold to its error.
+func (s *searcher) evalLane(l int, w []float64, pos int, n2 float64, bestErr, upper *float64, out *code) {
+	var c code
+	s.full++
+	e := s.qz.evalBound(w, pos, &c, math.Min(*bestErr, *upper), n2)
+	if !math.IsInf(e, 1) && better(e, c.seed, *bestErr, out.seed) {
+		*bestErr, *out = e, c
+	}
+	if e < *upper {
+		*upper = e
+		s.t.setThreshold(l, n2, e)
 	}
 }
 

@@ -641,12 +641,9 @@ func readOpen(ctx context.Context, src Source, infos []checkpoint.TensorInfo, op
 	return nil
 }
 
-func secondMoment(w []float32) float64 {
-	var s float64
-	for _, x := range w {
-		s += float64(float64(x) * float64(x))
-	}
-	return s / float64(max(1, len(w)))
+// secondMoment is the mean square of n weights whose SumSquares is n2.
+func secondMoment(n2 float64, n int) float64 {
+	return n2 / float64(max(1, n))
 }
 
 // varianceOnly is adaptive without a target: VarianceRates with θ = the
@@ -664,7 +661,7 @@ func varianceOnly(ctx context.Context, g *global, src Source, infos []checkpoint
 			return err
 		}
 		elems[k] = int64(len(w))
-		sig[k] = secondMoment(w)
+		sig[k] = secondMoment(SumSquares(w), len(w))
 		for _, st := range stacks {
 			opts[k] = append(opts[k], Option{Bits: float64(StackBits(st, elems[k])), SqErr: 0})
 		}
@@ -795,7 +792,7 @@ func measure(ctx context.Context, g *global, src Source, infos []checkpoint.Tens
 	err = readOpen(ctx, src, infos, open, opt, func(k, i int, w []float32) error {
 		t := AllocTensor{Index: i, Name: infos[i].Name, Elements: int64(len(w)), Norm2: SumSquares(w), Weight: 1}
 		a.elems[k] = t.Elements
-		a.sig[k] = secondMoment(w)
+		a.sig[k] = secondMoment(t.Norm2, len(w))
 		if a.method == "variance" {
 			if err := encoder.CheckFinite(infos[i].Name, w); err != nil {
 				return err

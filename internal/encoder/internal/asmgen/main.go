@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"go/format"
 	"os"
+	"strings"
 )
 
 // maxQuadP is the largest latent dim with pair and ill kernels (the shared
@@ -83,40 +84,29 @@ func generate() (asm, decl []byte) {
 	fmt.Fprintf(&d, "type pairKernel func%s\n\n", pairSig)
 	fmt.Fprintf(&d, "type illKernel func%s\n\n", illSig)
 	fmt.Fprintf(&d, "type maxKernel func%s\n\n", maxSig)
-	var projs []string
+	var projs, pairs, maxes, ills []string
 	for np := 1; np <= maxUnrolledPairs; np++ {
 		g := &gen{b: &b, NP: np, name: projName(np)}
-		g.proj()
-		projs = append(projs, fmt.Sprintf("\t%d: %s,\n", np, g.name))
-		fmt.Fprintf(&d, "//go:noescape\nfunc %s%s\n\n", g.name, projSig)
+		projs = append(projs, g.emit(&d, np, projSig, g.proj))
 	}
 	g := &gen{b: &b, name: projName(0)}
-	g.proj()
-	fmt.Fprintf(&d, "//go:noescape\nfunc %s%s\n\n", g.name, projSig)
-	var pairs, ills []string
+	g.emit(&d, 0, projSig, g.proj)
 	for p := 1; p <= maxQuadP; p++ {
 		g := &gen{b: &b, P: p, S: (p-1)*p/2 + 2*p, name: fmt.Sprintf("pairAVX2P%d", p)}
-		g.pair()
-		pairs = append(pairs, fmt.Sprintf("\t%d: %s,\n", p, g.name))
-		fmt.Fprintf(&d, "//go:noescape\nfunc %s%s\n\n", g.name, pairSig)
+		pairs = append(pairs, g.emit(&d, p, pairSig, g.pair))
 	}
-	var maxes []string
 	for p := 1; p <= maxArgP; p++ {
 		g := &gen{b: &b, P: p, S: p * (p + 1) / 2, name: fmt.Sprintf("quadMaxAVX2P%d", p)}
-		g.quadMax()
-		maxes = append(maxes, fmt.Sprintf("\t%d: %s,\n", p, g.name))
-		fmt.Fprintf(&d, "//go:noescape\nfunc %s%s\n\n", g.name, maxSig)
+		maxes = append(maxes, g.emit(&d, p, maxSig, g.quadMax))
 	}
 	for p := 1; p <= maxQuadP; p++ {
 		g := &gen{b: &b, P: p, name: fmt.Sprintf("illAVX2P%d", p)}
-		g.illKernel()
-		ills = append(ills, fmt.Sprintf("\t%d: %s,\n", p, g.name))
-		fmt.Fprintf(&d, "//go:noescape\nfunc %s%s\n\n", g.name, illSig)
+		ills = append(ills, g.emit(&d, p, illSig, g.illKernel))
 	}
-	fmt.Fprintf(&d, "// projUnrolled[np] projects on np weight pairs (C = 2np−1 or 2np), fully unrolled.\nvar projUnrolled = [...]projKernel{\n%s}\n\n", join(projs))
-	fmt.Fprintf(&d, "// pairAVX2 evaluates the pruning bound of pairs of seeds, one kernel per P.\nvar pairAVX2 = [...]pairKernel{\n%s}\n\n", join(pairs))
-	fmt.Fprintf(&d, "// quadMaxAVX2 finds each lane's largest bound over a range of seeds, one kernel per P.\nvar quadMaxAVX2 = [...]maxKernel{\n%s}\n\n", join(maxes))
-	fmt.Fprintf(&d, "// illAVX2 bounds the near-singular seeds through their orthonormal bases, one kernel per P.\nvar illAVX2 = [...]illKernel{\n%s}\n", join(ills))
+	fmt.Fprintf(&d, "// projUnrolled[np] projects on np weight pairs (C = 2np−1 or 2np), fully unrolled.\nvar projUnrolled = [...]projKernel{\n%s}\n\n", strings.Join(projs, ""))
+	fmt.Fprintf(&d, "// pairAVX2 evaluates the pruning bound of pairs of seeds, one kernel per P.\nvar pairAVX2 = [...]pairKernel{\n%s}\n\n", strings.Join(pairs, ""))
+	fmt.Fprintf(&d, "// quadMaxAVX2 finds each lane's largest bound over a range of seeds, one kernel per P.\nvar quadMaxAVX2 = [...]maxKernel{\n%s}\n\n", strings.Join(maxes, ""))
+	fmt.Fprintf(&d, "// illAVX2 bounds the near-singular seeds through their orthonormal bases, one kernel per P.\nvar illAVX2 = [...]illKernel{\n%s}\n", strings.Join(ills, ""))
 	return b.Bytes(), mustFormat(d.Bytes())
 }
 
@@ -136,14 +126,6 @@ func mustFormat(src []byte) []byte {
 	return out
 }
 
-func join(s []string) string {
-	var b bytes.Buffer
-	for _, x := range s {
-		b.WriteString(x)
-	}
-	return b.String()
-}
-
 type gen struct {
 	b     *bytes.Buffer
 	P, S  int
@@ -154,6 +136,22 @@ type gen struct {
 
 func (g *gen) f(format string, a ...any) { fmt.Fprintf(g.b, "\t"+format+"\n", a...) }
 func (g *gen) l(name string)             { fmt.Fprintf(g.b, "%s:\n", name) }
+
+// emit writes kernel g with body and its Go declaration (sig) into d, and
+// returns its dispatch-table entry under key.
+func (g *gen) emit(d *bytes.Buffer, key int, sig string, body func()) string {
+	body()
+	fmt.Fprintf(d, "//go:noescape\nfunc %s%s\n\n", g.name, sig)
+	return fmt.Sprintf("\t%d: %s,\n", key, g.name)
+}
+
+// text starts kernel g: its signature comment and TEXT line, with argSize
+// bytes of arguments and results.
+func (g *gen) text(sig string, argSize int) {
+	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, sig)
+	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-%d\n", g.name, argSize)
+}
+
 func (g *gen) uniq(s string) string {
 	g.label++
 	return fmt.Sprintf("%s_%s_%d", g.name, s, g.label)
@@ -178,8 +176,7 @@ func (g *gen) uniq(s string) string {
 // R10 rows left, R11 out stride, R12 row start, R13 out row start, DI out
 // walk, CX count, AX (looped) end offset, DX (looped) weight walk.
 func (g *gen) proj() {
-	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, projSig)
-	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-72\n", g.name)
+	g.text(projSig, 72)
 	done := g.uniq("done")
 	g.f("MOVQ nk+40(FP), R9")
 	g.f("TESTQ R9, R9")
@@ -340,8 +337,7 @@ func (g *gen) pair() {
 	if P > 4 {
 		U = 2
 	}
-	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, pairSig)
-	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-52\n", g.name)
+	g.text(pairSig, 52)
 	g.f("MOVQ d+0(FP), SI")
 	g.f("MOVQ coef+8(FP), DI")
 	g.f("MOVQ cls+16(FP), R10")
@@ -568,8 +564,7 @@ func (g *gen) bound(b func(r int) string, off int, temps []int) int {
 // temporaries between. GP: SI d walk, DI coef walk, CX n.
 func (g *gen) quadMax() {
 	P, S := g.P, g.S
-	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, maxSig)
-	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-48\n", g.name)
+	g.text(maxSig, 48)
 	var temps []int
 	for r := P; r < 12; r++ {
 		temps = append(temps, r)
@@ -628,8 +623,7 @@ func (g *gen) quadMax() {
 // DX Q stride, R14 class offset, AX mask.
 func (g *gen) illKernel() {
 	P := g.P
-	fmt.Fprintf(g.b, "\n// func %s%s\n", g.name, illSig)
-	fmt.Fprintf(g.b, "TEXT ·%s(SB), NOSPLIT, $0-84\n", g.name)
+	g.text(illSig, 84)
 	g.f("MOVQ q+0(FP), SI")
 	g.f("MOVQ w+8(FP), BX")
 	g.f("MOVQ cls+16(FP), DI")
