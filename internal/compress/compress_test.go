@@ -85,18 +85,26 @@ func open(t testing.TB, path string) checkpoint.Source {
 
 var k8 = Settings{Flags: presets.Config{Codec: presets.Codec{SeedBits: 8}}}
 
-// One Run, the same Run with other worker counts, and parts run separately
-// then merged: all the same bytes.
-func TestPartsMergeToTheSameArchive(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
+// plannedModel writes the test model as m.safetensors in a temp folder,
+// opens it and plans it with s and opt.
+func plannedModel(t *testing.T, s Settings, opt PlanOptions) (dir, in string, src checkpoint.Source, plan *Plan) {
+	t.Helper()
+	dir = t.TempDir()
+	in = filepath.Join(dir, "m.safetensors")
 	writeModel(t, in)
-	src := open(t, in)
-	ctx := context.Background()
-	plan, err := MakePlan(ctx, src, k8, PlanOptions{HashTensors: true})
+	src = open(t, in)
+	plan, err := MakePlan(context.Background(), src, s, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, in, src, plan
+}
+
+// One Run, the same Run with other worker counts, and parts run separately
+// then merged: all the same bytes.
+func TestPartsMergeToTheSameArchive(t *testing.T) {
+	dir, _, src, plan := plannedModel(t, k8, PlanOptions{HashTensors: true})
+	ctx := context.Background()
 	whole := filepath.Join(dir, "whole.seedlm")
 	if _, err := Run(ctx, src, plan, Part{}, whole, RunOptions{Workers: 1}); err != nil {
 		t.Fatal(err)
@@ -140,15 +148,8 @@ func TestPartsMergeToTheSameArchive(t *testing.T) {
 // index's reserve in front of it), which a spill file holding the chunks
 // alone never does.
 func TestRunWritesInPlace(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
-	writeModel(t, in)
-	src := open(t, in)
+	dir, _, src, plan := plannedModel(t, k8, PlanOptions{})
 	ctx := context.Background()
-	plan, err := MakePlan(ctx, src, k8, PlanOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, part := range []Part{{}, {Index: 1, Count: 2}} {
 		out := filepath.Join(dir, fmt.Sprintf("out-%d-%d.seedlm", part.Index, part.Count))
 		var temps []string
@@ -288,14 +289,7 @@ func TestParsePartAndEnv(t *testing.T) {
 // A plan file round-trips exactly; a changed byte or an edited value is
 // refused.
 func TestPlanFile(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
-	writeModel(t, in)
-	src := open(t, in)
-	plan, err := MakePlan(context.Background(), src, Settings{Flags: presets.Config{TargetBPW: 6, Codec: presets.Codec{SeedBits: 8}}}, PlanOptions{HashTensors: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, _, _, plan := plannedModel(t, Settings{Flags: presets.Config{TargetBPW: 6, Codec: presets.Codec{SeedBits: 8}}}, PlanOptions{HashTensors: true})
 	if !plan.Tensors[0].Measured || plan.Tensors[0].SHA256 == "" || plan.SHA256 == "" {
 		t.Fatalf("plan lacks measurements or hashes: %+v", plan.Tensors[0])
 	}
@@ -329,20 +323,13 @@ func TestPlanFile(t *testing.T) {
 // A plan used on another input is refused before any work, naming what
 // differs; a tensor whose bytes changed is caught when a part reads it.
 func TestPlanMismatch(t *testing.T) {
-	dir := t.TempDir()
-	in := filepath.Join(dir, "m.safetensors")
-	writeModel(t, in)
-	src := open(t, in)
+	dir, in, _, plan := plannedModel(t, k8, PlanOptions{HashTensors: true})
 	ctx := context.Background()
-	plan, err := MakePlan(ctx, src, k8, PlanOptions{HashTensors: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	other := filepath.Join(dir, "o", "m.safetensors")
 	os.Mkdir(filepath.Dir(other), 0o755)
 	writeModel(t, other, tensor{"extra.weight", []int64{4}, []float32{1, 2, 3, 4}})
 	var me *MismatchError
-	_, err = Run(ctx, open(t, other), plan, Part{Index: 0, Count: 2}, filepath.Join(dir, "o.seedlm"), RunOptions{PlanPath: "plan.json"})
+	_, err := Run(ctx, open(t, other), plan, Part{Index: 0, Count: 2}, filepath.Join(dir, "o.seedlm"), RunOptions{PlanPath: "plan.json"})
 	if !errors.As(err, &me) || !strings.Contains(err.Error(), "m.safetensors is") || !strings.Contains(err.Error(), "the input has 7 tensors, the plan 6") {
 		t.Errorf("other input: %v", err)
 	}

@@ -75,8 +75,10 @@ func EstimateRun(ctx context.Context, src checkpoint.Source, plan *Plan, part Pa
 		if p.DuplicateOf != "" {
 			// Stored once, as its original: no bytes, no time.
 		} else if p.Passthrough {
-			if sz, ok := dtype.Size(p.DType); ok {
-				r.ExpectedBytes = n * int64(sz)
+			// ByteLen is exact for sub-byte dtypes too (the reader checked
+			// the file against it): no need to read the tensor.
+			if sz, err := dtype.ByteLen(p.DType, p.Shape); err == nil {
+				r.ExpectedBytes = sz
 			} else if raw, err := src.ReadRaw(p.Name); err == nil {
 				r.ExpectedBytes = int64(len(raw))
 			}

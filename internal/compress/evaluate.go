@@ -3,12 +3,9 @@ package compress
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"slices"
 	"sort"
 
@@ -39,12 +36,11 @@ func newRunEval(src checkpoint.Source, plan *Plan, opt RunOptions) (*runEval, er
 	if err != nil {
 		return nil, fmt.Errorf("the plan evaluates the compressed model: %w", err)
 	}
-	b, err := os.ReadFile(m.ConfigPath)
+	sum, err := configSHA256(m)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(b)
-	if plan.Model == nil || hex.EncodeToString(sum[:]) != plan.Model.ConfigSHA256 {
+	if plan.Model == nil || sum != plan.Model.ConfigSHA256 {
 		return nil, &MismatchError{Plan: opt.PlanPath, Diffs: []string{fmt.Sprintf("model config %s is not the one the plan used", m.ConfigPath)}}
 	}
 	e := &runEval{src: src, plan: plan, m: m, workers: workersOr(opt.Workers), used: map[string]bool{}, decoded: map[string]*model.Tensor{}}
@@ -78,7 +74,7 @@ func (e *runEval) run(ctx context.Context) (*archive.Quality, string, error) {
 	for i := range e.plan.Tensors {
 		t := &e.plan.Tensors[i]
 		if d, ok := e.decoded[t.DuplicateOf]; ok && t.DuplicateOf != "" && e.used[t.Name] {
-			e.decoded[t.Name] = model.NewTensorRounded(t.Name, t.DType, t.Shape, d.Float32())
+			e.decoded[t.Name] = d.Renamed(t.Name) // same dtype and shape (findDuplicates)
 		}
 	}
 	ev := e.plan.evaluator

@@ -105,8 +105,7 @@ func (s *searcher) kl(ctx context.Context, a *presets.Allocation, choice []int) 
 		}
 		dec[name] = d
 		for _, c := range copies {
-			ci := s.infos[c]
-			dec[c] = model.NewTensorRounded(c, ci.DType, ci.Shape, d.Float32())
+			dec[c] = d.Renamed(c) // same dtype and shape (findDuplicates)
 		}
 	}
 	// Tensors a rule fixed are coded as the run will code them, once.
@@ -159,7 +158,7 @@ func (s *searcher) code(ctx context.Context, name string, st []encoder.Params) (
 	if err != nil {
 		return nil, err
 	}
-	if rel := res.RelErr(len(st) - 1); res.Norm2 > 0 && rel >= MaxRelErr {
+	if _, exact := storedExactly(res); exact {
 		return nil, nil
 	}
 	v, err := encoder.DecodeLayers(res.Layers, len(w))

@@ -2,8 +2,6 @@ package compress
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -48,6 +46,16 @@ type qualityPlan struct {
 	evaluator *quality.Evaluator // max_kl's (kept for the run)
 }
 
+// configSHA256 is the hex SHA-256 of m's config file, which a plan records
+// (ModelRef) and a run checks.
+func configSHA256(m *quality.Model) (string, error) {
+	b, err := os.ReadFile(m.ConfigPath)
+	if err != nil {
+		return "", err
+	}
+	return sha256Hex(b), nil
+}
+
 // planQuality resolves the model, the objective (measuring sensitivities
 // for the output objective) and whether the run evaluates.
 func planQuality(ctx context.Context, src checkpoint.Source, s Settings, dups []string, opt PlanOptions) (*qualityPlan, error) {
@@ -83,12 +91,11 @@ func planQuality(ctx context.Context, src checkpoint.Source, s Settings, dups []
 			return nil, err
 		default:
 			q.model = m
-			b, err := os.ReadFile(m.ConfigPath)
+			sum, err := configSHA256(m)
 			if err != nil {
 				return nil, err
 			}
-			sum := sha256.Sum256(b)
-			q.ref = &ModelRef{Arch: m.Config.Arch, ConfigSHA256: hex.EncodeToString(sum[:])}
+			q.ref = &ModelRef{Arch: m.Config.Arch, ConfigSHA256: sum}
 		}
 	}
 	m := q.model

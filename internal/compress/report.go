@@ -123,9 +123,6 @@ type TensorStat struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// SNRdB is 10·log10(‖w‖²/‖w−ŵ‖²); nil when the error is 0 (exact).
-func SNRdB(norm2, sqErr float64) *float64 { return archive.SNRdB(norm2, sqErr) }
-
 // finish computes the derived totals.
 func (r *Report) finish() {
 	if r.OutputBytes > 0 {

@@ -29,6 +29,20 @@ import (
 // near the float32 limit, beyond its exponent range.
 const MaxRelErr = 0.9
 
+// storedExactly rounds res's error figures as the archive records them
+// (archive.RoundStat) and applies the MaxRelErr rule to its last layer:
+// rel is the coded relative error, exact whether the run stores the
+// tensor exactly instead. The run and the max_kl search both decide here,
+// so the search measures the plan the run writes.
+func storedExactly(res *encoder.Result) (rel float64, exact bool) {
+	res.Norm2 = archive.RoundStat(res.Norm2)
+	for k := range res.SqErr {
+		res.SqErr[k] = archive.RoundStat(res.SqErr[k])
+	}
+	rel = res.RelErr(len(res.Layers) - 1)
+	return rel, res.Norm2 > 0 && rel >= MaxRelErr
+}
+
 // RunOptions tune Run; none of them changes the archive.
 type RunOptions struct {
 	// Workers is the number of encoder goroutines (0: GOMAXPROCS). Several
@@ -412,14 +426,9 @@ func encodeOne(ctx context.Context, src checkpoint.Source, plan *Plan, j *job, w
 		}
 		return fmt.Errorf("%s: %w", src.Path(), err)
 	}
-	// The archive stores these figures rounded, and everything below
+	// The archive stores the error figures rounded, and everything below
 	// (the exact-storage check, the report) uses what it stores.
-	res.Norm2 = archive.RoundStat(res.Norm2)
-	for k := range res.SqErr {
-		res.SqErr[k] = archive.RoundStat(res.SqErr[k])
-	}
-	last := len(res.Layers) - 1
-	if rel := res.RelErr(last); res.Norm2 > 0 && rel >= MaxRelErr {
+	if rel, exact := storedExactly(res); exact {
 		// The code would lose the tensor: keep it exactly.
 		raw, err := readRaw(src, plan, t, opt.PlanPath)
 		if err != nil {
@@ -436,7 +445,7 @@ func encodeOne(ctx context.Context, src checkpoint.Source, plan *Plan, j *job, w
 	j.stat.Codec = LayersString(t.Layers)
 	for k := range res.Layers {
 		j.stat.RelErr = append(j.stat.RelErr, res.RelErr(k))
-		j.stat.SNRdB = append(j.stat.SNRdB, SNRdB(res.Norm2, res.SqErr[k]))
+		j.stat.SNRdB = append(j.stat.SNRdB, archive.SNRdB(res.Norm2, res.SqErr[k]))
 	}
 	return nil
 }

@@ -119,8 +119,7 @@ func (p *Plan) readSidecars(src checkpoint.Source, planPath string) ([]archive.F
 		if err != nil {
 			return nil, err
 		}
-		sum := sha256.Sum256(b)
-		if got := hex.EncodeToString(sum[:]); int64(len(b)) != s.Size || got != s.SHA256 {
+		if got := sha256Hex(b); int64(len(b)) != s.Size || got != s.SHA256 {
 			return nil, &MismatchError{Plan: planPath, Diffs: []string{fmt.Sprintf("sidecar %s is %d bytes with SHA-256 %s, the plan's %d bytes with %s (it changed since planning)",
 				s.Name, len(b), short(got), s.Size, short(s.SHA256))}}
 		}

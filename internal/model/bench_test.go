@@ -19,7 +19,7 @@ func BenchmarkLinear(b *testing.B) {
 	for _, sh := range []struct{ rows, in, out int }{{2048, 768, 768}, {2048, 768, 2048}, {2048, 2048, 768}, {16, 768, 2048}} {
 		for _, dt := range []string{"F32", "BF16"} {
 			x := randFloats(rng, sh.rows*sh.in)
-			w := roundedTensor("w", dt, []int64{int64(sh.out), int64(sh.in)}, randFloats(rng, sh.out*sh.in))
+			w := NewTensorRounded("w", dt, []int64{int64(sh.out), int64(sh.in)}, randFloats(rng, sh.out*sh.in))
 			y := make([]float32, sh.rows*sh.out)
 			for _, nw := range []int{1, runtime.GOMAXPROCS(0)} {
 				b.Run(fmt.Sprintf("%dx%dx%d/%s/workers=%d", sh.rows, sh.in, sh.out, dt, nw), func(b *testing.B) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"github.com/seedlm/seedlm/internal/detmath"
 )
 
 // State is a batch of sequences between decoder layers: the hidden state of
@@ -224,7 +226,7 @@ func (m *Model) ropeFor(n int) *ropeTable {
 	}
 	half := m.Cfg.HeadDim / 2
 	t := &ropeTable{n: n, half: half, cos: make([]float32, n*half), sin: make([]float32, n*half)}
-	lt := logDet(m.Cfg.RopeTheta)
+	lt := detmath.Log(m.Cfg.RopeTheta)
 	freq := make([]float64, half)
 	for i := range freq {
 		freq[i] = expDet(-float64(float64(2*i)/float64(m.Cfg.HeadDim)) * lt)

@@ -1,14 +1,10 @@
 package model
 
-import (
-	"math"
+import "math"
 
-	"github.com/seedlm/seedlm/internal/detmath"
-)
-
-// The package's own exp, log, sin and cos, in float64. Why not package
-// math: its functions may be assembly on one architecture and Go on
-// another, and Go may fuse a*b+c into one FMA on arm64 but not on amd64, so
+// The package's own exp, sin and cos, in float64 (log is detmath.Log, for
+// the same reason). Why not package math: its functions may be assembly on
+// one architecture and Go on another, and Go may fuse a*b+c into one FMA on arm64 but not on amd64, so
 // their last bit can differ across machines; one flipped bit in a softmax
 // can change a sampled token. Here every product is wrapped in an explicit
 // float64() conversion, which the Go spec says prevents fusion, so the
@@ -71,9 +67,6 @@ func expSeries(x float64) float64 {
 	}
 	return p
 }
-
-// logDet is ln x (detmath.Log: the same bits on every architecture).
-func logDet(x float64) float64 { return detmath.Log(x) }
 
 // π/2 in three parts (fdlibm): the first two have 33 significant bits, so
 // k·part is exact for |k| < 2^20.

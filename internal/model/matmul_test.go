@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand"
 	"testing"
+
+	"github.com/seedlm/seedlm/internal/detmath"
 )
 
 func randFloats(rng *rand.Rand, n int) []float32 {
@@ -94,7 +96,7 @@ func TestLinearIndependentOfWorkersAndDType(t *testing.T) {
 	wf := randFloats(rng, outs*in)
 	bias := randFloats(rng, outs)
 	for _, dt := range []string{"F32", "BF16", "F16"} {
-		w := roundedTensor("w", dt, []int64{int64(outs), int64(in)}, append([]float32(nil), wf...))
+		w := NewTensorRounded("w", dt, []int64{int64(outs), int64(in)}, append([]float32(nil), wf...))
 		wv := w.Float32()
 		var first []float32
 		for _, nw := range []int{1, 2, 5, 16} {
@@ -123,7 +125,7 @@ func TestDeterministicMath(t *testing.T) {
 			t.Fatalf("exp(%g) = %g, want %g", x, e, w)
 		}
 		y := math.Ldexp(rng.Float64()+0.5, rng.Intn(200)-100)
-		if l, w := logDet(y), math.Log(y); math.Abs(l-w) > 4e-16*math.Max(1, math.Abs(w)) {
+		if l, w := detmath.Log(y), math.Log(y); math.Abs(l-w) > 4e-16*math.Max(1, math.Abs(w)) {
 			t.Fatalf("log(%g) = %.17g, want %.17g", y, l, w)
 		}
 		a := rng.Float64() * 1e5

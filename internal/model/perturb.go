@@ -1,6 +1,10 @@
 package model
 
-import "math"
+import (
+	"math"
+
+	"github.com/seedlm/seedlm/internal/detmath"
+)
 
 // Perturb returns t plus Gaussian noise scaled so that ‖noise‖ = rel·‖t‖
 // exactly, as an F32 tensor (t is not modified). The noise is a fixed
@@ -20,7 +24,7 @@ func Perturb(t *Tensor, rel float64, seed uint64) *Tensor {
 	}
 	for i := 0; i < len(z); i += 2 {
 		// Box–Muller with the package's deterministic log, sin and cos.
-		r := math.Sqrt(-2 * logDet(next()))
+		r := math.Sqrt(-2 * detmath.Log(next()))
 		sn, cs := sinCosDet(2 * math.Pi * next())
 		z[i] = float64(r * cs)
 		if i+1 < len(z) {

@@ -51,7 +51,7 @@ func random(c *Config, seed int64, dtype string, allBiases bool) *memWeights {
 				w[i] = float32(rng.NormFloat64() * sd)
 			}
 		}
-		t := roundedTensor(s.Name, dtype, s.Shape, w)
+		t := NewTensorRounded(s.Name, dtype, s.Shape, w)
 		if len(s.Shape) == 1 {
 			t = NewTensorF32(s.Name, s.Shape, w)
 		}

@@ -1,14 +1,17 @@
 package model
 
+import "github.com/seedlm/seedlm/internal/detmath"
+
 // LogSoftmax sets dst[i] = logits[i] − log Σ_j e^logits[j], in float64 with
-// the package's deterministic exp and log (same bits on every machine).
+// the package's deterministic exp and detmath.Log (same bits on every
+// machine).
 func LogSoftmax(dst []float64, logits []float32) {
 	mx := maxLogit(logits)
 	var s float64
 	for _, v := range logits {
 		s += expDet(float64(v) - mx)
 	}
-	ls := mx + logDet(s)
+	ls := mx + detmath.Log(s)
 	for i, v := range logits {
 		dst[i] = float64(v) - ls
 	}

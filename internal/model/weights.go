@@ -60,11 +60,6 @@ func NewTensor(name, dt string, shape []int64, raw []byte) (*Tensor, error) {
 // rounding to nearest even: what decompress writes for a coded tensor of
 // that source dtype. Dtypes other than BF16 and F16 give F32.
 func NewTensorRounded(name, dt string, shape []int64, w []float32) *Tensor {
-	return roundedTensor(name, dt, shape, w)
-}
-
-// roundedTensor is NewTensorRounded.
-func roundedTensor(name, dt string, shape []int64, w []float32) *Tensor {
 	t := &Tensor{Name: name, DType: dt, Shape: append([]int64(nil), shape...)}
 	switch dt {
 	case "BF16":
@@ -90,6 +85,14 @@ func (t *Tensor) Len() int {
 		return len(t.f32)
 	}
 	return len(t.u16)
+}
+
+// Renamed is t under another name, sharing its values (read-only): a
+// duplicate tensor's copy, with no conversion.
+func (t *Tensor) Renamed(name string) *Tensor {
+	c := *t
+	c.Name = name
+	return &c
 }
 
 // Bytes is the tensor's size in memory.
@@ -205,7 +208,7 @@ func (w archiveWeights) Tensor(name string) (*Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return roundedTensor(name, e.DType, e.Shape, v), nil
+	return NewTensorRounded(name, e.DType, e.Shape, v), nil
 }
 
 // Override serves some tensors from memory and the rest from base: for

@@ -23,24 +23,36 @@ type Evaluator struct {
 
 // NewEvaluator loads the original from w, samples t from it and scores it.
 func NewEvaluator(ctx context.Context, m *Model, w model.Weights, t Text, workers int) (*Evaluator, error) {
-	base, err := model.Load(ctx, m.Config, w)
+	base, t, txt, ref, err := reference(ctx, m, w, t, workers, "evaluation text", "evaluation text")
 	if err != nil {
 		return nil, err
+	}
+	return &Evaluator{Model: m, Text: t, Description: txt.Source, base: base, ref: ref}, nil
+}
+
+// reference loads the original from w with workers goroutines, samples t
+// (capped to its context) from it and scores it: what the evaluation and
+// the sensitivity probes both start from. text names the text when the
+// context leaves no room for it; stage prefixes sampling and scoring errors.
+func reference(ctx context.Context, m *Model, w model.Weights, t Text, workers int, text, stage string) (*model.Model, Text, *eval.Text, *eval.Reference, error) {
+	base, err := model.Load(ctx, m.Config, w)
+	if err != nil {
+		return nil, t, nil, nil, err
 	}
 	base.Workers = workers
 	t = t.Capped(m.Config)
 	if t.Tokens <= 0 {
-		return nil, fmt.Errorf("%s: the context leaves no room for evaluation text", m.ConfigPath)
+		return nil, t, nil, nil, fmt.Errorf("%s: the context leaves no room for %s", m.ConfigPath, text)
 	}
 	txt, err := eval.Sample(ctx, base, eval.SampleOptions{Samples: t.Samples, Tokens: t.Tokens, Seed: t.Seed})
 	if err != nil {
-		return nil, fmt.Errorf("evaluation text: %w", err)
+		return nil, t, nil, nil, fmt.Errorf("%s: %w", stage, err)
 	}
 	ref, err := eval.NewReference(ctx, base, txt, nil)
 	if err != nil {
-		return nil, fmt.Errorf("evaluation text: %w", err)
+		return nil, t, nil, nil, fmt.Errorf("%s: %w", stage, err)
 	}
-	return &Evaluator{Model: m, Text: t, Description: txt.Source, base: base, ref: ref}, nil
+	return base, t, txt, ref, nil
 }
 
 // Candidate is the original with the decoded tensors in place of its own

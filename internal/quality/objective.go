@@ -7,7 +7,6 @@ import (
 	"sort"
 
 	"github.com/seedlm/seedlm/internal/checkpoint"
-	"github.com/seedlm/seedlm/internal/eval"
 	"github.com/seedlm/seedlm/internal/model"
 	"github.com/seedlm/seedlm/internal/sensitivity"
 )
@@ -107,22 +106,9 @@ func ProbeCount(m *Model) (int, string) {
 // of the model in memory, in its stored dtype), with workers goroutines
 // (the results do not depend on them).
 func Measure(ctx context.Context, m *Model, w model.Weights, workers int, progress func(done, total int)) (*Sensitivities, error) {
-	mm, err := model.Load(ctx, m.Config, w)
+	mm, pt, _, ref, err := reference(ctx, m, w, ProbeText, workers, "probe text", "sensitivity probes")
 	if err != nil {
 		return nil, err
-	}
-	mm.Workers = workers
-	pt := ProbeText.Capped(m.Config)
-	if pt.Tokens <= 0 {
-		return nil, fmt.Errorf("%s: the context leaves no room for probe text", m.ConfigPath)
-	}
-	txt, err := eval.Sample(ctx, mm, eval.SampleOptions{Samples: pt.Samples, Tokens: pt.Tokens, Seed: pt.Seed})
-	if err != nil {
-		return nil, fmt.Errorf("sensitivity probes: %w", err)
-	}
-	ref, err := eval.NewReference(ctx, mm, txt, nil)
-	if err != nil {
-		return nil, fmt.Errorf("sensitivity probes: %w", err)
 	}
 	_, design := ProbeCount(m)
 	r, err := sensitivity.Measure(ctx, mm, ref, sensitivity.Options{Rel: ProbeRel, Seed: 1, Pooled: design == Pooled, Progress: progress})
