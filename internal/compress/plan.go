@@ -405,10 +405,6 @@ func (p *Plan) WriteFile(path string, overwrite bool) error {
 		f.Close()
 		return err
 	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
 	if err := f.Close(); err != nil {
 		return err
 	}
