@@ -34,10 +34,18 @@ func (o *mergeOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVarP(&o.Output, "output", "o", "", "archive to write (default: the parts' common name, X for X.part-I-of-N.seedlm)")
 	fs.BoolVar(&o.Force, "force", false, "replace an existing output archive (never a part)")
 	fs.BoolVar(&o.JSON, "json", false, "print the summary as one JSON object on stdout")
-	fs.BoolVarP(&o.Quiet, "quiet", "q", false, "no summary (errors are still printed)")
+	fs.BoolP(flagName(keyQuiet), "q", false, "no summary (errors are still printed)")
 	fs.StringVar(&o.Original, "original", "", "the model the parts were compressed from: needed when the plan evaluates the compressed model (merge measures the merged model's KL and top-1, as compress would have)")
 	fs.StringVar(&o.ModelConfig, "model-config", "", "the model's config.json, with --original (default: beside it)")
-	fs.IntVar(&o.Workers, "workers", 0, "goroutines for the evaluation (0: one per CPU); never changes the output")
+	fs.Int(flagName(keyWorkers), 0, "goroutines for the evaluation (0: one per CPU); never changes the output")
+}
+
+// resolve reads quiet and workers as every command does (flag, SEEDLM_*
+// environment, config file).
+func (o *mergeOptions) resolve(c *config) error {
+	var err error
+	o.Quiet, o.Workers, err = c.quietAndWorkers()
+	return err
 }
 
 func newMergeCmd(a *app) *cobra.Command {
@@ -61,9 +69,9 @@ A folder argument stands for the part archives in it (*.part-I-of-N.seedlm).`,
 			}
 			return nil
 		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runMerge(cmd.Context(), &o, args, a.stdout, a.stderr)
-		},
+		RunE: a.configured(o.resolve, func(ctx context.Context, args []string) error {
+			return runMerge(ctx, &o, args, a.stdout, a.stderr)
+		}),
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
